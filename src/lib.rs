@@ -1,0 +1,18 @@
+//! postgate: YAML upload profiles compiled into S3 POST policies and signed with SigV4.
+//!
+//! The pipeline: YAML file → `profile::RawProfile` → `profile::Profile` → `registry::Snapshot`
+//! → admission (`profile::admit`) → `sign::presign` → `{url, fields}`. See ARCHITECTURE.md.
+
+pub mod config;
+pub mod profile;
+pub mod registry;
+pub mod secret;
+pub mod sign;
+
+/// The JSON Schema of a profile file, as `schema/profile.schema.json` holds it.
+pub fn profile_schema() -> String {
+    let schema = schemars::schema_for!(profile::RawProfile);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
+}

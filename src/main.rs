@@ -1,0 +1,196 @@
+//! The `postgate` command line: check, explain, schema, sign.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use postgate::config::{GatewayConfig, process_env};
+use postgate::profile::conditions::explain_text;
+use postgate::profile::{Context, UploadRequest, admit};
+use postgate::registry::{self, Snapshot};
+use postgate::sign::presign;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "postgate",
+    version,
+    about = "Policy-as-config upload gateway for S3 presigned POST forms"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// The gateway config file; `postgate.yaml` is read when present.
+    #[arg(long, global = true, env = "POSTGATE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate and compile every profile; print all diagnostics; exit non-zero on error.
+    Check {
+        /// The policies directory (default: the config's `policies`, else `policies`).
+        dir: Option<PathBuf>,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Print a compiled profile: its settings and its condition list with placeholders shown.
+    Explain {
+        profile: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of a profile file.
+    Schema,
+    /// Sign a form for a profile and print it as JSON.
+    Sign(SignArgs),
+}
+
+#[derive(Args)]
+struct SignArgs {
+    profile: String,
+    /// A var value, `name=value`; repeat for several.
+    #[arg(long = "var", value_parser = parse_pair)]
+    vars: Vec<(String, String)>,
+    #[arg(long)]
+    filename: Option<String>,
+    #[arg(long)]
+    content_type: Option<String>,
+    /// The exact size of the file in bytes.
+    #[arg(long)]
+    size: Option<u64>,
+    /// A metadata value, `name=value`; repeat for several.
+    #[arg(long = "meta", value_parser = parse_pair)]
+    metadata: Vec<(String, String)>,
+    /// The app `${app}` resolves to.
+    #[arg(long, default_value = "cli")]
+    app: String,
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not `name=value`"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("postgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.global.config.clone().or_else(|| {
+        let default = PathBuf::from("postgate.yaml");
+        default.is_file().then_some(default)
+    });
+    let config = GatewayConfig::load(config_path.as_deref())?;
+    match cli.command {
+        Command::Schema => {
+            print!("{}", postgate::profile_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { dir, deny_warnings } => {
+            let dir = dir.unwrap_or_else(|| config.policies.clone());
+            match registry::load(&dir, &config.store_names()) {
+                Ok(snapshot) => {
+                    for warning in &snapshot.warnings {
+                        eprintln!("{warning}");
+                    }
+                    let count = snapshot.profiles.len();
+                    if deny_warnings && !snapshot.warnings.is_empty() {
+                        eprintln!(
+                            "{}: {count} profiles, {} warnings (denied)",
+                            dir.display(),
+                            snapshot.warnings.len()
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    println!(
+                        "{}: {count} profiles ok, {} warnings",
+                        dir.display(),
+                        snapshot.warnings.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(diags) => {
+                    for diag in &diags {
+                        eprintln!("{diag}");
+                    }
+                    let errors = diags.iter().filter(|d| d.is_error()).count();
+                    eprintln!("{}: {errors} errors; nothing loaded", dir.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Explain { profile, dir } => {
+            let snapshot = load(&dir.unwrap_or_else(|| config.policies.clone()), &config)?;
+            let profile = find(&snapshot, &profile)?;
+            print!("{}", explain_text(profile));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign(args) => {
+            let snapshot = load(
+                &args.dir.clone().unwrap_or_else(|| config.policies.clone()),
+                &config,
+            )?;
+            let profile = find(&snapshot, &args.profile)?;
+            let store = config.resolve_store(profile.store(), &process_env)?;
+            let request = UploadRequest {
+                vars: args.vars.into_iter().collect(),
+                filename: args.filename,
+                content_type: args.content_type,
+                size: args.size,
+                metadata: args.metadata.into_iter().collect(),
+            };
+            let now = OffsetDateTime::now_utc();
+            let ctx = Context {
+                app: &args.app,
+                now,
+                uuid: Uuid::now_v7(),
+            };
+            let upload = match admit(profile, &request, &ctx) {
+                Ok(upload) => upload,
+                Err(refusals) => {
+                    for refusal in &refusals {
+                        eprintln!("{refusal}");
+                    }
+                    bail!("profile `{}` refused the request", args.profile);
+                }
+            };
+            let post = presign(&upload, &store, now);
+            println!("{}", serde_json::to_string_pretty(&post)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load(dir: &Path, config: &GatewayConfig) -> anyhow::Result<Snapshot> {
+    registry::load(dir, &config.store_names()).map_err(|diags| {
+        let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{} has errors:\n{}", dir.display(), text.join("\n"))
+    })
+}
+
+fn find<'s>(snapshot: &'s Snapshot, name: &str) -> anyhow::Result<&'s postgate::profile::Profile> {
+    snapshot.get(name).map(|p| p.as_ref()).with_context(|| {
+        let names: Vec<&str> = snapshot.profiles.keys().map(String::as_str).collect();
+        format!("no profile `{name}`; profiles: {}", names.join(", "))
+    })
+}

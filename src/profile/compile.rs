@@ -1,0 +1,843 @@
+//! The compiler: `RawProfile` → `Profile`, refusing unsafe profiles.
+//!
+//! Every problem is collected, never just the first, each with the dotted path of what is wrong
+//! and what would be right. Pure: no IO, no clock.
+
+use std::time::Duration;
+
+use regex::{Regex, RegexBuilder};
+
+use super::raw::{RawByteSize, RawContentType, RawMetadata, RawProfile};
+use super::template::{Part, Placeholder, Template};
+use super::{
+    ContentTypeRule, DEFAULT_EXPIRES_IN, DEFAULT_VAR_PATTERN, Diagnostic, MAX_EXPIRES_IN,
+    MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_UPLOAD_BYTES, MetadataRule, MetadataValue, Profile,
+    ProfileName, SizeRange, Var,
+};
+
+/// S3 POST form fields a profile may pin under `fields`, in their usual spelling.
+pub const KNOWN_FIELDS: &[&str] = &[
+    "acl",
+    "Cache-Control",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Expires",
+    "success_action_redirect",
+    "success_action_status",
+    "tagging",
+    "x-amz-storage-class",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-website-redirect-location",
+    "x-amz-checksum-algorithm",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+];
+
+/// Canned ACLs that keep an object private.
+const PRIVATE_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-owner-full-control"];
+/// Canned ACLs that publish an object; allowed only with `public: true`.
+const PUBLIC_ACLS: &[&str] = &[
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "aws-exec-read",
+];
+
+/// Types browsers render inline, where an uploaded file can run script in the bucket's origin.
+const INLINE_RENDERED: &[&str] = &[
+    "text/html",
+    "image/svg+xml",
+    "application/xhtml+xml",
+    "text/xml",
+    "application/xml",
+];
+
+/// Names under `vars` that would shadow a built-in placeholder.
+const BUILT_INS: &[&str] = &["filename", "uuid", "date", "app"];
+
+/// Above this a POST policy document is worth a warning (forms carry it base64-encoded).
+const POLICY_WARN_BYTES: usize = 1024;
+
+/// Compiles a raw profile. On success the profile carries its warnings; on failure the list
+/// holds every error and warning.
+pub fn compile(name: ProfileName, raw: RawProfile) -> Result<Profile, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+
+    check_bucket(&raw.bucket, &mut diags);
+    let store = raw.store.clone().unwrap_or_else(|| "default".to_owned());
+    if !is_simple_name(&store) {
+        diags.push(Diagnostic::error(
+            "store",
+            format!("`{store}` is not a store name: use a-z, 0-9, `_`, `-`"),
+        ));
+    }
+
+    let vars = compile_vars(&raw, &mut diags);
+    let var_names: Vec<String> = raw.vars.keys().cloned().collect();
+    let key = compile_key(&raw.key, &var_names, &mut diags);
+    let expires_in = compile_expires_in(raw.expires_in.as_deref(), &mut diags);
+    let size = compile_size(&raw, &mut diags);
+    let content_type = raw
+        .content_type
+        .as_ref()
+        .and_then(|rule| compile_content_type(rule, &mut diags));
+    let metadata = compile_metadata(&raw, &var_names, &mut diags);
+    let fields = compile_fields(&raw, &mut diags);
+
+    if let Some(apps) = &raw.apps {
+        for (i, app) in apps.iter().enumerate() {
+            if !is_simple_name(app) {
+                diags.push(Diagnostic::error(
+                    format!("apps[{i}]"),
+                    format!("`{app}` is not an app name: use a-z, 0-9, `_`, `-`"),
+                ));
+            }
+        }
+        if apps.is_empty() {
+            diags.push(Diagnostic::warning(
+                "apps",
+                "the list is empty, so no app may use this profile; omit `apps` to allow every app",
+            ));
+        }
+    }
+
+    if let Some(key) = &key {
+        warn_unused_vars(&var_names, key, &metadata, &mut diags);
+        if key.placeholders().next().is_none() {
+            diags.push(Diagnostic::warning(
+                "key",
+                "the key has no placeholder, so every upload overwrites the same object; add `${uuid}` or `${filename}`",
+            ));
+        }
+    }
+    if let Some(rule) = &content_type {
+        warn_inline_rendering(rule, &fields, &mut diags);
+    }
+
+    let (Some(key), Some(size), Some(expires_in)) = (key, size, expires_in) else {
+        return Err(sorted(diags));
+    };
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(sorted(diags));
+    }
+
+    let mut profile = Profile {
+        name,
+        description: raw.description,
+        bucket: raw.bucket,
+        store,
+        key,
+        vars,
+        expires_in,
+        size,
+        content_type,
+        metadata,
+        fields,
+        apps: raw.apps,
+        warnings: Vec::new(),
+    };
+    let policy_bytes = estimated_policy_bytes(&profile);
+    if policy_bytes > POLICY_WARN_BYTES {
+        diags.push(Diagnostic::warning(
+            "",
+            format!(
+                "the POST policy document is about {policy_bytes} bytes (over 1 KiB); forms carry it base64-encoded in every upload"
+            ),
+        ));
+    }
+    profile.warnings = sorted(diags);
+    Ok(profile)
+}
+
+fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    // Errors first; otherwise the order the compiler found them in, which follows the file.
+    diags.sort_by_key(|d| d.severity);
+    diags
+}
+
+fn is_simple_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// S3 general-purpose bucket naming rules.
+fn check_bucket(bucket: &str, diags: &mut Vec<Diagnostic>) {
+    let mut problems = Vec::new();
+    if !(3..=63).contains(&bucket.len()) {
+        problems.push("must be 3 to 63 characters long");
+    }
+    if !bucket
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        problems.push("may contain only lowercase letters, digits, `.` and `-`");
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge_ok(bucket.chars().next()) || !edge_ok(bucket.chars().last()) {
+        problems.push("must begin and end with a letter or digit");
+    }
+    if bucket.contains("..") || bucket.contains(".-") || bucket.contains("-.") {
+        problems.push("must not contain `..`, `.-` or `-.`");
+    }
+    if bucket.split('.').count() == 4 && bucket.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        problems.push("must not be formatted as an IP address");
+    }
+    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if bucket.starts_with(prefix) {
+            problems.push(
+                "must not start with a prefix S3 reserves (`xn--`, `sthree-`, `amzn-s3-demo-`)",
+            );
+        }
+    }
+    for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+        if bucket.ends_with(suffix) {
+            problems.push("must not end with a suffix S3 reserves (`-s3alias`, `--ol-s3`, `.mrap`, `--x-s3`, `--table-s3`)");
+        }
+    }
+    for problem in problems {
+        diags.push(Diagnostic::error(
+            "bucket",
+            format!("`{bucket}` is not a valid S3 bucket name: it {problem}"),
+        ));
+    }
+}
+
+/// Compiles `pattern` as a full-match regex with a bounded size.
+fn full_match_regex(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|error| {
+            // The regex crate's message spans several lines; keep the last (the reason).
+            let text = error.to_string();
+            let reason = text.lines().last().unwrap_or("invalid").trim().to_owned();
+            format!("`{pattern}` is not a valid regular expression: {reason}")
+        })
+}
+
+fn compile_vars(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<Var> {
+    let mut vars = Vec::new();
+    for (name, raw_var) in &raw.vars {
+        let path = format!("vars.{name}");
+        let name_ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && name.len() <= 32;
+        if !name_ok {
+            diags.push(Diagnostic::error(
+                &path,
+                format!("`{name}` is not a var name: use lowercase letters, digits and `_`, starting with a letter or `_`"),
+            ));
+            continue;
+        }
+        if BUILT_INS.contains(&name.as_str()) {
+            diags.push(Diagnostic::error(
+                &path,
+                format!("`${{{name}}}` is built in and cannot be declared as a var"),
+            ));
+            continue;
+        }
+        let source = raw_var.pattern.as_deref().unwrap_or(DEFAULT_VAR_PATTERN);
+        match full_match_regex(source) {
+            Ok(pattern) if pattern.is_match("") && source.is_empty() => {
+                diags.push(Diagnostic::error(
+                    format!("{path}.pattern"),
+                    "an empty pattern matches only the empty value, which is never accepted",
+                ))
+            }
+            Ok(pattern) => vars.push(Var {
+                name: name.clone(),
+                pattern,
+                pattern_source: source.to_owned(),
+                description: raw_var.description.clone(),
+            }),
+            Err(message) => diags.push(Diagnostic::error(format!("{path}.pattern"), message)),
+        }
+    }
+    vars
+}
+
+fn compile_key(text: &str, var_names: &[String], diags: &mut Vec<Diagnostic>) -> Option<Template> {
+    let before = diags.len();
+    let template = match Template::parse(text, var_names) {
+        Ok(template) => template,
+        Err(error) => {
+            diags.push(Diagnostic::error("key", error.to_string()));
+            return None;
+        }
+    };
+    if text.is_empty() {
+        diags.push(Diagnostic::error("key", "the key is empty"));
+    }
+    if text.starts_with('/') {
+        diags.push(Diagnostic::error(
+            "key",
+            "a key must not start with `/`: S3 would store an empty first segment",
+        ));
+    }
+    let parts = template.parts();
+    let filename_count = template
+        .placeholders()
+        .filter(|p| *p == Placeholder::Filename)
+        .count();
+    if filename_count > 1 {
+        diags.push(Diagnostic::error(
+            "key",
+            "`${filename}` may appear only once",
+        ));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        if let Part::Placeholder(Placeholder::Filename, _) = part {
+            let after_slash =
+                i > 0 && matches!(&parts[i - 1], Part::Literal(text) if text.ends_with('/'));
+            if i + 1 != parts.len() || !after_slash {
+                diags.push(Diagnostic::error(
+                    "key",
+                    "`${filename}` is allowed only at the end of the key, right after a `/` (like `uploads/${user}/${filename}`)",
+                ));
+            }
+        }
+    }
+    // Placeholder values are never empty and never contain `/`, so the segments a key can have
+    // are decided by its literal text: check them with each placeholder standing for "x".
+    let shape: String = parts
+        .iter()
+        .map(|part| match part {
+            Part::Literal(text) => text.as_str(),
+            Part::Placeholder(..) => "x",
+        })
+        .collect();
+    let segments: Vec<&str> = shape.split('/').collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        if *segment == "." || *segment == ".." {
+            diags.push(Diagnostic::error(
+                "key",
+                format!("the key has a `{segment}` segment; use a name"),
+            ));
+        } else if segment.is_empty() && i > 0 && !last {
+            diags.push(Diagnostic::error(
+                "key",
+                "the key has an empty segment (`//`)",
+            ));
+        } else if segment.is_empty() && last && !shape.is_empty() {
+            diags.push(Diagnostic::error(
+                "key",
+                "the key ends with `/`; end it with a name or `${filename}`",
+            ));
+        }
+    }
+    if let Some(bad) = text.chars().find(|c| is_forbidden_char(*c)) {
+        diags.push(Diagnostic::error(
+            "key",
+            format!(
+                "the key contains the control or bidirectional character U+{:04X}",
+                bad as u32
+            ),
+        ));
+    }
+    if template.literal_len() >= MAX_KEY_BYTES {
+        diags.push(Diagnostic::error(
+            "key",
+            format!(
+                "the key's fixed text is {} bytes; S3 keys are at most {MAX_KEY_BYTES}",
+                template.literal_len()
+            ),
+        ));
+    }
+    (diags.len() == before).then_some(template)
+}
+
+/// Characters no value, key or field may contain: controls and bidirectional overrides, which
+/// make a key display as something it is not.
+pub(crate) fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+fn compile_expires_in(text: Option<&str>, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+    let Some(text) = text else {
+        return Some(DEFAULT_EXPIRES_IN);
+    };
+    match humantime::parse_duration(text.trim()) {
+        Ok(duration) if duration.is_zero() => {
+            diags.push(Diagnostic::error(
+                "expires_in",
+                "a form that expires at once is useless; use at least `1s`",
+            ));
+            None
+        }
+        Ok(duration) if duration > MAX_EXPIRES_IN => {
+            diags.push(Diagnostic::error(
+                "expires_in",
+                format!("`{text}` is above 7 days, the longest a SigV4 signature may be valid"),
+            ));
+            None
+        }
+        Ok(duration) if duration.subsec_nanos() != 0 => {
+            diags.push(Diagnostic::error(
+                "expires_in",
+                format!("`{text}` is not a whole number of seconds"),
+            ));
+            None
+        }
+        Ok(duration) => Some(duration),
+        Err(error) => {
+            diags.push(Diagnostic::error(
+                "expires_in",
+                format!("`{text}` is not a duration ({error}); write it like `10m`, `1h`, `2days`"),
+            ));
+            None
+        }
+    }
+}
+
+/// Parses a byte count: a number, or a number with a unit (`5MiB`, `10 MB`).
+pub(crate) fn parse_byte_size(value: &RawByteSize) -> Result<u64, String> {
+    match value {
+        RawByteSize::Bytes(bytes) => Ok(*bytes),
+        RawByteSize::Text(text) => text
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|size| size.as_u64())
+            .map_err(|_| format!("`{text}` is not a byte size; write it like `5MiB`, `10 MB` or a number of bytes")),
+    }
+}
+
+/// Formats a byte count the way an operator would write it.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "TiB"),
+        (1 << 30, "GiB"),
+        (1 << 20, "MiB"),
+        (1 << 10, "KiB"),
+    ];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    if bytes == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn compile_size(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Option<SizeRange> {
+    let Some(size) = &raw.size else {
+        diags.push(Diagnostic::error(
+            "size",
+            "missing: every profile needs a size range, like `size: { min: 1, max: 5MiB }`",
+        ));
+        return None;
+    };
+    let mut ok = true;
+    let mut parse = |value: Option<&RawByteSize>, path: &str| match value.map(parse_byte_size) {
+        None => Some(0),
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(message)) => {
+            diags.push(Diagnostic::error(path, message));
+            ok = false;
+            None
+        }
+    };
+    let min = parse(size.min.as_ref(), "size.min");
+    let max = parse(Some(&size.max), "size.max");
+    let (Some(min), Some(max)) = (min, max) else {
+        return None;
+    };
+    if max > MAX_UPLOAD_BYTES {
+        diags.push(Diagnostic::error(
+            "size.max",
+            format!(
+                "{} is above the 5 GiB limit of a single POST upload",
+                format_bytes(max)
+            ),
+        ));
+        ok = false;
+    }
+    if min > max {
+        diags.push(Diagnostic::error(
+            "size.min",
+            format!(
+                "{} is above size.max ({})",
+                format_bytes(min),
+                format_bytes(max)
+            ),
+        ));
+        ok = false;
+    }
+    ok.then_some(SizeRange { min, max })
+}
+
+/// `type/subtype` with RFC 6838 token characters.
+fn is_media_type(text: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    matches!(text.split_once('/'), Some((kind, sub)) if token(kind) && token(sub))
+}
+
+fn compile_content_type(
+    rule: &RawContentType,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ContentTypeRule> {
+    let given = [
+        rule.prefix.is_some(),
+        rule.one_of.is_some(),
+        rule.exact.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given != 1 {
+        diags.push(Diagnostic::error(
+            "content_type",
+            "give exactly one of `prefix`, `one_of`, `exact`",
+        ));
+        return None;
+    }
+    if let Some(prefix) = &rule.prefix {
+        if prefix.is_empty() {
+            diags.push(Diagnostic::error(
+                "content_type.prefix",
+                "an empty prefix makes `starts-with` match any content type; name a type like `image/`, or omit `content_type`",
+            ));
+            return None;
+        }
+        let (kind, sub) = prefix.split_once('/').unwrap_or((prefix, "x"));
+        if !is_media_type(&format!(
+            "{kind}/{}",
+            if sub.is_empty() { "x" } else { sub }
+        )) {
+            diags.push(Diagnostic::error(
+                "content_type.prefix",
+                format!("`{prefix}` is not the start of a media type like `image/`"),
+            ));
+            return None;
+        }
+        if !prefix.contains('/') {
+            diags.push(Diagnostic::warning(
+                "content_type.prefix",
+                format!(
+                    "`{prefix}` also admits types like `{prefix}x/...`; end the prefix with `/`"
+                ),
+            ));
+        }
+        return Some(ContentTypeRule::Prefix(prefix.clone()));
+    }
+    if let Some(types) = &rule.one_of {
+        if types.is_empty() {
+            diags.push(Diagnostic::error(
+                "content_type.one_of",
+                "the list is empty; name at least one type",
+            ));
+            return None;
+        }
+        let mut ok = true;
+        for (i, t) in types.iter().enumerate() {
+            if !is_media_type(t) {
+                diags.push(Diagnostic::error(
+                    format!("content_type.one_of[{i}]"),
+                    format!("`{t}` is not a media type like `image/png`"),
+                ));
+                ok = false;
+            }
+        }
+        return ok.then(|| ContentTypeRule::OneOf(types.clone()));
+    }
+    let exact = rule.exact.as_deref().unwrap_or_default();
+    if !is_media_type(exact) {
+        diags.push(Diagnostic::error(
+            "content_type.exact",
+            format!("`{exact}` is not a media type like `application/pdf`"),
+        ));
+        return None;
+    }
+    Some(ContentTypeRule::Exact(exact.to_owned()))
+}
+
+fn compile_metadata(
+    raw: &RawProfile,
+    var_names: &[String],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<MetadataRule> {
+    let mut rules = Vec::new();
+    let mut fixed_bytes = 0;
+    for (name, raw_rule) in &raw.metadata {
+        let path = format!("metadata.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            diags.push(Diagnostic::error(
+                &path,
+                format!("`{name}` is not a metadata name: use lowercase letters, digits and `-` (S3 lowercases them)"),
+            ));
+            continue;
+        }
+        let (value, required, description) = match raw_rule {
+            RawMetadata::Fixed(text) => {
+                let template = match Template::parse(text, var_names) {
+                    Ok(template) => template,
+                    Err(error) => {
+                        diags.push(Diagnostic::error(&path, error.to_string()));
+                        continue;
+                    }
+                };
+                if template.uses(Placeholder::Filename) {
+                    diags.push(Diagnostic::error(
+                        &path,
+                        "`${filename}` is substituted by S3 only in the key; it cannot be used in metadata",
+                    ));
+                    continue;
+                }
+                if let Some(bad) = text.chars().find(|c| is_forbidden_char(*c)) {
+                    diags.push(Diagnostic::error(
+                        &path,
+                        format!(
+                            "the value contains the control or bidirectional character U+{:04X}",
+                            bad as u32
+                        ),
+                    ));
+                    continue;
+                }
+                fixed_bytes += name.len() + template.literal_len();
+                (MetadataValue::Fixed(template), true, None)
+            }
+            RawMetadata::Rule(rule) => {
+                let value = match (&rule.one_of, &rule.pattern) {
+                    (Some(_), Some(_)) => {
+                        diags.push(Diagnostic::error(
+                            &path,
+                            "give `one_of` or `pattern`, not both",
+                        ));
+                        continue;
+                    }
+                    (None, None) => {
+                        diags.push(Diagnostic::error(
+                            &path,
+                            "give `one_of` or `pattern` for a value supplied per request, or a string for a fixed value",
+                        ));
+                        continue;
+                    }
+                    (Some(values), None) if values.is_empty() => {
+                        diags.push(Diagnostic::error(
+                            format!("{path}.one_of"),
+                            "the list is empty",
+                        ));
+                        continue;
+                    }
+                    (Some(values), None) => MetadataValue::OneOf(values.clone()),
+                    (None, Some(pattern)) => match full_match_regex(pattern) {
+                        Ok(regex) => MetadataValue::Pattern(regex, pattern.clone()),
+                        Err(message) => {
+                            diags.push(Diagnostic::error(format!("{path}.pattern"), message));
+                            continue;
+                        }
+                    },
+                };
+                (
+                    value,
+                    rule.required.unwrap_or(true),
+                    rule.description.clone(),
+                )
+            }
+        };
+        rules.push(MetadataRule {
+            field: format!("x-amz-meta-{name}"),
+            name: name.clone(),
+            value,
+            required,
+            description,
+        });
+    }
+    if fixed_bytes > MAX_METADATA_BYTES {
+        diags.push(Diagnostic::error(
+            "metadata",
+            format!("the fixed metadata is {fixed_bytes} bytes; S3 allows {MAX_METADATA_BYTES} bytes of user metadata"),
+        ));
+    }
+    rules
+}
+
+/// What to use instead of a field the gateway owns, or `None` when the field is not owned.
+fn owned_field_hint(lower: &str) -> Option<&'static str> {
+    match lower {
+        "key" => Some("use the profile's `key`"),
+        "bucket" => Some("use the profile's `bucket`"),
+        "content-type" => Some("use `content_type`"),
+        "policy"
+        | "x-amz-algorithm"
+        | "x-amz-credential"
+        | "x-amz-date"
+        | "x-amz-signature"
+        | "x-amz-security-token"
+        | "awsaccesskeyid"
+        | "signature" => Some("the gateway signs the form itself"),
+        "file" => Some("the file is the form's last part, sent by the client"),
+        _ if lower.starts_with("x-amz-meta-") => Some("use `metadata`"),
+        _ => None,
+    }
+}
+
+fn compile_fields(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (name, value) in &raw.fields {
+        let path = format!("fields.{name}");
+        let lower = name.to_ascii_lowercase();
+        if let Some(hint) = owned_field_hint(&lower) {
+            diags.push(Diagnostic::error(
+                &path,
+                format!("`{name}` is set by the gateway; {hint}"),
+            ));
+            continue;
+        }
+        let Some(canonical) = KNOWN_FIELDS.iter().find(|k| k.eq_ignore_ascii_case(name)) else {
+            diags.push(Diagnostic::error(
+                &path,
+                format!(
+                    "`{name}` is not an S3 POST form field; known fields: {}",
+                    KNOWN_FIELDS.join(", ")
+                ),
+            ));
+            continue;
+        };
+        if fields.iter().any(|(n, _)| n == canonical) {
+            diags.push(Diagnostic::error(
+                &path,
+                format!("`{canonical}` is given twice"),
+            ));
+            continue;
+        }
+        if let Some(bad) = value.chars().find(|c| is_forbidden_char(*c)) {
+            diags.push(Diagnostic::error(
+                &path,
+                format!(
+                    "the value contains the control or bidirectional character U+{:04X}",
+                    bad as u32
+                ),
+            ));
+            continue;
+        }
+        match *canonical {
+            "acl" if PUBLIC_ACLS.contains(&value.as_str()) && !raw.public => {
+                diags.push(Diagnostic::error(
+                    &path,
+                    format!("`{value}` makes every upload public; set `public: true` to mean it, or use `private`"),
+                ));
+                continue;
+            }
+            "acl"
+                if !PRIVATE_ACLS.contains(&value.as_str())
+                    && !PUBLIC_ACLS.contains(&value.as_str()) =>
+            {
+                diags.push(Diagnostic::error(
+                    &path,
+                    format!(
+                        "`{value}` is not a canned ACL; use one of {}",
+                        PRIVATE_ACLS.join(", ")
+                    ),
+                ));
+                continue;
+            }
+            "success_action_status" if !["200", "201", "204"].contains(&value.as_str()) => {
+                diags.push(Diagnostic::error(
+                    &path,
+                    format!("`{value}` is not one of 200, 201, 204"),
+                ));
+                continue;
+            }
+            "success_action_redirect"
+                if !(value.starts_with("https://") || value.starts_with("http://")) =>
+            {
+                diags.push(Diagnostic::error(
+                    &path,
+                    format!("`{value}` is not an absolute http(s) URL"),
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        fields.push(((*canonical).to_owned(), value.clone()));
+    }
+    fields
+}
+
+fn warn_unused_vars(
+    var_names: &[String],
+    key: &Template,
+    metadata: &[MetadataRule],
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (index, name) in var_names.iter().enumerate() {
+        let used = key.uses(Placeholder::Var(index))
+            || metadata.iter().any(
+                |m| matches!(&m.value, MetadataValue::Fixed(t) if t.uses(Placeholder::Var(index))),
+            );
+        if !used {
+            diags.push(Diagnostic::warning(
+                format!("vars.{name}"),
+                format!("`{name}` is declared but neither the key nor metadata uses `${{{name}}}`"),
+            ));
+        }
+    }
+}
+
+fn warn_inline_rendering(
+    rule: &ContentTypeRule,
+    fields: &[(String, String)],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let attachment = fields.iter().any(|(n, v)| {
+        n == "Content-Disposition"
+            && v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("attachment")
+    });
+    if attachment {
+        return;
+    }
+    let admitted: Vec<&str> = INLINE_RENDERED
+        .iter()
+        .copied()
+        .filter(|t| rule.admits(t))
+        .collect();
+    if !admitted.is_empty() {
+        diags.push(Diagnostic::warning(
+            "content_type",
+            format!(
+                "admits {}, which browsers render inline (stored script); add `Content-Disposition: attachment` under `fields` or narrow the rule",
+                admitted.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The size of the profile's POST policy document with placeholders shown and typical
+/// credentials, close enough to warn about.
+fn estimated_policy_bytes(profile: &Profile) -> usize {
+    // expiration, bucket, algorithm, credential (20-char key id), date: measured on a real form.
+    const FIXED: usize = 230;
+    let explained: usize = super::conditions::explain(profile)
+        .iter()
+        .map(|c| c.condition.to_json().len() + 2)
+        .sum();
+    FIXED + explained
+}

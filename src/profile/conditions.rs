@@ -1,0 +1,244 @@
+//! POST policy conditions: the three forms S3 knows, their JSON, and a profile's condition list
+//! with placeholders shown (what `postgate explain` prints).
+//!
+//! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html>
+
+use std::fmt::Write as _;
+
+use super::template::Part;
+use super::{ContentTypeRule, MetadataValue, Profile};
+
+/// One POST policy condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `{"field": "value"}`: the form field must equal the value.
+    Eq { field: String, value: String },
+    /// `["starts-with", "$field", "prefix"]`; the compiler never lets the prefix be empty.
+    StartsWith { field: String, prefix: String },
+    /// `["content-length-range", min, max]`, inclusive, in bytes.
+    ContentLengthRange { min: u64, max: u64 },
+}
+
+impl Condition {
+    pub fn eq(field: impl Into<String>, value: impl Into<String>) -> Condition {
+        Condition::Eq {
+            field: field.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Appends the condition's JSON, with the spacing botocore uses (`", "` and `": "`).
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Condition::Eq { field, value } => {
+                out.push('{');
+                write_json_string(out, field);
+                out.push_str(": ");
+                write_json_string(out, value);
+                out.push('}');
+            }
+            Condition::StartsWith { field, prefix } => {
+                out.push_str("[\"starts-with\", \"$");
+                write_json_string_body(out, field);
+                out.push_str("\", ");
+                write_json_string(out, prefix);
+                out.push(']');
+            }
+            Condition::ContentLengthRange { min, max } => {
+                let _ = write!(out, "[\"content-length-range\", {min}, {max}]");
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+}
+
+/// Appends `text` as a JSON string literal.
+pub fn write_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    write_json_string_body(out, text);
+    out.push('"');
+}
+
+fn write_json_string_body(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// A condition of a profile with placeholders shown, and a note for a reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainedCondition {
+    pub condition: Condition,
+    pub note: Option<String>,
+}
+
+fn explained(condition: Condition, note: Option<String>) -> ExplainedCondition {
+    ExplainedCondition { condition, note }
+}
+
+/// The condition list every form of this profile is signed with, placeholders shown as `${name}`
+/// and per-request values as `<…>`.
+pub fn explain(profile: &Profile) -> Vec<ExplainedCondition> {
+    let mut list = vec![explained(Condition::eq("bucket", &profile.bucket), None)];
+
+    let key = profile.key.to_string();
+    if profile.key.ends_with_filename() {
+        let prefix: String = profile.key.parts()[..profile.key.parts().len() - 1]
+            .iter()
+            .map(|part| match part {
+                Part::Literal(text) => text.clone(),
+                Part::Placeholder(_, name) => format!("${{{name}}}"),
+            })
+            .collect();
+        list.push(explained(
+            Condition::StartsWith {
+                field: "key".into(),
+                prefix,
+            },
+            Some("exact key instead when the request names a filename".into()),
+        ));
+    } else {
+        list.push(explained(Condition::eq("key", key), None));
+    }
+
+    list.push(explained(
+        Condition::ContentLengthRange {
+            min: profile.size.min,
+            max: profile.size.max,
+        },
+        Some("exact size instead when the request names one".into()),
+    ));
+
+    match &profile.content_type {
+        Some(ContentTypeRule::Prefix(prefix)) => list.push(explained(
+            Condition::StartsWith {
+                field: "Content-Type".into(),
+                prefix: prefix.clone(),
+            },
+            Some("exact type instead when the request names one".into()),
+        )),
+        Some(ContentTypeRule::OneOf(types)) => list.push(explained(
+            Condition::eq("Content-Type", "<content_type>"),
+            Some(format!("the request names one of {}", types.join(", "))),
+        )),
+        Some(ContentTypeRule::Exact(exact)) => {
+            list.push(explained(Condition::eq("Content-Type", exact), None))
+        }
+        None => {}
+    }
+
+    for (field, value) in &profile.fields {
+        list.push(explained(Condition::eq(field, value), None));
+    }
+
+    for rule in &profile.metadata {
+        let optional = (!rule.required).then_some("optional; absent when the request omits it");
+        let (value, note) = match &rule.value {
+            MetadataValue::Fixed(template) => (template.to_string(), None),
+            MetadataValue::OneOf(values) => (
+                format!("<metadata.{}>", rule.name),
+                Some(format!("one of {}", values.join(", "))),
+            ),
+            MetadataValue::Pattern(_, source) => (
+                format!("<metadata.{}>", rule.name),
+                Some(format!("matching `{source}`")),
+            ),
+        };
+        let note = match (note, optional) {
+            (Some(note), Some(optional)) => Some(format!("{note}; {optional}")),
+            (note, optional) => note.or(optional.map(str::to_owned)),
+        };
+        list.push(explained(Condition::eq(&rule.field, value), note));
+    }
+
+    list.push(explained(
+        Condition::eq("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+        None,
+    ));
+    list.push(explained(
+        Condition::eq(
+            "x-amz-credential",
+            "<access-key-id>/<yyyymmdd>/<region>/s3/aws4_request",
+        ),
+        None,
+    ));
+    list.push(explained(
+        Condition::eq("x-amz-date", "<yyyymmddThhmmssZ>"),
+        None,
+    ));
+    list.push(explained(
+        Condition::eq("x-amz-security-token", "<session-token>"),
+        Some("only when the store's credentials carry a session token".into()),
+    ));
+    list
+}
+
+/// The human-readable explanation `postgate explain` prints: the profile's settings and its
+/// condition list with placeholders shown.
+pub fn explain_text(profile: &Profile) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "profile {}", profile.name);
+    if let Some(description) = &profile.description {
+        let _ = writeln!(out, "  description  {description}");
+    }
+    let _ = writeln!(
+        out,
+        "  bucket       {} (store {})",
+        profile.bucket, profile.store
+    );
+    let _ = writeln!(out, "  key          {}", profile.key);
+    for var in &profile.vars {
+        let _ = writeln!(
+            out,
+            "  var          {} matching `{}`",
+            var.name, var.pattern_source
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  size         {} to {}",
+        super::compile::format_bytes(profile.size.min),
+        super::compile::format_bytes(profile.size.max)
+    );
+    let _ = writeln!(
+        out,
+        "  expires_in   {}",
+        humantime::format_duration(profile.expires_in)
+    );
+    match &profile.apps {
+        Some(apps) => {
+            let _ = writeln!(out, "  apps         {}", apps.join(", "));
+        }
+        None => {
+            let _ = writeln!(out, "  apps         (every app)");
+        }
+    }
+    let _ = writeln!(out, "conditions:");
+    for item in explain(profile) {
+        let json = item.condition.to_json();
+        match &item.note {
+            Some(note) => {
+                let _ = writeln!(out, "  {json:<56}  # {note}");
+            }
+            None => {
+                let _ = writeln!(out, "  {json}");
+            }
+        }
+    }
+    out
+}

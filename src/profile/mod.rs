@@ -1,0 +1,295 @@
+//! Upload profiles: parse a YAML file into a `RawProfile`, compile it into a `Profile`, and admit
+//! one upload request against it.
+//!
+//! Pure: no IO, no clock, no randomness. The caller passes file text in and `now`/UUIDs via
+//! `admit::Context`. Nothing here knows HTTP, S3 endpoints or credentials.
+
+pub mod admit;
+pub mod compile;
+pub mod conditions;
+pub mod raw;
+pub mod template;
+
+use std::fmt;
+use std::time::Duration;
+
+use regex::Regex;
+
+pub use admit::{Context, Refusal, RefusalKind, Upload, UploadRequest, admit};
+pub use compile::compile;
+pub use raw::RawProfile;
+pub use template::{Placeholder, Template};
+
+/// The largest object one POST upload may carry (S3's single-upload limit).
+pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The longest key S3 accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// S3's limit on user metadata, names and values together, in bytes.
+pub const MAX_METADATA_BYTES: usize = 2048;
+/// The longest a SigV4 signature may stay valid.
+pub const MAX_EXPIRES_IN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `expires_in` when a profile does not say.
+pub const DEFAULT_EXPIRES_IN: Duration = Duration::from_secs(600);
+/// A var's pattern when a profile does not say.
+pub const DEFAULT_VAR_PATTERN: &str = "[A-Za-z0-9_-]{1,64}";
+
+/// A profile name: the file stem, `[a-z0-9][a-z0-9_-]{0,62}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProfileName(String);
+
+impl ProfileName {
+    pub fn new(name: &str) -> Result<ProfileName, String> {
+        let mut chars = name.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok =
+            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if first_ok && rest_ok && name.len() <= 63 {
+            Ok(ProfileName(name.to_owned()))
+        } else {
+            Err(format!(
+                "`{name}` is not a profile name: use 1 to 63 of a-z, 0-9, `_`, `-`, starting with a letter or digit"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProfileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in a profile: where it is and what would be right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// The file, filled in by whoever read it.
+    pub file: Option<String>,
+    /// 1-based line and column, for YAML syntax errors.
+    pub line_col: Option<(usize, usize)>,
+    /// Dotted path inside the profile (`size.max`), empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn error(path: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            file: None,
+            line_col: None,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(path: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(path, message)
+        }
+    }
+
+    pub fn in_file(mut self, file: impl Into<String>) -> Diagnostic {
+        self.file = Some(file.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            f.write_str(file)?;
+            if let Some((line, col)) = self.line_col {
+                write!(f, ":{line}:{col}")?;
+            }
+            f.write_str(": ")?;
+        }
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A declared var, with its full-match pattern.
+#[derive(Debug, Clone)]
+pub struct Var {
+    pub name: String,
+    pub pattern: Regex,
+    pub pattern_source: String,
+    pub description: Option<String>,
+}
+
+/// The accepted object size, in bytes, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRange {
+    pub min: u64,
+    pub max: u64,
+}
+
+/// Which `Content-Type` an upload may have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentTypeRule {
+    Prefix(String),
+    OneOf(Vec<String>),
+    Exact(String),
+}
+
+impl ContentTypeRule {
+    /// Whether `content_type` satisfies the rule.
+    pub fn admits(&self, content_type: &str) -> bool {
+        match self {
+            ContentTypeRule::Prefix(prefix) => content_type.starts_with(prefix.as_str()),
+            ContentTypeRule::OneOf(types) => types.iter().any(|t| t == content_type),
+            ContentTypeRule::Exact(exact) => exact == content_type,
+        }
+    }
+
+    /// An HTML `accept` attribute value for the rule.
+    pub fn accept(&self) -> String {
+        match self {
+            ContentTypeRule::Prefix(prefix) if prefix.ends_with('/') => format!("{prefix}*"),
+            ContentTypeRule::Prefix(prefix) => prefix.clone(),
+            ContentTypeRule::OneOf(types) => types.join(","),
+            ContentTypeRule::Exact(exact) => exact.clone(),
+        }
+    }
+}
+
+/// How a metadata value is decided.
+#[derive(Debug, Clone)]
+pub enum MetadataValue {
+    /// Fixed by the profile (placeholders resolved per signature).
+    Fixed(Template),
+    /// Supplied per request, one of these.
+    OneOf(Vec<String>),
+    /// Supplied per request, matching this full-match pattern.
+    Pattern(Regex, String),
+}
+
+/// One `x-amz-meta-*` rule.
+#[derive(Debug, Clone)]
+pub struct MetadataRule {
+    /// The name without `x-amz-meta-`.
+    pub name: String,
+    /// The form field: `x-amz-meta-` + name.
+    pub field: String,
+    pub value: MetadataValue,
+    pub required: bool,
+    pub description: Option<String>,
+}
+
+/// A compiled profile: valid by construction, with everything precomputed that can be.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub(crate) name: ProfileName,
+    pub(crate) description: Option<String>,
+    pub(crate) bucket: String,
+    pub(crate) store: String,
+    pub(crate) key: Template,
+    pub(crate) vars: Vec<Var>,
+    pub(crate) expires_in: Duration,
+    pub(crate) size: SizeRange,
+    pub(crate) content_type: Option<ContentTypeRule>,
+    pub(crate) metadata: Vec<MetadataRule>,
+    pub(crate) fields: Vec<(String, String)>,
+    pub(crate) apps: Option<Vec<String>>,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+impl Profile {
+    pub fn name(&self) -> &ProfileName {
+        &self.name
+    }
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+    pub fn store(&self) -> &str {
+        &self.store
+    }
+    pub fn key(&self) -> &Template {
+        &self.key
+    }
+    pub fn vars(&self) -> &[Var] {
+        &self.vars
+    }
+    pub fn expires_in(&self) -> Duration {
+        self.expires_in
+    }
+    pub fn size(&self) -> SizeRange {
+        self.size
+    }
+    pub fn content_type(&self) -> Option<&ContentTypeRule> {
+        self.content_type.as_ref()
+    }
+    pub fn metadata(&self) -> &[MetadataRule] {
+        &self.metadata
+    }
+    /// Other form fields, pinned exact, in the order the profile lists them.
+    pub fn fields(&self) -> &[(String, String)] {
+        &self.fields
+    }
+    /// The apps allowed to use the profile; `None` means every app.
+    pub fn apps(&self) -> Option<&[String]> {
+        self.apps.as_deref()
+    }
+    pub fn allows_app(&self, app: &str) -> bool {
+        self.apps
+            .as_ref()
+            .is_none_or(|apps| apps.iter().any(|a| a == app))
+    }
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+}
+
+/// Parses YAML text and compiles it. Every problem is reported, YAML errors with line and column.
+pub fn parse(name: &ProfileName, text: &str) -> Result<Profile, Vec<Diagnostic>> {
+    if text.trim().is_empty() {
+        return Err(vec![Diagnostic::error(
+            "",
+            "the file is empty; a profile needs at least `bucket`, `key` and `size`",
+        )]);
+    }
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let raw: RawProfile = match serde_path_to_error::deserialize(deserializer) {
+        Ok(raw) => raw,
+        Err(error) => {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            let mut message = inner.to_string();
+            // serde_yaml appends "at line L column C"; the location is reported separately.
+            if let Some(at) = message.find(" at line ") {
+                message.truncate(at);
+            }
+            let path = if path == "." { String::new() } else { path };
+            let mut diagnostic = Diagnostic::error(path, message);
+            diagnostic.line_col = inner.location().map(|l| (l.line(), l.column()));
+            return Err(vec![diagnostic]);
+        }
+    };
+    compile(name.clone(), raw)
+}

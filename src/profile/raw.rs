@@ -1,0 +1,152 @@
+//! The profile file as written: serde and JSON Schema types that mirror the YAML and hold no logic.
+//!
+//! Everything here may be invalid; `compile` is the only way to a `Profile`. The JSON Schema in
+//! `schema/profile.schema.json` is generated from these types (`postgate schema`).
+
+use std::borrow::Cow;
+
+use indexmap::IndexMap;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::Deserialize;
+
+/// An upload profile: one YAML file in the policies directory; the file stem is its name.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "postgate upload profile")]
+pub struct RawProfile {
+    /// Shown to apps and in `postgate explain`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The S3 bucket uploads go to.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// Which configured store (S3 endpoint and credentials) signs this profile; `default` if omitted.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// The object key template. Placeholders: `${filename}` (only at the end, after `/`),
+    /// `${uuid}`, `${date}`, `${app}`, and the names declared under `vars`.
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: String,
+    /// The per-request placeholders this profile accepts, by name.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": "^[a-z_][a-z0-9_]{0,31}$" }))]
+    pub vars: IndexMap<String, RawVar>,
+    /// How long a signed form stays valid, like `10m`, `1h`, `2days`. Default `10m`, at most `7d`.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Z]+(\s*[0-9]+\s*[a-zA-Z]+)*\s*$"))]
+    pub expires_in: Option<String>,
+    /// The accepted object size; becomes `content-length-range`. Required.
+    #[serde(default)]
+    pub size: Option<RawSize>,
+    /// Which `Content-Type` an upload may have: exactly one of `prefix`, `one_of`, `exact`.
+    #[serde(default)]
+    pub content_type: Option<RawContentType>,
+    /// User metadata (`x-amz-meta-*`) rules, by name (lowercase letters, digits and `-`).
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": "^[a-z0-9-]+$" }))]
+    pub metadata: IndexMap<String, RawMetadata>,
+    /// Other S3 POST form fields, pinned to exact values.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "enum": crate::profile::compile::KNOWN_FIELDS }))]
+    pub fields: IndexMap<String, String>,
+    /// The apps that may request this profile. Omitted: every app.
+    #[serde(default)]
+    pub apps: Option<Vec<String>>,
+    /// Allow a public `acl` (`public-read`, `public-read-write`, `authenticated-read`).
+    #[serde(default)]
+    pub public: bool,
+}
+
+/// A var: a value supplied per request.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVar {
+    /// A regular expression the whole value must match. Default `[A-Za-z0-9_-]{1,64}`.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Shown to apps.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The size range of an upload.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSize {
+    /// Smallest accepted size; default 0.
+    #[serde(default)]
+    pub min: Option<RawByteSize>,
+    /// Largest accepted size; at most 5 GiB (one POST upload).
+    pub max: RawByteSize,
+}
+
+/// A byte count: a number, or a string with a unit such as `5MiB`, `10 MB`, `1GiB`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl JsonSchema for RawByteSize {
+    fn schema_name() -> Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A byte count: a number, or a string with a unit such as `5MiB`, `10 MB`, `1GiB`.",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgGtT]i?[bB]?|[bB])?\s*$" }
+            ]
+        })
+    }
+}
+
+/// The content-type rule. Exactly one key.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct RawContentType {
+    /// Types starting with this (e.g. `image/`); narrowed to exact when the request names a type.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub prefix: Option<String>,
+    /// The request must name one of these; it is signed exact.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub one_of: Option<Vec<String>>,
+    /// Always this type.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub exact: Option<String>,
+}
+
+/// A metadata rule: a template string (a fixed value), or a rule for a value supplied per request.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawMetadata {
+    /// A fixed value; placeholders allowed (not `${filename}`).
+    Fixed(String),
+    /// A value supplied per request.
+    Rule(RawMetadataRule),
+}
+
+/// A metadata value supplied per request: `one_of` or `pattern`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetadataRule {
+    /// The value must be one of these.
+    #[serde(default)]
+    pub one_of: Option<Vec<String>>,
+    /// A regular expression the whole value must match.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Whether the request must supply it; default true.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// Shown to apps.
+    #[serde(default)]
+    pub description: Option<String>,
+}

@@ -1,0 +1,187 @@
+//! The one owner of "the current profiles": reads the policies directory and compiles it into a
+//! `Snapshot`, all or nothing.
+//!
+//! `read_dir` is the IO; `build` is pure and is what tests drive. Only top-level, non-dot
+//! `*.yaml`/`*.yml` files count (symlinks followed, as Kubernetes ConfigMap volumes need).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::profile::{self, Diagnostic, Profile, ProfileName};
+
+/// The largest profile file read, in bytes; larger files are refused unread.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024;
+
+/// One profile file as read from disk.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path shown in diagnostics.
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// A complete, valid set of profiles. Immutable once built; replaced whole.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub profiles: BTreeMap<String, Arc<Profile>>,
+    /// Warnings of the profiles in the set.
+    pub warnings: Vec<Diagnostic>,
+    /// SHA-256 over the file names and contents, hex: equal content, equal hash.
+    pub content_hash: String,
+}
+
+impl Snapshot {
+    pub fn get(&self, name: &str) -> Option<&Arc<Profile>> {
+        self.profiles.get(name)
+    }
+}
+
+/// Reads the profile files of `dir`. Errors that concern one file (unreadable, too large, not
+/// UTF-8) come back as diagnostics for that file.
+pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagnostic> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Diagnostic::error("", format!("cannot read the policies directory: {e}"))
+            .in_file(dir.display().to_string())
+    })?;
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if file_name.starts_with('.')
+            || !(file_name.ends_with(".yaml") || file_name.ends_with(".yml"))
+        {
+            continue;
+        }
+        let shown = path.display().to_string();
+        // `metadata` follows symlinks: a ConfigMap's `name.yaml -> ..data/name.yaml` is a file.
+        match std::fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => continue,
+            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+                diags.push(
+                    Diagnostic::error(
+                        "",
+                        format!(
+                            "the file is {} bytes; profiles are at most {MAX_FILE_BYTES}",
+                            meta.len()
+                        ),
+                    )
+                    .in_file(shown),
+                );
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                diags.push(Diagnostic::error("", format!("cannot read: {e}")).in_file(shown));
+                continue;
+            }
+        }
+        match std::fs::read(&path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => files.push(SourceFile { path, text }),
+                Err(_) => {
+                    diags.push(Diagnostic::error("", "the file is not UTF-8 text").in_file(shown))
+                }
+            },
+            Err(e) => diags.push(Diagnostic::error("", format!("cannot read: {e}")).in_file(shown)),
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((files, diags))
+}
+
+/// Compiles every file into one snapshot, or returns every diagnostic (errors and warnings) if
+/// any file fails. `stores` are the store names profiles may use.
+pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Diagnostic>> {
+    let mut profiles = BTreeMap::new();
+    let mut diags = Vec::new();
+    let mut hasher = Sha256::new();
+    for file in files {
+        let shown = file.path.display().to_string();
+        let file_name = file
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        hasher.update(file_name.as_bytes());
+        hasher.update([0]);
+        hasher.update(file.text.as_bytes());
+        hasher.update([0]);
+        let stem = file_name.trim_end_matches(".yaml").trim_end_matches(".yml");
+        let name = match ProfileName::new(stem) {
+            Ok(name) => name,
+            Err(message) => {
+                diags.push(
+                    Diagnostic::error(
+                        "",
+                        format!("the file name gives the profile name: {message}"),
+                    )
+                    .in_file(shown),
+                );
+                continue;
+            }
+        };
+        if profiles.contains_key(stem) {
+            diags.push(
+                Diagnostic::error("", format!("a second file defines profile `{stem}`; keep one of {stem}.yaml and {stem}.yml"))
+                    .in_file(shown),
+            );
+            continue;
+        }
+        match profile::parse(&name, &file.text) {
+            Ok(profile) => {
+                if !stores.iter().any(|s| s == profile.store()) {
+                    diags.push(
+                        Diagnostic::error(
+                            "store",
+                            format!(
+                                "no store named `{}` is configured; configured: {}",
+                                profile.store(),
+                                stores.join(", ")
+                            ),
+                        )
+                        .in_file(&shown),
+                    );
+                }
+                diags.extend(
+                    profile
+                        .warnings()
+                        .iter()
+                        .cloned()
+                        .map(|d| d.in_file(&shown)),
+                );
+                profiles.insert(stem.to_owned(), Arc::new(profile));
+            }
+            Err(errors) => diags.extend(errors.into_iter().map(|d| d.in_file(&shown))),
+        }
+    }
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(diags);
+    }
+    Ok(Snapshot {
+        profiles,
+        warnings: diags,
+        content_hash: hex::encode(hasher.finalize()),
+    })
+}
+
+/// `read_dir` then `build`: the whole directory, all or nothing.
+pub fn load(dir: &Path, stores: &[String]) -> Result<Snapshot, Vec<Diagnostic>> {
+    let (files, mut read_errors) = read_dir(dir).map_err(|d| vec![d])?;
+    match build(&files, stores) {
+        Ok(snapshot) if read_errors.is_empty() => Ok(snapshot),
+        Ok(snapshot) => {
+            read_errors.extend(snapshot.warnings);
+            Err(read_errors)
+        }
+        Err(diags) => {
+            read_errors.extend(diags);
+            Err(read_errors)
+        }
+    }
+}

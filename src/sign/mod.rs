@@ -1,0 +1,241 @@
+//! The signer: an admitted `Upload` + a `Store` + `now` → a `PresignedPost` (`{url, fields}` as
+//! the AWS SDKs return it).
+//!
+//! Pure: `now` is a parameter; no IO. Builds the POST policy document (expiration + conditions),
+//! base64-encodes it and signs it with SigV4.
+//! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html>
+
+pub mod sigv4;
+
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::profile::Upload;
+use crate::profile::conditions::{Condition, write_json_string};
+use crate::secret::Secret;
+
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+
+/// Credentials a store signs with.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+    /// When temporary credentials stop working; forms never outlive them.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Where a store's endpoint is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// AWS S3's regional endpoint.
+    Aws,
+    /// Any S3-compatible endpoint, `scheme://host[:port]` without a trailing slash.
+    Custom(String),
+}
+
+/// How the bucket appears in the form URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    /// Virtual-hosted on AWS (path-style for bucket names with dots); path-style elsewhere.
+    #[default]
+    Auto,
+    Path,
+    Virtual,
+}
+
+/// A named S3 endpoint with the credentials that sign for it.
+#[derive(Debug)]
+pub struct Store {
+    pub name: String,
+    pub region: String,
+    pub endpoint: Endpoint,
+    pub addressing: Addressing,
+    pub credentials: Credentials,
+    /// The derived signing key for one day, reused until the date changes.
+    signing_key_cache: Mutex<Option<(String, [u8; 32])>>,
+}
+
+impl Store {
+    pub fn new(
+        name: &str,
+        region: &str,
+        endpoint: Endpoint,
+        addressing: Addressing,
+        credentials: Credentials,
+    ) -> Store {
+        Store {
+            name: name.to_owned(),
+            region: region.to_owned(),
+            endpoint,
+            addressing,
+            credentials,
+            signing_key_cache: Mutex::new(None),
+        }
+    }
+
+    /// The URL a form for `bucket` is posted to.
+    pub fn bucket_url(&self, bucket: &str) -> String {
+        match (&self.endpoint, self.addressing) {
+            (Endpoint::Aws, Addressing::Path) => {
+                format!("https://s3.{}.amazonaws.com/{bucket}", self.region)
+            }
+            // Dotted names break the wildcard TLS certificate of virtual-hosted URLs.
+            (Endpoint::Aws, Addressing::Auto) if bucket.contains('.') => {
+                format!("https://s3.{}.amazonaws.com/{bucket}", self.region)
+            }
+            (Endpoint::Aws, _) => format!("https://{bucket}.s3.{}.amazonaws.com/", self.region),
+            (Endpoint::Custom(base), Addressing::Virtual) => match base.split_once("://") {
+                Some((scheme, host)) => format!("{scheme}://{bucket}.{host}/"),
+                None => format!("{base}/{bucket}"),
+            },
+            (Endpoint::Custom(base), _) => format!("{base}/{bucket}"),
+        }
+    }
+
+    fn signing_key(&self, date: &str) -> [u8; 32] {
+        let mut cache = self
+            .signing_key_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_date, key)) = cache.as_ref()
+            && cached_date == date
+        {
+            return *key;
+        }
+        let key = sigv4::signing_key(
+            self.credentials.secret_access_key.expose(),
+            date,
+            &self.region,
+            "s3",
+        );
+        *cache = Some((date.to_owned(), key));
+        key
+    }
+}
+
+/// A signed form: post `fields` (in order) and then the file to `url`.
+#[derive(Debug, Clone)]
+pub struct PresignedPost {
+    pub url: String,
+    pub fields: Vec<(String, String)>,
+    pub key: String,
+    pub expires_at: OffsetDateTime,
+    pub max_size: u64,
+    /// True when the store's credentials expire before the profile's `expires_in`.
+    pub expiry_clamped: bool,
+    /// The POST policy document that was signed (not base64).
+    pub policy: String,
+}
+
+impl Serialize for PresignedPost {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Fields<'a>(&'a [(String, String)]);
+        impl Serialize for Fields<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (name, value) in self.0 {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(5))?;
+        map.serialize_entry("url", &self.url)?;
+        map.serialize_entry("fields", &Fields(&self.fields))?;
+        map.serialize_entry("key", &self.key)?;
+        map.serialize_entry("expires_at", &format_rfc3339(self.expires_at))?;
+        map.serialize_entry("max_size", &self.max_size)?;
+        map.end()
+    }
+}
+
+/// `2015-12-29T01:00:00Z`.
+pub fn format_rfc3339(at: OffsetDateTime) -> String {
+    at.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+    ))
+    .unwrap_or_default()
+}
+
+/// The POST policy document: `{"expiration": …, "conditions": […]}`, spaced as botocore does.
+pub fn policy_document(expiration: OffsetDateTime, conditions: &[Condition]) -> String {
+    let mut out = String::with_capacity(128 + conditions.len() * 64);
+    out.push_str("{\"expiration\": ");
+    write_json_string(&mut out, &format_rfc3339(expiration));
+    out.push_str(", \"conditions\": [");
+    for (i, condition) in conditions.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        condition.write_json(&mut out);
+    }
+    out.push_str("]}");
+    out
+}
+
+/// Signs an admitted upload. Infallible: everything that could be wrong was refused earlier.
+pub fn presign(upload: &Upload<'_>, store: &Store, now: OffsetDateTime) -> PresignedPost {
+    let now = now
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(now);
+    let mut expires_at = now + upload.expires_in;
+    let mut expiry_clamped = false;
+    if let Some(limit) = store.credentials.expires_at
+        && limit < expires_at
+    {
+        expires_at = limit.max(now);
+        expiry_clamped = true;
+    }
+
+    let amz_date = now
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    let date = &amz_date[..8];
+    let credential = format!(
+        "{}/{date}/{}/s3/aws4_request",
+        store.credentials.access_key_id, store.region
+    );
+
+    let mut conditions = upload.conditions.clone();
+    let mut fields = upload.fields.clone();
+    let mut signed = vec![
+        ("x-amz-algorithm", ALGORITHM.to_owned()),
+        ("x-amz-credential", credential),
+        ("x-amz-date", amz_date.clone()),
+    ];
+    if let Some(token) = &store.credentials.session_token {
+        signed.push(("x-amz-security-token", token.expose().to_owned()));
+    }
+    for (field, value) in signed {
+        conditions.push(Condition::eq(field, &value));
+        fields.push((field.to_owned(), value));
+    }
+
+    let policy = policy_document(expires_at, &conditions);
+    let policy_b64 = STANDARD.encode(policy.as_bytes());
+    let signature = sigv4::signature(&store.signing_key(date), policy_b64.as_bytes());
+    fields.push(("policy".to_owned(), policy_b64));
+    fields.push(("x-amz-signature".to_owned(), signature));
+
+    PresignedPost {
+        url: store.bucket_url(&upload.profile.bucket),
+        fields,
+        key: upload.key.clone(),
+        expires_at,
+        max_size: upload.max_size,
+        expiry_clamped,
+        policy,
+    }
+}
