@@ -146,10 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign(args) => {
-            let snapshot = load(
-                &args.dir.clone().unwrap_or_else(|| config.policies.clone()),
-                &config,
-            )?;
+            let snapshot = load(&args.dir.clone().unwrap_or_else(|| config.policies.clone()), &config)?;
             let profile = find(&snapshot, &args.profile)?;
             let store = config.resolve_store(profile.store(), &process_env)?;
             let request = UploadRequest {

@@ -96,10 +96,7 @@ impl GatewayConfig {
         let mut figment = Figment::new();
         if let Some(path) = path {
             if !path.is_file() {
-                return Err(ConfigError::Invalid(format!(
-                    "{}: no such file",
-                    path.display()
-                )));
+                return Err(ConfigError::Invalid(format!("{}: no such file", path.display())));
             }
             figment = figment.merge(Yaml::file(path));
         }
@@ -120,11 +117,7 @@ impl GatewayConfig {
     }
 
     /// Builds a store, reading its credentials with `env` (the process environment in production).
-    pub fn resolve_store(
-        &self,
-        name: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Store, ConfigError> {
+    pub fn resolve_store(&self, name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Store, ConfigError> {
         let implicit = StoreConfig::default();
         let config = match self.stores.get(name) {
             Some(config) => config,
@@ -156,36 +149,23 @@ impl GatewayConfig {
         };
 
         let creds = &config.credentials;
-        let read = |file: &Option<PathBuf>,
-                    var: &Option<String>,
-                    default_var: &str|
-         -> Result<Option<String>, ConfigError> {
-            if let Some(file) = file {
-                return std::fs::read_to_string(file)
-                    .map(|text| Some(text.trim().to_owned()))
-                    .map_err(|e| fail(format!("cannot read {}: {e}", file.display())));
-            }
-            Ok(env(var.as_deref().unwrap_or(default_var)).filter(|v| !v.is_empty()))
-        };
-        let access_key_id = read(
-            &creds.access_key_id_file,
-            &creds.access_key_id_env,
-            "AWS_ACCESS_KEY_ID",
-        )?;
+        let read =
+            |file: &Option<PathBuf>, var: &Option<String>, default_var: &str| -> Result<Option<String>, ConfigError> {
+                if let Some(file) = file {
+                    return std::fs::read_to_string(file)
+                        .map(|text| Some(text.trim().to_owned()))
+                        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())));
+                }
+                Ok(env(var.as_deref().unwrap_or(default_var)).filter(|v| !v.is_empty()))
+            };
+        let access_key_id = read(&creds.access_key_id_file, &creds.access_key_id_env, "AWS_ACCESS_KEY_ID")?;
         let secret = read(
             &creds.secret_access_key_file,
             &creds.secret_access_key_env,
             "AWS_SECRET_ACCESS_KEY",
         )?;
-        let token = read(
-            &creds.session_token_file,
-            &creds.session_token_env,
-            "AWS_SESSION_TOKEN",
-        )?;
-        let expiration_var = creds
-            .expiration_env
-            .as_deref()
-            .unwrap_or("AWS_CREDENTIAL_EXPIRATION");
+        let token = read(&creds.session_token_file, &creds.session_token_env, "AWS_SESSION_TOKEN")?;
+        let expiration_var = creds.expiration_env.as_deref().unwrap_or("AWS_CREDENTIAL_EXPIRATION");
         let expires_at = match env(expiration_var).filter(|v| !v.is_empty()) {
             None => None,
             Some(text) => Some(
@@ -207,13 +187,7 @@ impl GatewayConfig {
             session_token: token.map(Secret::new),
             expires_at,
         };
-        Ok(Store::new(
-            name,
-            &region,
-            endpoint,
-            config.addressing,
-            credentials,
-        ))
+        Ok(Store::new(name, &region, endpoint, config.addressing, credentials))
     }
 }
 

@@ -16,9 +16,7 @@ use uuid::Uuid;
 use super::compile::{format_bytes, is_forbidden_char};
 use super::conditions::Condition;
 use super::template::Values;
-use super::{
-    ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, Placeholder, Profile,
-};
+use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, Placeholder, Profile};
 
 /// The longest filename a request may name, in bytes (what common filesystems allow).
 pub const MAX_FILENAME_BYTES: usize = 255;
@@ -101,19 +99,9 @@ pub struct Upload<'p> {
 }
 
 /// Checks a request against a profile. Returns every refusal, not just the first.
-pub fn admit<'p>(
-    profile: &'p Profile,
-    request: &UploadRequest,
-    ctx: &Context<'_>,
-) -> Result<Upload<'p>, Vec<Refusal>> {
+pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_>) -> Result<Upload<'p>, Vec<Refusal>> {
     let mut refusals = Vec::new();
-    let mut refuse = |kind, field: String, message: String| {
-        refusals.push(Refusal {
-            kind,
-            field,
-            message,
-        })
-    };
+    let mut refuse = |kind, field: String, message: String| refusals.push(Refusal { kind, field, message });
 
     // Vars: every declared one present and valid, nothing undeclared.
     for name in request.vars.keys() {
@@ -137,10 +125,7 @@ pub fn admit<'p>(
                 refuse(
                     RefusalKind::VarMissing,
                     field,
-                    format!(
-                        "missing; `{}` must match `{}`",
-                        var.name, var.pattern_source
-                    ),
+                    format!("missing; `{}` must match `{}`", var.name, var.pattern_source),
                 );
                 var_values.push("");
             }
@@ -180,52 +165,52 @@ pub fn admit<'p>(
     };
 
     // Content type: narrowed to exact when named.
-    let content_type: Option<(Condition, Option<&str>)> =
-        match (&profile.content_type, request.content_type.as_deref()) {
-            (None, None) => None,
-            (None, Some(_)) => {
+    let content_type: Option<(Condition, Option<&str>)> = match (&profile.content_type, request.content_type.as_deref())
+    {
+        (None, None) => None,
+        (None, Some(_)) => {
+            refuse(
+                RefusalKind::ContentTypeNotAllowed,
+                "content_type".into(),
+                "this profile sets no content type; omit it".into(),
+            );
+            None
+        }
+        (Some(ContentTypeRule::Prefix(prefix)), None) => Some((
+            Condition::StartsWith {
+                field: "Content-Type".into(),
+                prefix: prefix.clone(),
+            },
+            None,
+        )),
+        (Some(ContentTypeRule::OneOf(types)), None) => {
+            refuse(
+                RefusalKind::ContentTypeRequired,
+                "content_type".into(),
+                format!("required; one of {}", types.join(", ")),
+            );
+            None
+        }
+        (Some(ContentTypeRule::Exact(exact)), None) => {
+            Some((Condition::eq("Content-Type", exact), Some(exact.as_str())))
+        }
+        (Some(rule), Some(named)) => {
+            if rule.admits(named) && named.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+                Some((Condition::eq("Content-Type", named), Some(named)))
+            } else {
                 refuse(
                     RefusalKind::ContentTypeNotAllowed,
                     "content_type".into(),
-                    "this profile sets no content type; omit it".into(),
+                    format!(
+                        "`{}` is not allowed; this profile accepts {}",
+                        named.escape_debug(),
+                        describe_rule(rule)
+                    ),
                 );
                 None
             }
-            (Some(ContentTypeRule::Prefix(prefix)), None) => Some((
-                Condition::StartsWith {
-                    field: "Content-Type".into(),
-                    prefix: prefix.clone(),
-                },
-                None,
-            )),
-            (Some(ContentTypeRule::OneOf(types)), None) => {
-                refuse(
-                    RefusalKind::ContentTypeRequired,
-                    "content_type".into(),
-                    format!("required; one of {}", types.join(", ")),
-                );
-                None
-            }
-            (Some(ContentTypeRule::Exact(exact)), None) => {
-                Some((Condition::eq("Content-Type", exact), Some(exact.as_str())))
-            }
-            (Some(rule), Some(named)) => {
-                if rule.admits(named) && named.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-                    Some((Condition::eq("Content-Type", named), Some(named)))
-                } else {
-                    refuse(
-                        RefusalKind::ContentTypeNotAllowed,
-                        "content_type".into(),
-                        format!(
-                            "`{}` is not allowed; this profile accepts {}",
-                            named.escape_debug(),
-                            describe_rule(rule)
-                        ),
-                    );
-                    None
-                }
-            }
-        };
+        }
+    };
 
     // Size: an exact length when named.
     let size = &profile.size;
@@ -317,10 +302,7 @@ pub fn admit<'p>(
                     refuse(
                         RefusalKind::MetadataInvalid,
                         field,
-                        format!(
-                            "contains the control or bidirectional character U+{:04X}",
-                            bad as u32
-                        ),
+                        format!("contains the control or bidirectional character U+{:04X}", bad as u32),
                     );
                     continue;
                 }
@@ -455,10 +437,7 @@ pub fn sanitize_filename(name: &str) -> Result<String, String> {
         ));
     }
     if base.len() > MAX_FILENAME_BYTES {
-        return Err(format!(
-            "is {} bytes; at most {MAX_FILENAME_BYTES}",
-            base.len()
-        ));
+        return Err(format!("is {} bytes; at most {MAX_FILENAME_BYTES}", base.len()));
     }
     Ok(base.to_owned())
 }

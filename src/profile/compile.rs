@@ -10,9 +10,8 @@ use regex::{Regex, RegexBuilder};
 use super::raw::{RawByteSize, RawContentType, RawMetadata, RawProfile};
 use super::template::{Part, Placeholder, Template};
 use super::{
-    ContentTypeRule, DEFAULT_EXPIRES_IN, DEFAULT_VAR_PATTERN, Diagnostic, MAX_EXPIRES_IN,
-    MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_UPLOAD_BYTES, MetadataRule, MetadataValue, Profile,
-    ProfileName, SizeRange, Var,
+    ContentTypeRule, DEFAULT_EXPIRES_IN, DEFAULT_VAR_PATTERN, Diagnostic, MAX_EXPIRES_IN, MAX_KEY_BYTES,
+    MAX_METADATA_BYTES, MAX_UPLOAD_BYTES, MetadataRule, MetadataValue, Profile, ProfileName, SizeRange, Var,
 };
 
 /// S3 POST form fields a profile may pin under `fields`, in their usual spelling.
@@ -107,7 +106,7 @@ pub fn compile(name: ProfileName, raw: RawProfile) -> Result<Profile, Vec<Diagno
     }
 
     if let Some(key) = &key {
-        warn_unused_vars(&var_names, key, &metadata, &mut diags);
+        warn_unused_vars(&var_names, &vars, key, &metadata, &mut diags);
         if key.placeholders().next().is_none() {
             diags.push(Diagnostic::warning(
                 "key",
@@ -192,14 +191,14 @@ fn check_bucket(bucket: &str, diags: &mut Vec<Diagnostic>) {
     }
     for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
         if bucket.starts_with(prefix) {
-            problems.push(
-                "must not start with a prefix S3 reserves (`xn--`, `sthree-`, `amzn-s3-demo-`)",
-            );
+            problems.push("must not start with a prefix S3 reserves (`xn--`, `sthree-`, `amzn-s3-demo-`)");
         }
     }
     for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
         if bucket.ends_with(suffix) {
-            problems.push("must not end with a suffix S3 reserves (`-s3alias`, `--ol-s3`, `.mrap`, `--x-s3`, `--table-s3`)");
+            problems.push(
+                "must not end with a suffix S3 reserves (`-s3alias`, `--ol-s3`, `.mrap`, `--x-s3`, `--table-s3`)",
+            );
         }
     }
     for problem in problems {
@@ -218,7 +217,8 @@ fn full_match_regex(pattern: &str) -> Result<Regex, String> {
         .map_err(|error| {
             // The regex crate's message spans several lines; keep the last (the reason).
             let text = error.to_string();
-            let reason = text.lines().last().unwrap_or("invalid").trim().to_owned();
+            let reason = text.lines().last().unwrap_or("invalid").trim();
+            let reason = reason.strip_prefix("error: ").unwrap_or(reason).to_owned();
             format!("`{pattern}` is not a valid regular expression: {reason}")
         })
 }
@@ -227,10 +227,7 @@ fn compile_vars(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<Var> {
     let mut vars = Vec::new();
     for (name, raw_var) in &raw.vars {
         let path = format!("vars.{name}");
-        let name_ok = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        let name_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -238,7 +235,9 @@ fn compile_vars(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<Var> {
         if !name_ok {
             diags.push(Diagnostic::error(
                 &path,
-                format!("`{name}` is not a var name: use lowercase letters, digits and `_`, starting with a letter or `_`"),
+                format!(
+                    "`{name}` is not a var name: use lowercase letters, digits and `_`, starting with a letter or `_`"
+                ),
             ));
             continue;
         }
@@ -251,12 +250,10 @@ fn compile_vars(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<Var> {
         }
         let source = raw_var.pattern.as_deref().unwrap_or(DEFAULT_VAR_PATTERN);
         match full_match_regex(source) {
-            Ok(pattern) if pattern.is_match("") && source.is_empty() => {
-                diags.push(Diagnostic::error(
-                    format!("{path}.pattern"),
-                    "an empty pattern matches only the empty value, which is never accepted",
-                ))
-            }
+            Ok(pattern) if pattern.is_match("") && source.is_empty() => diags.push(Diagnostic::error(
+                format!("{path}.pattern"),
+                "an empty pattern matches only the empty value, which is never accepted",
+            )),
             Ok(pattern) => vars.push(Var {
                 name: name.clone(),
                 pattern,
@@ -271,13 +268,6 @@ fn compile_vars(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<Var> {
 
 fn compile_key(text: &str, var_names: &[String], diags: &mut Vec<Diagnostic>) -> Option<Template> {
     let before = diags.len();
-    let template = match Template::parse(text, var_names) {
-        Ok(template) => template,
-        Err(error) => {
-            diags.push(Diagnostic::error("key", error.to_string()));
-            return None;
-        }
-    };
     if text.is_empty() {
         diags.push(Diagnostic::error("key", "the key is empty"));
     }
@@ -287,21 +277,21 @@ fn compile_key(text: &str, var_names: &[String], diags: &mut Vec<Diagnostic>) ->
             "a key must not start with `/`: S3 would store an empty first segment",
         ));
     }
+    let template = match Template::parse(text, var_names) {
+        Ok(template) => template,
+        Err(error) => {
+            diags.push(Diagnostic::error("key", error.to_string()));
+            return None;
+        }
+    };
     let parts = template.parts();
-    let filename_count = template
-        .placeholders()
-        .filter(|p| *p == Placeholder::Filename)
-        .count();
+    let filename_count = template.placeholders().filter(|p| *p == Placeholder::Filename).count();
     if filename_count > 1 {
-        diags.push(Diagnostic::error(
-            "key",
-            "`${filename}` may appear only once",
-        ));
+        diags.push(Diagnostic::error("key", "`${filename}` may appear only once"));
     }
     for (i, part) in parts.iter().enumerate() {
         if let Part::Placeholder(Placeholder::Filename, _) = part {
-            let after_slash =
-                i > 0 && matches!(&parts[i - 1], Part::Literal(text) if text.ends_with('/'));
+            let after_slash = i > 0 && matches!(&parts[i - 1], Part::Literal(text) if text.ends_with('/'));
             if i + 1 != parts.len() || !after_slash {
                 diags.push(Diagnostic::error(
                     "key",
@@ -328,10 +318,7 @@ fn compile_key(text: &str, var_names: &[String], diags: &mut Vec<Diagnostic>) ->
                 format!("the key has a `{segment}` segment; use a name"),
             ));
         } else if segment.is_empty() && i > 0 && !last {
-            diags.push(Diagnostic::error(
-                "key",
-                "the key has an empty segment (`//`)",
-            ));
+            diags.push(Diagnostic::error("key", "the key has an empty segment (`//`)"));
         } else if segment.is_empty() && last && !shape.is_empty() {
             diags.push(Diagnostic::error(
                 "key",
@@ -418,12 +405,7 @@ pub(crate) fn parse_byte_size(value: &RawByteSize) -> Result<u64, String> {
 
 /// Formats a byte count the way an operator would write it.
 pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1 << 40, "TiB"),
-        (1 << 30, "GiB"),
-        (1 << 20, "MiB"),
-        (1 << 10, "KiB"),
-    ];
+    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
         if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{} {name}", bytes / unit);
@@ -462,21 +444,14 @@ fn compile_size(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Option<SizeRan
     if max > MAX_UPLOAD_BYTES {
         diags.push(Diagnostic::error(
             "size.max",
-            format!(
-                "{} is above the 5 GiB limit of a single POST upload",
-                format_bytes(max)
-            ),
+            format!("{} is above the 5 GiB limit of a single POST upload", format_bytes(max)),
         ));
         ok = false;
     }
     if min > max {
         diags.push(Diagnostic::error(
             "size.min",
-            format!(
-                "{} is above size.max ({})",
-                format_bytes(min),
-                format_bytes(max)
-            ),
+            format!("{} is above size.max ({})", format_bytes(min), format_bytes(max)),
         ));
         ok = false;
     }
@@ -485,26 +460,15 @@ fn compile_size(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Option<SizeRan
 
 /// `type/subtype` with RFC 6838 token characters.
 fn is_media_type(text: &str) -> bool {
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
-    };
+    let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c));
     matches!(text.split_once('/'), Some((kind, sub)) if token(kind) && token(sub))
 }
 
-fn compile_content_type(
-    rule: &RawContentType,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<ContentTypeRule> {
-    let given = [
-        rule.prefix.is_some(),
-        rule.one_of.is_some(),
-        rule.exact.is_some(),
-    ]
-    .iter()
-    .filter(|g| **g)
-    .count();
+fn compile_content_type(rule: &RawContentType, diags: &mut Vec<Diagnostic>) -> Option<ContentTypeRule> {
+    let given = [rule.prefix.is_some(), rule.one_of.is_some(), rule.exact.is_some()]
+        .iter()
+        .filter(|g| **g)
+        .count();
     if given != 1 {
         diags.push(Diagnostic::error(
             "content_type",
@@ -521,10 +485,7 @@ fn compile_content_type(
             return None;
         }
         let (kind, sub) = prefix.split_once('/').unwrap_or((prefix, "x"));
-        if !is_media_type(&format!(
-            "{kind}/{}",
-            if sub.is_empty() { "x" } else { sub }
-        )) {
+        if !is_media_type(&format!("{kind}/{}", if sub.is_empty() { "x" } else { sub })) {
             diags.push(Diagnostic::error(
                 "content_type.prefix",
                 format!("`{prefix}` is not the start of a media type like `image/`"),
@@ -534,9 +495,7 @@ fn compile_content_type(
         if !prefix.contains('/') {
             diags.push(Diagnostic::warning(
                 "content_type.prefix",
-                format!(
-                    "`{prefix}` also admits types like `{prefix}x/...`; end the prefix with `/`"
-                ),
+                format!("`{prefix}` also admits types like `{prefix}x/...`; end the prefix with `/`"),
             ));
         }
         return Some(ContentTypeRule::Prefix(prefix.clone()));
@@ -572,11 +531,7 @@ fn compile_content_type(
     Some(ContentTypeRule::Exact(exact.to_owned()))
 }
 
-fn compile_metadata(
-    raw: &RawProfile,
-    var_names: &[String],
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<MetadataRule> {
+fn compile_metadata(raw: &RawProfile, var_names: &[String], diags: &mut Vec<Diagnostic>) -> Vec<MetadataRule> {
     let mut rules = Vec::new();
     let mut fixed_bytes = 0;
     for (name, raw_rule) in &raw.metadata {
@@ -624,10 +579,7 @@ fn compile_metadata(
             RawMetadata::Rule(rule) => {
                 let value = match (&rule.one_of, &rule.pattern) {
                     (Some(_), Some(_)) => {
-                        diags.push(Diagnostic::error(
-                            &path,
-                            "give `one_of` or `pattern`, not both",
-                        ));
+                        diags.push(Diagnostic::error(&path, "give `one_of` or `pattern`, not both"));
                         continue;
                     }
                     (None, None) => {
@@ -638,10 +590,7 @@ fn compile_metadata(
                         continue;
                     }
                     (Some(values), None) if values.is_empty() => {
-                        diags.push(Diagnostic::error(
-                            format!("{path}.one_of"),
-                            "the list is empty",
-                        ));
+                        diags.push(Diagnostic::error(format!("{path}.one_of"), "the list is empty"));
                         continue;
                     }
                     (Some(values), None) => MetadataValue::OneOf(values.clone()),
@@ -653,11 +602,7 @@ fn compile_metadata(
                         }
                     },
                 };
-                (
-                    value,
-                    rule.required.unwrap_or(true),
-                    rule.description.clone(),
-                )
+                (value, rule.required.unwrap_or(true), rule.description.clone())
             }
         };
         rules.push(MetadataRule {
@@ -720,10 +665,7 @@ fn compile_fields(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<(String,
             continue;
         };
         if fields.iter().any(|(n, _)| n == canonical) {
-            diags.push(Diagnostic::error(
-                &path,
-                format!("`{canonical}` is given twice"),
-            ));
+            diags.push(Diagnostic::error(&path, format!("`{canonical}` is given twice")));
             continue;
         }
         if let Some(bad) = value.chars().find(|c| is_forbidden_char(*c)) {
@@ -744,16 +686,10 @@ fn compile_fields(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<(String,
                 ));
                 continue;
             }
-            "acl"
-                if !PRIVATE_ACLS.contains(&value.as_str())
-                    && !PUBLIC_ACLS.contains(&value.as_str()) =>
-            {
+            "acl" if !PRIVATE_ACLS.contains(&value.as_str()) && !PUBLIC_ACLS.contains(&value.as_str()) => {
                 diags.push(Diagnostic::error(
                     &path,
-                    format!(
-                        "`{value}` is not a canned ACL; use one of {}",
-                        PRIVATE_ACLS.join(", ")
-                    ),
+                    format!("`{value}` is not a canned ACL; use one of {}", PRIVATE_ACLS.join(", ")),
                 ));
                 continue;
             }
@@ -764,9 +700,7 @@ fn compile_fields(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<(String,
                 ));
                 continue;
             }
-            "success_action_redirect"
-                if !(value.starts_with("https://") || value.starts_with("http://")) =>
-            {
+            "success_action_redirect" if !(value.starts_with("https://") || value.starts_with("http://")) => {
                 diags.push(Diagnostic::error(
                     &path,
                     format!("`{value}` is not an absolute http(s) URL"),
@@ -782,15 +716,19 @@ fn compile_fields(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<(String,
 
 fn warn_unused_vars(
     var_names: &[String],
+    vars: &[Var],
     key: &Template,
     metadata: &[MetadataRule],
     diags: &mut Vec<Diagnostic>,
 ) {
     for (index, name) in var_names.iter().enumerate() {
+        if !vars.iter().any(|v| &v.name == name) {
+            continue; // already reported as an error
+        }
         let used = key.uses(Placeholder::Var(index))
-            || metadata.iter().any(
-                |m| matches!(&m.value, MetadataValue::Fixed(t) if t.uses(Placeholder::Var(index))),
-            );
+            || metadata
+                .iter()
+                .any(|m| matches!(&m.value, MetadataValue::Fixed(t) if t.uses(Placeholder::Var(index))));
         if !used {
             diags.push(Diagnostic::warning(
                 format!("vars.{name}"),
@@ -800,25 +738,14 @@ fn warn_unused_vars(
     }
 }
 
-fn warn_inline_rendering(
-    rule: &ContentTypeRule,
-    fields: &[(String, String)],
-    diags: &mut Vec<Diagnostic>,
-) {
-    let attachment = fields.iter().any(|(n, v)| {
-        n == "Content-Disposition"
-            && v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("attachment")
-    });
+fn warn_inline_rendering(rule: &ContentTypeRule, fields: &[(String, String)], diags: &mut Vec<Diagnostic>) {
+    let attachment = fields
+        .iter()
+        .any(|(n, v)| n == "Content-Disposition" && v.trim_start().to_ascii_lowercase().starts_with("attachment"));
     if attachment {
         return;
     }
-    let admitted: Vec<&str> = INLINE_RENDERED
-        .iter()
-        .copied()
-        .filter(|t| rule.admits(t))
-        .collect();
+    let admitted: Vec<&str> = INLINE_RENDERED.iter().copied().filter(|t| rule.admits(t)).collect();
     if !admitted.is_empty() {
         diags.push(Diagnostic::warning(
             "content_type",

@@ -136,9 +136,7 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition> {
             Condition::eq("Content-Type", "<content_type>"),
             Some(format!("the request names one of {}", types.join(", "))),
         )),
-        Some(ContentTypeRule::Exact(exact)) => {
-            list.push(explained(Condition::eq("Content-Type", exact), None))
-        }
+        Some(ContentTypeRule::Exact(exact)) => list.push(explained(Condition::eq("Content-Type", exact), None)),
         None => {}
     }
 
@@ -166,10 +164,7 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition> {
         list.push(explained(Condition::eq(&rule.field, value), note));
     }
 
-    list.push(explained(
-        Condition::eq("x-amz-algorithm", "AWS4-HMAC-SHA256"),
-        None,
-    ));
+    list.push(explained(Condition::eq("x-amz-algorithm", "AWS4-HMAC-SHA256"), None));
     list.push(explained(
         Condition::eq(
             "x-amz-credential",
@@ -177,10 +172,7 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition> {
         ),
         None,
     ));
-    list.push(explained(
-        Condition::eq("x-amz-date", "<yyyymmddThhmmssZ>"),
-        None,
-    ));
+    list.push(explained(Condition::eq("x-amz-date", "<yyyymmddThhmmssZ>"), None));
     list.push(explained(
         Condition::eq("x-amz-security-token", "<session-token>"),
         Some("only when the store's credentials carry a session token".into()),
@@ -196,18 +188,10 @@ pub fn explain_text(profile: &Profile) -> String {
     if let Some(description) = &profile.description {
         let _ = writeln!(out, "  description  {description}");
     }
-    let _ = writeln!(
-        out,
-        "  bucket       {} (store {})",
-        profile.bucket, profile.store
-    );
+    let _ = writeln!(out, "  bucket       {} (store {})", profile.bucket, profile.store);
     let _ = writeln!(out, "  key          {}", profile.key);
     for var in &profile.vars {
-        let _ = writeln!(
-            out,
-            "  var          {} matching `{}`",
-            var.name, var.pattern_source
-        );
+        let _ = writeln!(out, "  var          {} matching `{}`", var.name, var.pattern_source);
     }
     let _ = writeln!(
         out,
@@ -215,11 +199,7 @@ pub fn explain_text(profile: &Profile) -> String {
         super::compile::format_bytes(profile.size.min),
         super::compile::format_bytes(profile.size.max)
     );
-    let _ = writeln!(
-        out,
-        "  expires_in   {}",
-        humantime::format_duration(profile.expires_in)
-    );
+    let _ = writeln!(out, "  expires_in   {}", humantime::format_duration(profile.expires_in));
     match &profile.apps {
         Some(apps) => {
             let _ = writeln!(out, "  apps         {}", apps.join(", "));

@@ -43,8 +43,7 @@ impl ProfileName {
         let first_ok = chars
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok =
-            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if first_ok && rest_ok && name.len() <= 63 {
             Ok(ProfileName(name.to_owned()))
         } else {
@@ -257,9 +256,7 @@ impl Profile {
         self.apps.as_deref()
     }
     pub fn allows_app(&self, app: &str) -> bool {
-        self.apps
-            .as_ref()
-            .is_none_or(|apps| apps.iter().any(|a| a == app))
+        self.apps.as_ref().is_none_or(|apps| apps.iter().any(|a| a == app))
     }
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
@@ -286,6 +283,13 @@ pub fn parse(name: &ProfileName, text: &str) -> Result<Profile, Vec<Diagnostic>>
                 message.truncate(at);
             }
             let path = if path == "." { String::new() } else { path };
+            // serde_yaml prefixes nested errors with the enclosing map's path; ours is complete.
+            if let Some((prefix, rest)) = message.split_once(": ")
+                && !prefix.contains(' ')
+                && path.starts_with(prefix)
+            {
+                message = rest.to_owned();
+            }
             let mut diagnostic = Diagnostic::error(path, message);
             diagnostic.line_col = inner.location().map(|l| (l.line(), l.column()));
             return Err(vec![diagnostic]);

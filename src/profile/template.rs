@@ -121,10 +121,7 @@ impl Template {
 
     /// True when the last part is `${filename}`.
     pub fn ends_with_filename(&self) -> bool {
-        matches!(
-            self.parts.last(),
-            Some(Part::Placeholder(Placeholder::Filename, _))
-        )
+        matches!(self.parts.last(), Some(Part::Placeholder(Placeholder::Filename, _)))
     }
 
     /// The text before the first placeholder.

@@ -43,8 +43,7 @@ impl Snapshot {
 /// UTF-8) come back as diagnostics for that file.
 pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagnostic> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        Diagnostic::error("", format!("cannot read the policies directory: {e}"))
-            .in_file(dir.display().to_string())
+        Diagnostic::error("", format!("cannot read the policies directory: {e}")).in_file(dir.display().to_string())
     })?;
     let mut files = Vec::new();
     let mut diags = Vec::new();
@@ -53,9 +52,7 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagno
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if file_name.starts_with('.')
-            || !(file_name.ends_with(".yaml") || file_name.ends_with(".yml"))
-        {
+        if file_name.starts_with('.') || !(file_name.ends_with(".yaml") || file_name.ends_with(".yml")) {
             continue;
         }
         let shown = path.display().to_string();
@@ -84,9 +81,7 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagno
         match std::fs::read(&path) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => files.push(SourceFile { path, text }),
-                Err(_) => {
-                    diags.push(Diagnostic::error("", "the file is not UTF-8 text").in_file(shown))
-                }
+                Err(_) => diags.push(Diagnostic::error("", "the file is not UTF-8 text").in_file(shown)),
             },
             Err(e) => diags.push(Diagnostic::error("", format!("cannot read: {e}")).in_file(shown)),
         }
@@ -103,11 +98,7 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
     let mut hasher = Sha256::new();
     for file in files {
         let shown = file.path.display().to_string();
-        let file_name = file
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
+        let file_name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         hasher.update(file_name.as_bytes());
         hasher.update([0]);
         hasher.update(file.text.as_bytes());
@@ -117,19 +108,18 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
             Ok(name) => name,
             Err(message) => {
                 diags.push(
-                    Diagnostic::error(
-                        "",
-                        format!("the file name gives the profile name: {message}"),
-                    )
-                    .in_file(shown),
+                    Diagnostic::error("", format!("the file name gives the profile name: {message}")).in_file(shown),
                 );
                 continue;
             }
         };
         if profiles.contains_key(stem) {
             diags.push(
-                Diagnostic::error("", format!("a second file defines profile `{stem}`; keep one of {stem}.yaml and {stem}.yml"))
-                    .in_file(shown),
+                Diagnostic::error(
+                    "",
+                    format!("a second file defines profile `{stem}`; keep one of {stem}.yaml and {stem}.yml"),
+                )
+                .in_file(shown),
             );
             continue;
         }
@@ -148,13 +138,7 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
                         .in_file(&shown),
                     );
                 }
-                diags.extend(
-                    profile
-                        .warnings()
-                        .iter()
-                        .cloned()
-                        .map(|d| d.in_file(&shown)),
-                );
+                diags.extend(profile.warnings().iter().cloned().map(|d| d.in_file(&shown)));
                 profiles.insert(stem.to_owned(), Arc::new(profile));
             }
             Err(errors) => diags.extend(errors.into_iter().map(|d| d.in_file(&shown))),

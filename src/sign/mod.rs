@@ -102,21 +102,13 @@ impl Store {
     }
 
     fn signing_key(&self, date: &str) -> [u8; 32] {
-        let mut cache = self
-            .signing_key_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.signing_key_cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_date, key)) = cache.as_ref()
             && cached_date == date
         {
             return *key;
         }
-        let key = sigv4::signing_key(
-            self.credentials.secret_access_key.expose(),
-            date,
-            &self.region,
-            "s3",
-        );
+        let key = sigv4::signing_key(self.credentials.secret_access_key.expose(), date, &self.region, "s3");
         *cache = Some((date.to_owned(), key));
         key
     }
@@ -160,10 +152,8 @@ impl Serialize for PresignedPost {
 
 /// `2015-12-29T01:00:00Z`.
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    at.format(format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    ))
-    .unwrap_or_default()
+    at.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .unwrap_or_default()
 }
 
 /// The POST policy document: `{"expiration": …, "conditions": […]}`, spaced as botocore does.
@@ -184,10 +174,7 @@ pub fn policy_document(expiration: OffsetDateTime, conditions: &[Condition]) -> 
 
 /// Signs an admitted upload. Infallible: everything that could be wrong was refused earlier.
 pub fn presign(upload: &Upload<'_>, store: &Store, now: OffsetDateTime) -> PresignedPost {
-    let now = now
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(now);
+    let now = now.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(now);
     let mut expires_at = now + upload.expires_in;
     let mut expiry_clamped = false;
     if let Some(limit) = store.credentials.expires_at
@@ -198,9 +185,7 @@ pub fn presign(upload: &Upload<'_>, store: &Store, now: OffsetDateTime) -> Presi
     }
 
     let amz_date = now
-        .format(format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
+        .format(format_description!("[year][month][day]T[hour][minute][second]Z"))
         .unwrap_or_default();
     let date = &amz_date[..8];
     let credential = format!(

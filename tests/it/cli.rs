@@ -1,0 +1,111 @@
+//! The command line, run as a process: exit codes and what it prints.
+
+use std::process::{Command, Output};
+
+use crate::repo_path;
+
+fn postgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_postgate"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .env_remove("POSTGATE_CONFIG")
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_passes_on_the_example_policies() {
+    let out = postgate(&["check", "--deny-warnings"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "policies: 4 profiles ok, 0 warnings\n"
+    );
+}
+
+#[test]
+fn check_fails_with_every_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_path("tests/data/compile/bad-many-errors.yaml"),
+        dir.path().join("many.yaml"),
+    )
+    .unwrap();
+    let out = postgate(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().count() >= 8, "{stderr}");
+    assert!(
+        stderr.contains("many.yaml: size.max: 9 GiB is above the 5 GiB limit of a single POST upload"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn deny_warnings_fails_on_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_path("tests/data/compile/warn-svg-renders-inline.yaml"),
+        dir.path().join("svg.yaml"),
+    )
+    .unwrap();
+    assert!(postgate(&["check", dir.path().to_str().unwrap()]).status.success());
+    let out = postgate(&["check", "--deny-warnings", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn schema_prints_the_checked_in_schema() {
+    let out = postgate(&["schema"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), postgate::profile_schema());
+}
+
+#[test]
+fn sign_prints_a_form_and_refuses_bad_input() {
+    let out = postgate(&[
+        "sign",
+        "avatars",
+        "--var",
+        "user=alice",
+        "--meta",
+        "purpose=avatar",
+        "--filename",
+        "me.png",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let form: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(form["url"], "https://user-content.s3.us-east-1.amazonaws.com/");
+    assert!(form["key"].as_str().unwrap().ends_with("/me.png"));
+    assert_eq!(form["fields"]["x-amz-algorithm"], "AWS4-HMAC-SHA256");
+
+    let out = postgate(&["sign", "avatars", "--var", "user=../x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("vars.user: contains a path separator"), "{stderr}");
+    assert!(stderr.contains("metadata.purpose: missing"), "{stderr}");
+
+    let out = postgate(&["explain", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no profile `nope`; profiles: avatars, datasets, documents, invoices")
+    );
+}
+
+#[test]
+fn sign_without_credentials_says_what_to_set() {
+    let out = Command::new(env!("CARGO_BIN_EXE_postgate"))
+        .args(["sign", "invoices", "--var", "supplier=acme"])
+        .current_dir(repo_path(""))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("store `default`: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    );
+}
