@@ -1,9 +1,15 @@
 //! postgate: YAML upload profiles compiled into S3 POST policies and signed with SigV4.
 //!
 //! The pipeline: YAML file → `profile::RawProfile` → `profile::Profile` → `registry::Snapshot`
-//! → admission (`profile::admit`) → `sign::presign` → `{url, fields}`. See ARCHITECTURE.md.
+//! (hot-swapped by `registry::Registry`) → `http` handler → admission (`profile::admit`) →
+//! `sign::presign` → `{url, fields}`. See ARCHITECTURE.md.
 
+pub mod auth;
 pub mod config;
+#[cfg(feature = "dev-store")]
+pub mod dev;
+pub mod http;
+pub mod metrics;
 pub mod profile;
 pub mod registry;
 pub mod secret;

@@ -1,5 +1,7 @@
 //! The `postgate` command line: check, explain, schema, sign.
 
+mod gateway;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -53,6 +55,31 @@ enum Command {
     Schema,
     /// Sign a form for a profile and print it as JSON.
     Sign(SignArgs),
+    /// Run the gateway: the HTTP API, hot-reloaded profiles, metrics.
+    Serve,
+    /// Run the gateway with an embedded S3-compatible store and dev app keys, for local work.
+    #[cfg(feature = "dev-store")]
+    Dev(DevArgs),
+    /// Print the hash of an app key (read from stdin) for the config's `apps.<app>.keys`.
+    HashKey {
+        /// Make a new random key and print it with its hash.
+        #[arg(long)]
+        generate: bool,
+    },
+}
+
+#[cfg(feature = "dev-store")]
+#[derive(Args)]
+struct DevArgs {
+    /// Where the dev store keeps buckets and objects.
+    #[arg(long, default_value = ".postgate-dev")]
+    data: PathBuf,
+    /// Where the gateway listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Where the dev store listens.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    store_listen: String,
 }
 
 #[derive(Args)]
@@ -86,6 +113,10 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve) || cfg!(feature = "dev-store") && is_dev(&cli.command) {
+        // The servers log; the one-shot commands print.
+        init_logs(&cli);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -102,6 +133,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     let config = GatewayConfig::load(config_path.as_deref())?;
     match cli.command {
+        Command::Serve => gateway::serve(config, config_path),
+        #[cfg(feature = "dev-store")]
+        Command::Dev(args) => gateway::dev(config, args.data, &args.listen, &args.store_listen),
+        Command::HashKey { generate } => {
+            let key = if generate {
+                let key = postgate::auth::generate_key();
+                println!("key:  {}", key.expose());
+                key
+            } else {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let key = postgate::secret::Secret::new(line.trim_end_matches(['\r', '\n']));
+                if key.expose().len() < postgate::auth::MIN_KEY_LEN {
+                    bail!(
+                        "a key must be at least {} characters; try `postgate hash-key --generate`",
+                        postgate::auth::MIN_KEY_LEN
+                    );
+                }
+                key
+            };
+            println!(
+                "{}{}",
+                if generate { "hash: " } else { "" },
+                postgate::auth::hash_key(&key)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema => {
             print!("{}", postgate::profile_schema());
             Ok(ExitCode::SUCCESS)
@@ -175,6 +233,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&post)?);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(feature = "dev-store")]
+fn is_dev(command: &Command) -> bool {
+    matches!(command, Command::Dev(_))
+}
+
+#[cfg(not(feature = "dev-store"))]
+fn is_dev(_: &Command) -> bool {
+    false
+}
+
+/// Logs go to stderr, as text or (config `log_format: json`) JSON lines; `RUST_LOG` filters.
+fn init_logs(cli: &Cli) {
+    let json = cli
+        .global
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("postgate.yaml")).filter(|p| p.is_file()))
+        .and_then(|path| GatewayConfig::load(Some(&path)).ok())
+        .or_else(|| GatewayConfig::load(None).ok())
+        .is_some_and(|config| config.log_format == postgate::config::LogFormat::Json);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

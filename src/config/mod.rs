@@ -5,6 +5,7 @@
 //! moment they are read.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Yaml};
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::auth::AppKeys;
 use crate::secret::Secret;
 use crate::sign::{Addressing, Credentials, Endpoint, Store};
 
@@ -30,7 +32,7 @@ pub enum ConfigError {
 }
 
 /// `postgate.yaml`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// The directory of upload profiles.
@@ -40,10 +42,37 @@ pub struct GatewayConfig {
     /// AWS environment variables (`AWS_REGION`, `AWS_ENDPOINT_URL_S3`, credentials).
     #[serde(default)]
     pub stores: IndexMap<String, StoreConfig>,
+    /// Where the API listens.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the admin endpoint (`POST /-/reload`) listens; off when absent.
+    #[serde(default)]
+    pub admin_listen: Option<String>,
+    /// The apps that may call the API, with their keys.
+    #[serde(default)]
+    pub apps: IndexMap<String, AppConfig>,
+    #[serde(default)]
+    pub cors: CorsConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
+    /// `text` (default) or `json` logs.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// The largest presign request body accepted, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 fn default_policies() -> PathBuf {
     PathBuf::from("policies")
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+fn default_max_body_bytes() -> usize {
+    64 * 1024
 }
 
 impl Default for GatewayConfig {
@@ -51,8 +80,102 @@ impl Default for GatewayConfig {
         GatewayConfig {
             policies: default_policies(),
             stores: IndexMap::new(),
+            listen: default_listen(),
+            admin_listen: None,
+            apps: IndexMap::new(),
+            cors: CorsConfig::default(),
+            reload: ReloadConfig::default(),
+            log_format: LogFormat::default(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
+}
+
+/// One app's keys. `keys` holds hashes only (`postgate hash-key`); a file or variable may hold
+/// hashes or raw keys, one per line (or comma-separated in a variable).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub keys_file: Option<PathBuf>,
+    #[serde(default)]
+    pub keys_env: Option<String>,
+}
+
+/// Cross-origin access for browser apps that call the gateway directly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins like `https://app.example.com`; empty: no cross-origin access.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// How long browsers may cache a preflight answer, in seconds.
+    #[serde(default = "default_cors_max_age")]
+    pub max_age: usize,
+}
+
+fn default_cors_max_age() -> usize {
+    3600
+}
+
+impl Default for CorsConfig {
+    fn default() -> CorsConfig {
+        CorsConfig {
+            allowed_origins: Vec::new(),
+            max_age: default_cors_max_age(),
+        }
+    }
+}
+
+/// How profile changes are picked up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Quiet time after the last filesystem event before reloading.
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    /// The longest a reload waits while events keep arriving.
+    #[serde(default = "default_max_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// How often the directory is re-read regardless of events (0 turns it off).
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Whether an empty directory may replace a non-empty profile set.
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+fn default_debounce() -> Duration {
+    Duration::from_millis(200)
+}
+
+fn default_max_wait() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+impl Default for ReloadConfig {
+    fn default() -> ReloadConfig {
+        ReloadConfig {
+            debounce: default_debounce(),
+            max_wait: default_max_wait(),
+            interval: default_interval(),
+            allow_empty: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// One S3 endpoint.
@@ -188,6 +311,59 @@ impl GatewayConfig {
             expires_at,
         };
         Ok(Store::new(name, &region, endpoint, config.addressing, credentials))
+    }
+}
+
+impl GatewayConfig {
+    /// The apps and their keys: hashes from `keys`, hashes or raw keys from `keys_file` and
+    /// `keys_env`. Every problem is reported.
+    pub fn app_keys(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<AppKeys, Vec<String>> {
+        let mut keys = AppKeys::new();
+        let mut errors = Vec::new();
+        for (app, config) in &self.apps {
+            keys.declare(app);
+            for (i, hash) in config.keys.iter().enumerate() {
+                if !hash.starts_with(crate::auth::HASH_PREFIX) {
+                    errors.push(format!(
+                        "apps.{app}.keys[{i}]: store the key's hash (`postgate hash-key`), not the key"
+                    ));
+                } else if let Err(e) = keys.add(app, hash) {
+                    errors.push(format!("apps.{app}.keys[{i}]: {e}"));
+                }
+            }
+            if let Some(file) = &config.keys_file {
+                match std::fs::read_to_string(file) {
+                    Ok(text) => {
+                        for line in text
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        {
+                            if let Err(e) = keys.add(app, line) {
+                                errors.push(format!("apps.{app}.keys_file ({}): {e}", file.display()));
+                            }
+                        }
+                    }
+                    Err(e) => errors.push(format!("apps.{app}.keys_file: cannot read {}: {e}", file.display())),
+                }
+            }
+            if let Some(var) = &config.keys_env {
+                match env(var) {
+                    Some(text) => {
+                        for key in text.split([',', '\n']).map(str::trim).filter(|k| !k.is_empty()) {
+                            if let Err(e) = keys.add(app, key) {
+                                errors.push(format!("apps.{app}.keys_env ({var}): {e}"));
+                            }
+                        }
+                    }
+                    None => errors.push(format!("apps.{app}.keys_env: {var} is not set")),
+                }
+            }
+            if keys.key_count(app) == 0 && !errors.iter().any(|e| e.starts_with(&format!("apps.{app}."))) {
+                errors.push(format!("apps.{app}: no keys; give `keys`, `keys_file` or `keys_env`"));
+            }
+        }
+        if errors.is_empty() { Ok(keys) } else { Err(errors) }
     }
 }
 

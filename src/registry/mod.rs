@@ -1,8 +1,14 @@
 //! The one owner of "the current profiles": reads the policies directory and compiles it into a
-//! `Snapshot`, all or nothing.
+//! `Snapshot`, all or nothing; `Registry` holds the served snapshot and swaps in the next one
+//! atomically; `watch` decides when to reload.
 //!
 //! `read_dir` is the IO; `build` is pure and is what tests drive. Only top-level, non-dot
 //! `*.yaml`/`*.yml` files count (symlinks followed, as Kubernetes ConfigMap volumes need).
+
+mod live;
+pub mod watch;
+
+pub use live::{AppsSource, Registry, ReloadReport, Source};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +16,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::auth::AppKeys;
 use crate::profile::{self, Diagnostic, Profile, ProfileName};
 
 /// The largest profile file read, in bytes; larger files are refused unread.
@@ -23,14 +30,19 @@ pub struct SourceFile {
     pub text: String,
 }
 
-/// A complete, valid set of profiles. Immutable once built; replaced whole.
+/// A complete, valid set of profiles (and the app keys that go with them). Immutable once built;
+/// replaced whole.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub profiles: BTreeMap<String, Arc<Profile>>,
     /// Warnings of the profiles in the set.
     pub warnings: Vec<Diagnostic>,
-    /// SHA-256 over the file names and contents, hex: equal content, equal hash.
+    /// SHA-256 over the file names and contents (and app keys, once served), hex: equal
+    /// content, equal hash.
     pub content_hash: String,
+    /// Counts published snapshots, starting at 1; 0 before the registry publishes it.
+    pub generation: u64,
+    pub apps: Arc<AppKeys>,
 }
 
 impl Snapshot {
@@ -151,6 +163,8 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
         profiles,
         warnings: diags,
         content_hash: hex::encode(hasher.finalize()),
+        generation: 0,
+        apps: Arc::default(),
     })
 }
 

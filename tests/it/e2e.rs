@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::repo_path;
 
-const ACCESS_KEY: &str = "AKIAPOSTGATETEST0001";
-const SECRET_KEY: &str = "postgate/test/secret/key/0123456789abcdef";
+pub const ACCESS_KEY: &str = "AKIAPOSTGATETEST0001";
+pub const SECRET_KEY: &str = "postgate/test/secret/key/0123456789abcdef";
 const BUCKETS: &[&str] = &[
     "user-content",
     "user-documents",
@@ -33,14 +33,14 @@ const BUCKETS: &[&str] = &[
     "other-bucket",
 ];
 
-struct S3Server {
-    root: tempfile::TempDir,
-    endpoint: String,
+pub struct S3Server {
+    pub root: tempfile::TempDir,
+    pub endpoint: String,
     fs: s3s_fs::FileSystem,
 }
 
 impl S3Server {
-    async fn start() -> S3Server {
+    pub async fn start() -> S3Server {
         let root = tempfile::tempdir().unwrap();
         for bucket in BUCKETS {
             std::fs::create_dir(root.path().join(bucket)).unwrap();
@@ -64,7 +64,7 @@ impl S3Server {
         S3Server { root, endpoint, fs }
     }
 
-    fn store(&self) -> Store {
+    pub fn store(&self) -> Store {
         let credentials = Credentials {
             access_key_id: ACCESS_KEY.to_owned(),
             secret_access_key: Secret::new(SECRET_KEY),
@@ -81,7 +81,7 @@ impl S3Server {
     }
 
     /// Every stored object (data files, not s3s-fs's own dot files), relative to the root.
-    fn objects(&self) -> Vec<PathBuf> {
+    pub fn objects(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) {
             for entry in std::fs::read_dir(dir).unwrap().flatten() {
                 let path = entry.path();
@@ -102,7 +102,7 @@ impl S3Server {
     }
 
     /// Content-Type and user metadata of a stored object, read back through the S3 API.
-    async fn head(&self, bucket: &str, key: &str) -> (Option<String>, BTreeMap<String, String>) {
+    pub async fn head(&self, bucket: &str, key: &str) -> (Option<String>, BTreeMap<String, String>) {
         let input = s3s::dto::HeadObjectInput::builder()
             .bucket(bucket.to_owned())
             .key(key.to_owned())
@@ -126,7 +126,7 @@ impl S3Server {
 }
 
 /// Posts a multipart form: the fields in order, the file last.
-async fn upload(url: &str, fields: &[(String, String)], file_name: &str, bytes: Vec<u8>) -> (u16, String) {
+pub async fn upload(url: &str, fields: &[(String, String)], file_name: &str, bytes: Vec<u8>) -> (u16, String) {
     let mut form = reqwest::multipart::Form::new();
     for (name, value) in fields {
         form = form.text(name.clone(), value.clone());
@@ -144,6 +144,32 @@ fn load_policies() -> registry::Snapshot {
     registry::load(&repo_path("policies"), &["default".to_owned()]).unwrap()
 }
 
+/// A signed form as a client sees it: where to post, and the fields in order.
+pub struct SignedForm {
+    pub url: String,
+    pub fields: Vec<(String, String)>,
+    pub key: String,
+}
+
+impl SignedForm {
+    /// The POST policy document the form carries, decoded.
+    fn policy(&self) -> String {
+        use base64::Engine as _;
+        let b64 = &self.fields.iter().find(|(n, _)| n == "policy").unwrap().1;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+    }
+}
+
+impl From<PresignedPost> for SignedForm {
+    fn from(post: PresignedPost) -> SignedForm {
+        SignedForm {
+            url: post.url,
+            fields: post.fields,
+            key: post.key,
+        }
+    }
+}
+
 fn sign(store: &Store, profile: &Profile, app: &str, request: &UploadRequest) -> PresignedPost {
     let now = OffsetDateTime::now_utc();
     let ctx = Context {
@@ -153,6 +179,14 @@ fn sign(store: &Store, profile: &Profile, app: &str, request: &UploadRequest) ->
     };
     let upload = admit(profile, request, &ctx).unwrap_or_else(|r| panic!("refused: {r:?}"));
     presign(&upload, store, now)
+}
+
+/// Signs with the library directly.
+fn library_signer(store: &Store) -> impl AsyncFn(&str, &str, &UploadRequest) -> SignedForm {
+    let snapshot = load_policies();
+    async move |profile: &str, app: &str, request: &UploadRequest| {
+        sign(store, snapshot.get(profile).unwrap(), app, request).into()
+    }
 }
 
 #[derive(Deserialize)]
@@ -181,14 +215,13 @@ struct Expect {
     metadata: BTreeMap<String, String>,
 }
 
-fn file_bytes(len: usize) -> Vec<u8> {
+pub fn file_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
-#[tokio::test]
-async fn every_example_profile_uploads() {
-    let server = S3Server::start().await;
-    let store = server.store();
+/// Uploads one file per case of tests/data/uploads.yaml (every example profile) with forms from
+/// `sign`, and checks the stored object's key, bytes, Content-Type and metadata.
+pub async fn check_uploads(server: &S3Server, sign: impl AsyncFn(&str, &str, &UploadRequest) -> SignedForm) {
     let snapshot = load_policies();
     let cases: IndexMap<String, UploadCase> =
         serde_yaml::from_str(&std::fs::read_to_string(repo_path("tests/data/uploads.yaml")).unwrap()).unwrap();
@@ -199,22 +232,23 @@ async fn every_example_profile_uploads() {
         );
     }
     for (case_name, case) in &cases {
-        let profile = snapshot.get(case.profile.as_deref().unwrap_or(case_name)).unwrap();
-        let post = sign(&store, profile, &case.app, &case.request);
-        let mut fields = post.fields.clone();
+        let profile_name = case.profile.as_deref().unwrap_or(case_name);
+        let bucket = snapshot.get(profile_name).unwrap().bucket();
+        let form = sign(profile_name, &case.app, &case.request).await;
+        let mut fields = form.fields.clone();
         fields.extend(case.form.iter().map(|(k, v)| (k.clone(), v.clone())));
         let bytes = file_bytes(case.file.bytes);
-        let (status, body) = upload(&post.url, &fields, &case.file.name, bytes.clone()).await;
+        let (status, body) = upload(&form.url, &fields, &case.file.name, bytes.clone()).await;
         assert!((200..300).contains(&status), "{case_name}: {status} {body}");
 
         let expect = &case.expect;
-        assert!(post.key.starts_with(&expect.key_prefix), "{case_name}: {}", post.key);
+        assert!(form.key.starts_with(&expect.key_prefix), "{case_name}: {}", form.key);
         if let Some(suffix) = &expect.key_suffix {
-            assert!(post.key.ends_with(suffix), "{case_name}: {}", post.key);
+            assert!(form.key.ends_with(suffix), "{case_name}: {}", form.key);
         }
-        let stored = server.root.path().join(profile.bucket()).join(&post.key);
+        let stored = server.root.path().join(bucket).join(&form.key);
         assert_eq!(std::fs::read(&stored).unwrap(), bytes, "{case_name}: stored bytes");
-        let (content_type, metadata) = server.head(profile.bucket(), &post.key).await;
+        let (content_type, metadata) = server.head(bucket, &form.key).await;
         assert_eq!(
             content_type.as_deref(),
             Some(expect.content_type.as_str()),
@@ -224,15 +258,14 @@ async fn every_example_profile_uploads() {
     }
 }
 
-/// A form that S3 must reject: what to change, and the status it answers.
-struct Rejection {
-    name: &'static str,
-    status: u16,
-    /// A word of S3's error body that says why (its error code).
-    code: &'static str,
+#[tokio::test]
+async fn every_example_profile_uploads() {
+    let server = S3Server::start().await;
+    let store = server.store();
+    check_uploads(&server, library_signer(&store)).await;
 }
 
-fn avatar_request(user: &str) -> UploadRequest {
+pub fn avatar_request(user: &str) -> UploadRequest {
     UploadRequest {
         vars: [("user".to_owned(), user.to_owned())].into_iter().collect(),
         metadata: [("purpose".to_owned(), "avatar".to_owned())].into_iter().collect(),
@@ -247,165 +280,71 @@ fn set(fields: &mut Vec<(String, String)>, name: &str, value: &str) {
     }
 }
 
-#[tokio::test]
-async fn every_constraint_is_enforced_by_the_server() {
-    let server = S3Server::start().await;
-    let store = server.store();
-    let snapshot = load_policies();
-    let avatars = snapshot.get("avatars").unwrap();
-    let datasets = snapshot.get("datasets").unwrap();
+/// Forms S3 must reject: the change made to a good form, the status and the error code S3
+/// answers with.
+const REJECTIONS: &[(&str, u16, &str)] = &[
+    ("too large", 400, "EntityTooLarge"),
+    ("too small", 400, "EntityTooSmall"),
+    ("exact size, other size", 400, "EntityTooLarge"),
+    ("wrong content type", 400, "InvalidPolicyDocument"),
+    ("missing content type", 400, "InvalidPolicyDocument"),
+    ("exact content type changed", 400, "InvalidPolicyDocument"),
+    ("wrong metadata", 400, "InvalidPolicyDocument"),
+    ("missing metadata", 400, "InvalidPolicyDocument"),
+    ("fixed metadata changed", 400, "InvalidPolicyDocument"),
+    ("key outside the prefix", 400, "InvalidPolicyDocument"),
+    ("key of a longer user (u4 form, u42 key)", 400, "InvalidPolicyDocument"),
+    ("exact key changed", 400, "InvalidPolicyDocument"),
+    ("extra field", 403, "AccessDenied"),
+    ("extra metadata", 403, "AccessDenied"),
+    ("acl changed", 400, "InvalidPolicyDocument"),
+    ("tampered signature", 403, "SignatureDoesNotMatch"),
+    ("tampered policy", 403, "SignatureDoesNotMatch"),
+    ("wrong bucket", 400, "InvalidPolicyDocument"),
+];
+
+/// Every rejection of `REJECTIONS` with forms from `sign`, each asserting the status, S3's error
+/// code and that nothing was written; then the unchanged form, which must upload.
+pub async fn check_rejections(server: &S3Server, sign: impl AsyncFn(&str, &str, &UploadRequest) -> SignedForm) {
     let png = ("Content-Type".to_owned(), "image/png".to_owned());
-
-    let cases = [
-        Rejection {
-            name: "too large",
-            status: 400,
-            code: "EntityTooLarge",
-        },
-        Rejection {
-            name: "too small",
-            status: 400,
-            code: "EntityTooSmall",
-        },
-        Rejection {
-            name: "exact size, other size",
-            status: 400,
-            code: "EntityTooLarge",
-        },
-        Rejection {
-            name: "wrong content type",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "missing content type",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "exact content type changed",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "wrong metadata",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "missing metadata",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "fixed metadata changed",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "key outside the prefix",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "key of a longer user (u4 form, u42 key)",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "exact key changed",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "extra field",
-            status: 403,
-            code: "AccessDenied",
-        },
-        Rejection {
-            name: "extra metadata",
-            status: 403,
-            code: "AccessDenied",
-        },
-        Rejection {
-            name: "acl changed",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-        Rejection {
-            name: "tampered signature",
-            status: 403,
-            code: "SignatureDoesNotMatch",
-        },
-        Rejection {
-            name: "tampered policy",
-            status: 403,
-            code: "SignatureDoesNotMatch",
-        },
-        Rejection {
-            name: "wrong secret",
-            status: 403,
-            code: "SignatureDoesNotMatch",
-        },
-        Rejection {
-            name: "wrong bucket",
-            status: 400,
-            code: "InvalidPolicyDocument",
-        },
-    ];
-
-    for case in &cases {
+    for (name, expected_status, expected_code) in REJECTIONS {
         let before = server.objects();
         let mut request = avatar_request("u4");
-        let mut file_len = 1000;
-        let mut profile = avatars;
-        match case.name {
+        let mut profile = "avatars";
+        match *name {
             "exact size, other size" => request.size = Some(100),
             "exact key changed" => request.filename = Some("a.png".into()),
+            "exact content type changed" => {
+                profile = "datasets";
+                request = UploadRequest {
+                    vars: [("tenant".into(), "t-0001".into()), ("dataset".into(), "x".into())]
+                        .into_iter()
+                        .collect(),
+                    ..UploadRequest::default()
+                };
+            }
             _ => {}
         }
-        if case.name == "exact content type changed" {
-            profile = datasets;
-            request = UploadRequest {
-                vars: [("tenant".into(), "t-0001".into()), ("dataset".into(), "x".into())]
-                    .into_iter()
-                    .collect(),
-                ..UploadRequest::default()
-            };
-        }
-        let mut post = sign(&store, profile, "web", &request);
-        if case.name == "wrong secret" {
-            let mut wrong = server.store();
-            wrong.credentials.secret_access_key = Secret::new("not-the-secret");
-            let wrong = Store::new(
-                "default",
-                "us-east-1",
-                wrong.endpoint.clone(),
-                Addressing::Path,
-                wrong.credentials,
-            );
-            post = sign(&wrong, profile, "web", &request);
-        }
-        let mut fields = post.fields.clone();
-        if profile.name().as_str() == "avatars" {
+        let form = sign(profile, if profile == "datasets" { "ingest" } else { "web" }, &request).await;
+        let mut fields = form.fields.clone();
+        if profile == "avatars" {
             fields.push(png.clone());
         }
-        let mut url = post.url.clone();
-        match case.name {
+        let mut url = form.url.clone();
+        let mut file_len = 1000;
+        match *name {
             "too large" => file_len = 5 * 1024 * 1024 + 1,
             "too small" => file_len = 0,
-            "wrong content type" => set(&mut fields, "Content-Type", "text/html"),
+            "wrong content type" | "exact content type changed" => set(&mut fields, "Content-Type", "text/html"),
             "missing content type" => fields.retain(|(n, _)| n != "Content-Type"),
-            "exact content type changed" => set(&mut fields, "Content-Type", "text/html"),
             "wrong metadata" => set(&mut fields, "x-amz-meta-purpose", "wallpaper"),
             "missing metadata" => fields.retain(|(n, _)| n != "x-amz-meta-purpose"),
             "fixed metadata changed" => set(&mut fields, "x-amz-meta-uploaded-by", "mallory"),
             "key outside the prefix" => set(&mut fields, "key", "avatars/mallory/x/${filename}"),
             "key of a longer user (u4 form, u42 key)" => {
-                let key = post.key.replacen("avatars/u4/", "avatars/u42/", 1);
-                set(&mut fields, "key", &key);
+                set(&mut fields, "key", &form.key.replacen("avatars/u4/", "avatars/u42/", 1))
             }
-            "exact key changed" => set(&mut fields, "key", &post.key.replace("a.png", "b.png")),
+            "exact key changed" => set(&mut fields, "key", &form.key.replace("a.png", "b.png")),
             "extra field" => fields.push(("Content-Encoding".into(), "gzip".into())),
             "extra metadata" => fields.push(("x-amz-meta-admin".into(), "true".into())),
             "acl changed" => set(&mut fields, "acl", "public-read"),
@@ -416,30 +355,62 @@ async fn every_constraint_is_enforced_by_the_server() {
             }
             "tampered policy" => {
                 use base64::Engine as _;
-                let engine = base64::engine::general_purpose::STANDARD;
-                let policy = post.policy.replace("5242880", "52428800");
-                set(&mut fields, "policy", &engine.encode(policy));
+                let policy = form.policy().replace("5242880", "52428800");
+                set(
+                    &mut fields,
+                    "policy",
+                    &base64::engine::general_purpose::STANDARD.encode(policy),
+                );
             }
             "wrong bucket" => url = url.replace("/user-content", "/other-bucket"),
             _ => {}
         }
         let (status, body) = upload(&url, &fields, "x.png", file_bytes(file_len)).await;
-        assert_eq!(status, case.status, "{}: {body}", case.name);
+        assert_eq!(status, *expected_status, "{name}: {body}");
         assert!(
-            body.contains(case.code),
-            "{}: expected {} in {body}",
-            case.name,
-            case.code
+            body.contains(expected_code),
+            "{name}: expected {expected_code} in {body}"
         );
-        assert_eq!(server.objects(), before, "{}: an object was written", case.name);
+        assert_eq!(server.objects(), before, "{name}: an object was written");
     }
 
     // Control: the unchanged form uploads, so each rejection above is the change's doing.
-    let post = sign(&store, avatars, "web", &avatar_request("u4"));
-    let mut fields = post.fields.clone();
+    let form = sign("avatars", "web", &avatar_request("u4")).await;
+    let mut fields = form.fields.clone();
     fields.push(png);
-    let (status, body) = upload(&post.url, &fields, "x.png", file_bytes(1000)).await;
+    let (status, body) = upload(&form.url, &fields, "x.png", file_bytes(1000)).await;
     assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn every_constraint_is_enforced_by_the_server() {
+    let server = S3Server::start().await;
+    let store = server.store();
+    check_rejections(&server, library_signer(&store)).await;
+}
+
+#[tokio::test]
+async fn a_form_signed_with_the_wrong_secret_is_rejected() {
+    let server = S3Server::start().await;
+    let mut store = server.store();
+    store.credentials.secret_access_key = Secret::new("not-the-secret");
+    let store = Store::new(
+        "default",
+        "us-east-1",
+        store.endpoint.clone(),
+        Addressing::Path,
+        store.credentials,
+    );
+    let form: SignedForm = library_signer(&store)("invoices", "web", &{
+        let mut request = UploadRequest::default();
+        request.vars.insert("supplier".into(), "acme".into());
+        request
+    })
+    .await;
+    let (status, body) = upload(&form.url, &form.fields, "x.pdf", file_bytes(10)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("SignatureDoesNotMatch"), "{body}");
+    assert!(server.objects().is_empty());
 }
 
 #[tokio::test]

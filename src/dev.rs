@@ -1,0 +1,227 @@
+//! `postgate dev`'s embedded S3-compatible store: s3s-fs serving a local directory with real
+//! SigV4 and POST-policy checks, plus the two things a browser upload needs that s3s-fs 0.14
+//! lacks — `${filename}` substitution and CORS answers.
+//!
+//! Development only (cargo feature `dev-store`); production builds leave it out.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::dto::*;
+use s3s::service::S3Service;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+use crate::registry::Snapshot;
+
+/// The dev store's fixed credentials (they guard nothing but a local directory).
+pub const ACCESS_KEY: &str = "POSTGATEDEVACCESSKEY";
+pub const SECRET_KEY: &str = "postgate-dev-secret-key-not-for-production";
+
+/// The largest form the dev store buffers (the whole body is read to find the file's name).
+const MAX_FORM_BYTES: usize = 512 * 1024 * 1024;
+
+/// The name of the uploaded file, carried from the multipart body to `post_object`.
+#[derive(Clone)]
+struct UploadFileName(String);
+
+/// s3s-fs with `${filename}` substitution on POST uploads.
+struct DevFs {
+    fs: s3s_fs::FileSystem,
+}
+
+/// Implements `S3` for `DevFs`: the listed operations delegate to s3s-fs; `post_object`
+/// substitutes `${filename}` first. (A macro around the whole impl, so `async_trait` sees the
+/// expanded methods.)
+macro_rules! dev_fs_s3 {
+    ($($method:ident: $input:ty => $output:ty),* $(,)?) => {
+        #[async_trait::async_trait]
+        impl S3 for DevFs {
+            $(
+                async fn $method(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
+                    self.fs.$method(req).await
+                }
+            )*
+
+            async fn post_object(&self, mut req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
+                // S3 substitutes ${filename} after checking the policy; s3s has checked it by now.
+                if let Some(UploadFileName(name)) = req.extensions.get::<UploadFileName>().cloned() {
+                    req.input.key = req.input.key.replace("${filename}", &name);
+                }
+                self.fs.post_object(req).await
+            }
+        }
+    };
+}
+
+dev_fs_s3! {
+    create_bucket: CreateBucketInput => CreateBucketOutput,
+    delete_bucket: DeleteBucketInput => DeleteBucketOutput,
+    delete_object: DeleteObjectInput => DeleteObjectOutput,
+    get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
+    get_object: GetObjectInput => GetObjectOutput,
+    head_bucket: HeadBucketInput => HeadBucketOutput,
+    head_object: HeadObjectInput => HeadObjectOutput,
+    list_buckets: ListBucketsInput => ListBucketsOutput,
+    list_objects: ListObjectsInput => ListObjectsOutput,
+    list_objects_v2: ListObjectsV2Input => ListObjectsV2Output,
+    put_object: PutObjectInput => PutObjectOutput,
+}
+
+/// The running dev store.
+pub struct DevStore {
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+}
+
+/// Starts the store on its own thread and runtime. Binds before returning, so a busy port is
+/// reported here.
+pub fn start(data_dir: &Path, listen: &str) -> std::io::Result<DevStore> {
+    std::fs::create_dir_all(data_dir)?;
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("the dev store cannot listen on {listen}: {e} (use --store-listen)"),
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(DevFs {
+        fs: s3s_fs::FileSystem::new(data_dir).map_err(|e| std::io::Error::other(format!("{e:?}")))?,
+    });
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = builder.build();
+    std::thread::Builder::new()
+        .name("postgate-dev-store".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                while let Ok((socket, _)) = listener.accept().await {
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let handler = hyper::service::service_fn(move |req| handle(service.clone(), req));
+                        let _ = ConnBuilder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(socket), handler)
+                            .await;
+                    });
+                }
+            });
+        })?;
+    Ok(DevStore {
+        endpoint: format!("http://{addr}"),
+        data_dir: data_dir.to_owned(),
+    })
+}
+
+/// Creates a directory (a bucket) for every bucket the snapshot's profiles name.
+pub fn ensure_buckets(data_dir: &Path, snapshot: &Snapshot) {
+    for profile in snapshot.profiles.values() {
+        let dir = data_dir.join(profile.bucket());
+        if let Err(error) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), %error, "cannot create the dev bucket");
+        }
+    }
+}
+
+type DevResponse = Response<http_body_util::combinators::BoxBody<Bytes, s3s::HttpError>>;
+
+async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevResponse, Infallible> {
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    if req.method() == Method::OPTIONS {
+        let mut response = Response::new(boxed_empty());
+        *response.status_mut() = StatusCode::OK;
+        add_cors(&mut response, origin.as_ref());
+        return Ok(response);
+    }
+    let is_form = req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let req = if is_form {
+        let (mut parts, body) = req.into_parts();
+        let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "form too large for the dev store")),
+        };
+        if let Some(name) = file_part_name(&bytes) {
+            parts.extensions.insert(UploadFileName(name));
+        }
+        Request::from_parts(parts, s3s::Body::from(bytes))
+    } else {
+        req.map(s3s::Body::from)
+    };
+    let mut response = match service.call(req).await {
+        Ok(response) => response.map(|body| body.map_err(s3s::HttpError::new).boxed()),
+        Err(error) => {
+            tracing::warn!(?error, "dev store error");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "dev store error")
+        }
+    };
+    add_cors(&mut response, origin.as_ref());
+    Ok(response)
+}
+
+/// The `filename` of the multipart part named `file` (the last part of an S3 POST form).
+fn file_part_name(body: &[u8]) -> Option<String> {
+    let needle = b"name=\"file\"; filename=\"";
+    let start = body.windows(needle.len()).rposition(|w| w == needle)? + needle.len();
+    let end = body[start..].iter().position(|b| *b == b'"')? + start;
+    let name = String::from_utf8(body[start..end].to_vec()).ok()?;
+    Some(name.rsplit(['/', '\\']).next().unwrap_or_default().to_owned()).filter(|n| !n.is_empty())
+}
+
+fn add_cors(response: &mut DevResponse, origin: Option<&HeaderValue>) {
+    let headers = response.headers_mut();
+    let allow = origin.cloned().unwrap_or(HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, PUT"),
+    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag, Location"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+fn boxed_empty() -> http_body_util::combinators::BoxBody<Bytes, s3s::HttpError> {
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+}
+
+fn plain(status: StatusCode, text: &'static str) -> DevResponse {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_file_part_name() {
+        let body = b"--b\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\na/${filename}\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"C:\\\\x\\\\me.png\"\r\n\r\nDATA\r\n--b--\r\n";
+        assert_eq!(file_part_name(body).as_deref(), Some("me.png"));
+        assert_eq!(file_part_name(b"no file here"), None);
+    }
+}

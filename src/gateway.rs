@@ -1,0 +1,208 @@
+//! Wiring for `postgate serve` and `postgate dev` (part of the binary): stores, the registry,
+//! the reload thread, SIGHUP, and the HTTP servers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::bail;
+use postgate::config::{GatewayConfig, process_env};
+use postgate::http::{self, AppState};
+use postgate::metrics::{Metrics, Trigger};
+use postgate::profile::Diagnostic;
+use postgate::registry::watch::{self, Reloader, WatchSettings};
+use postgate::registry::{AppsSource, Registry, Source};
+use postgate::sign::Store;
+
+/// `postgate serve`.
+pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut stores = HashMap::new();
+    for name in config.store_names() {
+        let store = config.resolve_store(&name, &process_env)?;
+        tracing::info!(store = %name, region = %store.region, endpoint = ?store.endpoint, "store ready");
+        stores.insert(name, Arc::new(store));
+    }
+    let source = Source {
+        policies: config.policies.clone(),
+        stores: config.store_names(),
+        apps: AppsSource::ConfigFile(config_path.clone()),
+    };
+    let registry = start_registry(source, &config, None)?;
+    if registry.current().apps.is_empty() {
+        tracing::warn!("no apps are configured: every request will be answered 401; see `apps` in the README");
+    }
+    let mut watched = vec![config.policies.clone()];
+    if let Some(dir) = config_path.as_ref().and_then(|p| p.parent()) {
+        watched.push(if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_owned()
+        });
+    }
+    let reloader = watch::spawn(registry.clone(), watched, watch_settings(&config));
+    let state = AppState {
+        registry,
+        stores,
+        max_body_bytes: config.max_body_bytes,
+        index_page: None,
+    };
+    run_servers(state, config, reloader)
+}
+
+/// `postgate dev`: the gateway plus an embedded store, dev credentials and dev app keys.
+#[cfg(feature = "dev-store")]
+pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &str) -> anyhow::Result<ExitCode> {
+    use postgate::auth::AppKeys;
+    use postgate::dev;
+    use postgate::secret::Secret;
+    use postgate::sign::{Addressing, Credentials, Endpoint};
+
+    let store = dev::start(&data, store_listen)?;
+    let credentials = Credentials {
+        access_key_id: dev::ACCESS_KEY.to_owned(),
+        secret_access_key: Secret::new(dev::SECRET_KEY),
+        session_token: None,
+        expires_at: None,
+    };
+    // Every configured store name signs for the one local store.
+    let mut stores = HashMap::new();
+    for name in config.store_names() {
+        let signer = Store::new(
+            &name,
+            "us-east-1",
+            Endpoint::Custom(store.endpoint.clone()),
+            Addressing::Path,
+            credentials.clone(),
+        );
+        stores.insert(name, Arc::new(signer));
+    }
+
+    // One dev key per app the profiles name, plus `dev` for profiles open to every app.
+    let names = postgate::registry::load(&config.policies, &config.store_names())
+        .map(|snapshot| {
+            let mut names: Vec<String> = snapshot
+                .profiles
+                .values()
+                .flat_map(|p| p.apps().unwrap_or_default().to_vec())
+                .collect();
+            names.push("dev".to_owned());
+            names.sort();
+            names.dedup();
+            names
+        })
+        .unwrap_or_else(|_| vec!["dev".to_owned()]);
+    let mut keys = AppKeys::new();
+    for app in &names {
+        keys.add(app, &dev_key(app)).map_err(anyhow::Error::msg)?;
+    }
+
+    let source = Source {
+        policies: config.policies.clone(),
+        stores: config.store_names(),
+        apps: AppsSource::Fixed(keys),
+    };
+    let data_dir = store.data_dir.clone();
+    let on_publish = Box::new(move |snapshot: &postgate::registry::Snapshot| dev::ensure_buckets(&data_dir, snapshot));
+    let registry = start_registry(source, &config, Some(on_publish))?;
+    let reloader = watch::spawn(registry.clone(), vec![config.policies.clone()], watch_settings(&config));
+
+    let gateway = format!("http://{listen}");
+    println!();
+    println!("postgate dev");
+    println!(
+        "  gateway   {gateway}   (profiles from {}, hot-reloaded)",
+        config.policies.display()
+    );
+    println!(
+        "  S3 store  {}   (data in {})",
+        store.endpoint,
+        store.data_dir.display()
+    );
+    println!(
+        "  app keys  {}",
+        names
+            .iter()
+            .map(|a| format!("{a}={}", dev_key(a)))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    if registry.current().get("avatars").is_some() {
+        println!();
+        println!("Sign a form, then upload a file with it:");
+        println!();
+        println!(
+            "  curl -sf -X POST '{gateway}/v1/profiles/avatars/presign?format=curl' -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"vars\":{{\"user\":\"alice\"}},\"filename\":\"hello.png\",\"content_type\":\"image/png\",\"metadata\":{{\"purpose\":\"avatar\"}}}}' -o form.curl",
+            dev_key("web")
+        );
+        println!("  curl -sS -K form.curl -F 'file=@Cargo.toml'");
+        println!();
+        println!(
+            "The object lands under {}/user-content/avatars/alice/. Drop `?format=curl` to see the JSON form.",
+            store.data_dir.display()
+        );
+    }
+    println!();
+
+    let mut config = config;
+    config.listen = listen.to_owned();
+    config.cors.allowed_origins = vec!["*".to_owned()];
+    let state = AppState {
+        registry,
+        stores,
+        max_body_bytes: config.max_body_bytes,
+        index_page: None,
+    };
+    run_servers(state, config, reloader)
+}
+
+/// The dev key of an app.
+#[cfg(feature = "dev-store")]
+pub fn dev_key(app: &str) -> String {
+    format!("dev-key-{app}-local")
+}
+
+fn watch_settings(config: &GatewayConfig) -> WatchSettings {
+    WatchSettings {
+        debounce: config.reload.debounce,
+        max_wait: config.reload.max_wait,
+        interval: config.reload.interval,
+    }
+}
+
+type OnPublish = Box<dyn Fn(&postgate::registry::Snapshot) + Send + Sync>;
+
+fn start_registry(
+    source: Source,
+    config: &GatewayConfig,
+    on_publish: Option<OnPublish>,
+) -> anyhow::Result<Arc<Registry>> {
+    let dir = source.policies.display().to_string();
+    match Registry::start(source, config.reload.allow_empty, Arc::new(Metrics::new()), on_publish) {
+        Ok(registry) => Ok(Arc::new(registry)),
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            let errors = diagnostics.iter().filter(|d| Diagnostic::is_error(d)).count();
+            bail!("{dir}: {errors} errors; refusing to start")
+        }
+    }
+}
+
+fn run_servers(state: AppState, config: GatewayConfig, reloader: Reloader) -> anyhow::Result<ExitCode> {
+    let listen = config.listen.clone();
+    let admin_listen = config.admin_listen.clone();
+    actix_web::rt::System::new().block_on(async move {
+        // SIGHUP's default action ends the process and actix does not handle it: reload instead.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        actix_web::rt::spawn(async move {
+            while hangup.recv().await.is_some() {
+                reloader.request(Trigger::Signal);
+            }
+        });
+        tracing::info!(%listen, admin = ?admin_listen, "postgate listening");
+        http::serve(state, config.cors.clone(), &listen, admin_listen.as_deref()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

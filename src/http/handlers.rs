@@ -1,0 +1,354 @@
+//! Request handlers. Each request takes one snapshot at its start and uses it to the end.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::AppState;
+use super::problem::Problem;
+use super::wire::{PresignResponse, ProfileDetail, ProfileSummary, curl_config};
+use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
+use crate::profile::{Context, Profile, UploadRequest, admit};
+use crate::registry::Snapshot;
+use crate::sign::presign as sign_upload;
+
+#[derive(Deserialize)]
+pub struct PresignQuery {
+    /// `json` (default) or `curl` (a `curl -K` config).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `POST /v1/profiles/{name}/presign`
+pub async fn presign(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<PresignQuery>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let started = Instant::now();
+    let snapshot = state.registry.current();
+    let name = name.into_inner();
+    let label = if snapshot.profiles.contains_key(&name) {
+        name.as_str()
+    } else {
+        UNKNOWN_PROFILE
+    };
+    let result = presign_inner(&state, &snapshot, &req, &name, query.format.as_deref(), payload).await;
+    let (outcome, app, response, fingerprint) = match result {
+        Ok((app, response, fingerprint)) => (Outcome::Signed, app, response, fingerprint),
+        Err((app, problem)) => (problem.outcome, app, problem.response(), String::new()),
+    };
+    let elapsed = started.elapsed();
+    state.registry.metrics().presign(label, outcome, elapsed.as_secs_f64());
+    tracing::info!(
+        app = app.as_deref().unwrap_or("-"),
+        profile = label,
+        outcome = outcome.as_str(),
+        status = response.status().as_u16(),
+        generation = snapshot.generation,
+        latency_us = elapsed.as_micros() as u64,
+        signature = fingerprint.as_str(),
+        "presign"
+    );
+    response
+}
+
+type PresignError = (Option<String>, Problem);
+
+async fn presign_inner(
+    state: &AppState,
+    snapshot: &Snapshot,
+    req: &HttpRequest,
+    name: &str,
+    format: Option<&str>,
+    payload: web::Payload,
+) -> Result<(Option<String>, HttpResponse, String), PresignError> {
+    let app = authenticate(snapshot, req).map_err(|p| (None, p))?;
+    let fail = |problem: Problem| (Some(app.clone()), problem);
+    let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
+    let curl = match format {
+        None | Some("json") => false,
+        Some("curl") => true,
+        Some(other) => {
+            return Err(fail(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-format",
+                "Unknown response format",
+                format!("`format={}` is not known; use `json` or `curl`", other.escape_debug()),
+            )));
+        }
+    };
+    check_json_content_type(req).map_err(fail)?;
+    let body = read_body(req, payload, state.max_body_bytes).await.map_err(fail)?;
+    let request = parse_request(&body).map_err(fail)?;
+
+    let now = OffsetDateTime::now_utc();
+    let ctx = Context {
+        app: &app,
+        now,
+        uuid: Uuid::now_v7(),
+    };
+    let upload = admit(profile, &request, &ctx).map_err(|refusals| fail(Problem::refused(name, refusals)))?;
+    let Some(store) = state.stores.get(profile.store()) else {
+        tracing::error!(
+            store = profile.store(),
+            profile = name,
+            "a loaded profile names a store that is not running"
+        );
+        return Err(fail(Problem::internal()));
+    };
+    let post = sign_upload(&upload, store, now);
+    if post.expiry_clamped {
+        state.registry.metrics().expiry_clamped(name);
+    }
+    let signature = post.fields.last().map(|(_, v)| v.as_str()).unwrap_or_default();
+    let fingerprint = hex::encode(&Sha256::digest(signature.as_bytes())[..6]);
+    let response = if curl {
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .content_type("text/plain; charset=utf-8")
+            .body(curl_config(&post))
+    } else {
+        let body = PresignResponse {
+            post: &post,
+            profile: name,
+            generation: snapshot.generation,
+        };
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .content_type("application/json")
+            .body(serde_json::to_string(&body).unwrap_or_default())
+    };
+    Ok((Some(app), response, fingerprint))
+}
+
+/// The app a request's bearer key belongs to.
+fn authenticate(snapshot: &Snapshot, req: &HttpRequest) -> Result<String, Problem> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(Problem::unauthenticated("send `Authorization: Bearer <app key>`"));
+    };
+    let text = value.to_str().unwrap_or_default();
+    let key = match text.split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+        _ => {
+            return Err(Problem::unauthenticated(
+                "the Authorization header must be `Bearer <app key>`",
+            ));
+        }
+    };
+    snapshot
+        .apps
+        .authenticate(key)
+        .map(str::to_owned)
+        .ok_or_else(|| Problem::unauthenticated("the app key is not valid"))
+}
+
+/// The named profile, if it exists and the app may use it.
+fn allowed_profile<'s>(snapshot: &'s Snapshot, app: &str, name: &str) -> Result<&'s Arc<Profile>, Problem> {
+    match snapshot.get(name) {
+        Some(profile) if profile.allows_app(app) => Ok(profile),
+        Some(_) => Err(Problem::forbidden(format!("app `{app}` may not use profile `{name}`"))),
+        None => {
+            let available: Vec<&str> = snapshot
+                .profiles
+                .iter()
+                .filter(|(_, p)| p.allows_app(app))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            Err(Problem::unknown_profile(name, &available))
+        }
+    }
+}
+
+fn check_json_content_type(req: &HttpRequest) -> Result<(), Problem> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "The body must be JSON",
+        format!(
+            "send `Content-Type: application/json` (got `{}`)",
+            if content_type.is_empty() {
+                "nothing"
+            } else {
+                content_type
+            }
+        ),
+    ))
+}
+
+async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<BytesMut, Problem> {
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "The body is too large",
+            format!("a presign request body is at most {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(256).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "body-unreadable",
+                "The body could not be read",
+                e.to_string(),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_request(body: &[u8]) -> Result<UploadRequest, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            "The body is not valid JSON",
+            "the body is empty; send a JSON object like {\"vars\": {\"user\": \"alice\"}}",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|error| {
+        let (code, title) = if error.is_data() {
+            ("invalid-request", "The body does not have the expected shape")
+        } else {
+            ("malformed-json", "The body is not valid JSON")
+        };
+        Problem::new(StatusCode::BAD_REQUEST, code, title, error.to_string())
+    })
+}
+
+/// `GET /v1/profiles`: the profiles this app may use.
+pub async fn list_profiles(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
+    let snapshot = state.registry.current();
+    let app = authenticate(&snapshot, &req)?;
+    let profiles: Vec<ProfileSummary<'_>> = snapshot
+        .profiles
+        .values()
+        .filter(|p| p.allows_app(&app))
+        .map(|p| ProfileSummary::of(p))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "generation": snapshot.generation,
+        "profiles": profiles,
+    })))
+}
+
+/// `GET /v1/profiles/{name}`: the compiled profile.
+pub async fn get_profile(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let snapshot = state.registry.current();
+    let app = authenticate(&snapshot, &req)?;
+    let profile = allowed_profile(&snapshot, &app, &name)?;
+    Ok(HttpResponse::Ok().json(ProfileDetail::of(profile)))
+}
+
+/// `GET /metrics`
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.registry.metrics().render())
+}
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: a profile set is loaded.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let snapshot = state.registry.current();
+    if snapshot.generation == 0 {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            "no profile set is loaded yet",
+        )
+        .response();
+    }
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ready",
+        "generation": snapshot.generation,
+        "profiles": snapshot.profiles.len(),
+    }))
+}
+
+/// `GET /`: the dev upload page, when one is configured.
+pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match state.index_page {
+        Some(page) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page),
+        None => not_found(req).await,
+    }
+}
+
+/// Anything else.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "No such route",
+        format!("no route for {} {}", req.method(), req.path().escape_debug()),
+    )
+    .response()
+}
+
+/// `POST /-/reload` (admin listener): reload now and answer with the diagnostics.
+pub async fn admin_reload(state: web::Data<AppState>) -> HttpResponse {
+    let registry = state.registry.clone();
+    let report = match web::block(move || registry.reload(Trigger::Admin)).await {
+        Ok(report) => report,
+        Err(_) => return Problem::internal().response(),
+    };
+    let status = if report.result == crate::metrics::ReloadResult::Failure {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    HttpResponse::build(status).json(serde_json::json!({
+        "result": report.result.as_str(),
+        "generation": report.generation,
+        "profiles": report.profiles,
+        "diagnostics": report.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    }))
+}

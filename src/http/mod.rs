@@ -1,0 +1,91 @@
+//! The HTTP edge — the only module that imports actix_web. Authenticates apps, takes one snapshot
+//! per request, admits and signs through the pure core, and maps every error to a problem body.
+
+mod handlers;
+pub mod problem;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::middleware::Condition;
+use actix_web::{App, HttpServer, web};
+
+use crate::config::CorsConfig;
+use crate::registry::Registry;
+use crate::sign::Store;
+
+/// What every request handler shares.
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub stores: HashMap<String, Arc<Store>>,
+    pub max_body_bytes: usize,
+    /// An HTML page served at `/` (the dev upload page), if any.
+    pub index_page: Option<&'static str>,
+}
+
+/// The routes, in one table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/profiles", web::get().to(handlers::list_profiles))
+        .route("/v1/profiles/{name}", web::get().to(handlers::get_profile))
+        .route("/v1/profiles/{name}/presign", web::post().to(handlers::presign))
+        .route("/metrics", web::get().to(handlers::metrics))
+        .route("/healthz", web::get().to(handlers::healthz))
+        .route("/readyz", web::get().to(handlers::readyz))
+        .route("/", web::get().to(handlers::index))
+        .default_service(web::to(handlers::not_found));
+}
+
+/// The admin routes (a separate listener, off unless configured).
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/-/reload", web::post().to(handlers::admin_reload))
+        .default_service(web::to(handlers::not_found));
+}
+
+/// The CORS policy: exact allowed origins, the API's methods and headers.
+pub fn cors(config: &CorsConfig) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers(["authorization", "content-type"])
+        .max_age(config.max_age);
+    for origin in &config.allowed_origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
+
+/// Runs the API (and the admin listener when `admin_listen` is set) until shutdown.
+pub async fn serve(
+    state: AppState,
+    cors_config: CorsConfig,
+    listen: &str,
+    admin_listen: Option<&str>,
+) -> std::io::Result<()> {
+    let state = web::Data::new(state);
+    let api_state = state.clone();
+    let cors_enabled = !cors_config.allowed_origins.is_empty();
+    let api = HttpServer::new(move || {
+        App::new()
+            .app_data(api_state.clone())
+            .wrap(Condition::new(cors_enabled, cors(&cors_config)))
+            .configure(routes)
+    })
+    .bind(listen)?
+    .run();
+    match admin_listen {
+        Some(admin_listen) => {
+            let admin_state = state.clone();
+            let admin = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(admin_routes))
+                .workers(1)
+                .bind(admin_listen)?
+                .run();
+            futures_util::future::try_join(api, admin).await.map(|_| ())
+        }
+        None => api.await,
+    }
+}

@@ -1,0 +1,182 @@
+//! The one place errors become HTTP: RFC 9457 `application/problem+json` bodies with a stable
+//! machine `code` per kind and a per-field `errors` list. Changing a code is a breaking change
+//! (the table is snapshot-tested).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::metrics::Outcome;
+use crate::profile::{Refusal, RefusalKind};
+
+/// The machine code of each refusal kind.
+pub fn refusal_code(kind: RefusalKind) -> &'static str {
+    match kind {
+        RefusalKind::VarUnknown => "var-unknown",
+        RefusalKind::VarMissing => "var-missing",
+        RefusalKind::VarInvalid => "var-invalid",
+        RefusalKind::FilenameNotAccepted => "filename-not-accepted",
+        RefusalKind::FilenameInvalid => "filename-invalid",
+        RefusalKind::ContentTypeNotAllowed => "content-type-not-allowed",
+        RefusalKind::ContentTypeRequired => "content-type-required",
+        RefusalKind::SizeOutOfRange => "size-out-of-range",
+        RefusalKind::MetadataUnknown => "metadata-unknown",
+        RefusalKind::MetadataMissing => "metadata-missing",
+        RefusalKind::MetadataInvalid => "metadata-invalid",
+        RefusalKind::KeyTooLong => "key-too-long",
+    }
+}
+
+/// Every refusal kind, for the code table test.
+pub const REFUSAL_KINDS: &[RefusalKind] = &[
+    RefusalKind::VarUnknown,
+    RefusalKind::VarMissing,
+    RefusalKind::VarInvalid,
+    RefusalKind::FilenameNotAccepted,
+    RefusalKind::FilenameInvalid,
+    RefusalKind::ContentTypeNotAllowed,
+    RefusalKind::ContentTypeRequired,
+    RefusalKind::SizeOutOfRange,
+    RefusalKind::MetadataUnknown,
+    RefusalKind::MetadataMissing,
+    RefusalKind::MetadataInvalid,
+    RefusalKind::KeyTooLong,
+];
+
+/// One field an app should fix.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    #[serde(serialize_with = "status_number")]
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip)]
+    pub outcome: Outcome,
+}
+
+fn status_number<S: serde::Serializer>(status: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u16(status.as_u16())
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
+        let outcome = match status.as_u16() {
+            401 => Outcome::Unauthenticated,
+            403 => Outcome::Forbidden,
+            404 => Outcome::UnknownProfile,
+            422 => Outcome::Refused,
+            400..=499 => Outcome::BadRequest,
+            _ => Outcome::Error,
+        };
+        Problem {
+            kind: format!("urn:postgate:problem:{code}"),
+            title,
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            outcome,
+        }
+    }
+
+    pub fn unauthenticated(detail: &str) -> Problem {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            detail,
+        )
+    }
+
+    pub fn forbidden(detail: String) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed for this app", detail)
+    }
+
+    pub fn unknown_profile(name: &str, available: &[&str]) -> Problem {
+        let list = if available.is_empty() {
+            "none".to_owned()
+        } else {
+            available.join(", ")
+        };
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-profile",
+            "No such profile",
+            format!(
+                "there is no profile `{}`; this app may use: {list}",
+                name.escape_debug()
+            ),
+        )
+    }
+
+    pub fn refused(profile: &str, refusals: Vec<Refusal>) -> Problem {
+        let code = refusals.first().map_or("request-refused", |r| refusal_code(r.kind));
+        let mut problem = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            "The profile refuses this request",
+            format!("profile `{profile}` refuses {} field(s); see `errors`", refusals.len()),
+        );
+        problem.errors = refusals
+            .into_iter()
+            .map(|r| FieldError {
+                code: refusal_code(r.kind),
+                field: r.field,
+                detail: r.message,
+            })
+            .collect();
+        problem
+    }
+
+    pub fn internal() -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the gateway failed; the error is logged",
+        )
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        response.body(serde_json::to_string(self).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response()
+    }
+}

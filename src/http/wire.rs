@@ -1,0 +1,185 @@
+//! The API's JSON shapes, built from the core's types.
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::profile::conditions::explain;
+use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
+use crate::sign::{PresignedPost, format_rfc3339};
+
+/// What an app needs to build its upload UI.
+#[derive(Serialize)]
+pub struct ProfileSummary<'a> {
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub min_size: u64,
+    pub max_size: u64,
+    /// An HTML `accept` attribute value; absent when any type is fine.
+    pub accept: Option<String>,
+    pub content_type: Option<ContentTypeWire<'a>>,
+    /// Whether the request must name a content type (`one_of`).
+    pub content_type_required: bool,
+    /// Whether the request may name the file (the key ends in `${filename}`).
+    pub accepts_filename: bool,
+    pub vars: Vec<VarWire<'a>>,
+    /// Metadata the request supplies (fixed metadata is the profile's own).
+    pub metadata: Vec<MetadataWire<'a>>,
+    /// Seconds a signed form stays valid.
+    pub expires_in: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentTypeWire<'a> {
+    Prefix(&'a str),
+    OneOf(&'a [String]),
+    Exact(&'a str),
+}
+
+#[derive(Serialize)]
+pub struct VarWire<'a> {
+    pub name: &'a str,
+    pub pattern: &'a str,
+    pub description: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct MetadataWire<'a> {
+    pub name: &'a str,
+    pub required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<&'a str>,
+    pub description: Option<&'a str>,
+}
+
+impl<'a> ProfileSummary<'a> {
+    pub fn of(profile: &'a Profile) -> ProfileSummary<'a> {
+        ProfileSummary {
+            name: profile.name().as_str(),
+            description: profile.description(),
+            min_size: profile.size().min,
+            max_size: profile.size().max,
+            accept: profile.content_type().map(ContentTypeRule::accept),
+            content_type: profile.content_type().map(|rule| match rule {
+                ContentTypeRule::Prefix(p) => ContentTypeWire::Prefix(p),
+                ContentTypeRule::OneOf(types) => ContentTypeWire::OneOf(types),
+                ContentTypeRule::Exact(e) => ContentTypeWire::Exact(e),
+            }),
+            content_type_required: matches!(profile.content_type(), Some(ContentTypeRule::OneOf(_))),
+            accepts_filename: profile.key().uses(Placeholder::Filename),
+            vars: profile
+                .vars()
+                .iter()
+                .map(|v| VarWire {
+                    name: &v.name,
+                    pattern: &v.pattern_source,
+                    description: v.description.as_deref(),
+                })
+                .collect(),
+            metadata: profile
+                .metadata()
+                .iter()
+                .filter_map(|m| {
+                    let (one_of, pattern) = match &m.value {
+                        MetadataValue::Fixed(_) => return None,
+                        MetadataValue::OneOf(values) => (Some(values.as_slice()), None),
+                        MetadataValue::Pattern(_, source) => (None, Some(source.as_str())),
+                    };
+                    Some(MetadataWire {
+                        name: &m.name,
+                        required: m.required,
+                        one_of,
+                        pattern,
+                        description: m.description.as_deref(),
+                    })
+                })
+                .collect(),
+            expires_in: profile.expires_in().as_secs(),
+        }
+    }
+}
+
+/// A compiled profile: the summary plus its condition list with placeholders shown.
+#[derive(Serialize)]
+pub struct ProfileDetail<'a> {
+    #[serde(flatten)]
+    pub summary: ProfileSummary<'a>,
+    pub bucket: &'a str,
+    pub store: &'a str,
+    pub key: String,
+    pub apps: Option<&'a [String]>,
+    pub conditions: Vec<ConditionWire>,
+}
+
+#[derive(Serialize)]
+pub struct ConditionWire {
+    pub condition: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl<'a> ProfileDetail<'a> {
+    pub fn of(profile: &'a Profile) -> ProfileDetail<'a> {
+        ProfileDetail {
+            summary: ProfileSummary::of(profile),
+            bucket: profile.bucket(),
+            store: profile.store(),
+            key: profile.key().to_string(),
+            apps: profile.apps(),
+            conditions: explain(profile)
+                .into_iter()
+                .map(|item| ConditionWire {
+                    condition: serde_json::from_str(&item.condition.to_json()).unwrap_or_default(),
+                    note: item.note,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `{url, fields, key, expires_at, max_size, profile, generation}`.
+pub struct PresignResponse<'a> {
+    pub post: &'a PresignedPost,
+    pub profile: &'a str,
+    pub generation: u64,
+}
+
+impl Serialize for PresignResponse<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Fields<'a>(&'a [(String, String)]);
+        impl Serialize for Fields<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (name, value) in self.0 {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+        let post = self.post;
+        let mut map = serializer.serialize_map(Some(8))?;
+        map.serialize_entry("url", &post.url)?;
+        map.serialize_entry("fields", &Fields(&post.fields))?;
+        map.serialize_entry("key", &post.key)?;
+        map.serialize_entry("expires_at", &format_rfc3339(post.expires_at))?;
+        map.serialize_entry("max_size", &post.max_size)?;
+        map.serialize_entry("profile", self.profile)?;
+        map.serialize_entry("generation", &self.generation)?;
+        if post.expiry_clamped {
+            map.serialize_entry("expiry_clamped", &true)?;
+        }
+        map.end()
+    }
+}
+
+/// A curl config (`curl -K`) that posts the form; the caller adds `-F file=@…` last.
+pub fn curl_config(post: &PresignedPost) -> String {
+    let quote = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut out = format!("url = \"{}\"\n", quote(&post.url));
+    for (name, value) in &post.fields {
+        out.push_str(&format!("form-string = \"{}={}\"\n", quote(name), quote(value)));
+    }
+    out
+}

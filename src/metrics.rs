@@ -1,0 +1,234 @@
+//! Prometheus metrics: every name is a constant here, and labels stay bounded — profile names
+//! come only from the loaded set (anything else is `_unknown`), outcomes and triggers are fixed
+//! words. Never keys, user ids or client-supplied strings.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub const PRESIGN_REQUESTS: &str = "postgate_presign_requests_total";
+pub const PRESIGN_DURATION: &str = "postgate_presign_duration_seconds";
+pub const EXPIRY_CLAMPED: &str = "postgate_presign_expiry_clamped_total";
+pub const RELOADS: &str = "postgate_config_reloads_total";
+pub const LAST_RELOAD_SUCCESSFUL: &str = "postgate_config_last_reload_successful";
+pub const LAST_RELOAD_SUCCESS_TIMESTAMP: &str = "postgate_config_last_reload_success_timestamp_seconds";
+pub const GENERATION: &str = "postgate_config_generation";
+pub const CONFIG_HASH: &str = "postgate_config_hash";
+pub const PROFILES_LOADED: &str = "postgate_profiles_loaded";
+pub const BUILD_INFO: &str = "postgate_build_info";
+
+/// The `profile` label for names that are not loaded.
+pub const UNKNOWN_PROFILE: &str = "_unknown";
+
+/// How one presign request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Signed,
+    Refused,
+    UnknownProfile,
+    Unauthenticated,
+    Forbidden,
+    BadRequest,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Signed => "signed",
+            Outcome::Refused => "refused",
+            Outcome::UnknownProfile => "unknown_profile",
+            Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Forbidden => "forbidden",
+            Outcome::BadRequest => "bad_request",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// What started a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    Watch,
+    Signal,
+    Admin,
+    Periodic,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Watch => "watch",
+            Trigger::Signal => "signal",
+            Trigger::Admin => "admin",
+            Trigger::Periodic => "periodic",
+        }
+    }
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// A new generation is served.
+    Success,
+    /// The content is what is already served; nothing changed.
+    Unchanged,
+    /// Refused; the last good snapshot is still served.
+    Failure,
+}
+
+impl ReloadResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Success => "success",
+            ReloadResult::Unchanged => "unchanged",
+            ReloadResult::Failure => "failure",
+        }
+    }
+}
+
+/// The gateway's metrics, in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    presign_requests: IntCounterVec,
+    presign_duration: HistogramVec,
+    expiry_clamped: IntCounterVec,
+    reloads: IntCounterVec,
+    last_reload_successful: IntGauge,
+    last_reload_success_timestamp: Gauge,
+    generation: IntGauge,
+    config_hash: Gauge,
+    profiles_loaded: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let presign_requests = IntCounterVec::new(
+            Opts::new(PRESIGN_REQUESTS, "Presign requests by profile and outcome."),
+            &["profile", "outcome"],
+        )
+        .expect("valid metric");
+        // Signing takes microseconds; the buckets resolve that and the slow tail.
+        let presign_duration = HistogramVec::new(
+            HistogramOpts::new(PRESIGN_DURATION, "Time to answer a presign request, by profile.").buckets(vec![
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+                0.025, 0.1,
+            ]),
+            &["profile"],
+        )
+        .expect("valid metric");
+        let expiry_clamped = IntCounterVec::new(
+            Opts::new(EXPIRY_CLAMPED, "Forms whose expiry was cut to the credentials' expiry."),
+            &["profile"],
+        )
+        .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(RELOADS, "Profile set reloads by trigger and result."),
+            &["trigger", "result"],
+        )
+        .expect("valid metric");
+        let last_reload_successful = IntGauge::new(
+            LAST_RELOAD_SUCCESSFUL,
+            "Whether the last reload attempt succeeded (1) or failed (0).",
+        )
+        .expect("valid metric");
+        let last_reload_success_timestamp = Gauge::new(
+            LAST_RELOAD_SUCCESS_TIMESTAMP,
+            "Unix time of the last successful reload.",
+        )
+        .expect("valid metric");
+        let generation =
+            IntGauge::new(GENERATION, "Generation of the profile set being served.").expect("valid metric");
+        let config_hash = Gauge::new(
+            CONFIG_HASH,
+            "First 48 bits of the SHA-256 of the served profile set; equal on replicas serving the same set.",
+        )
+        .expect("valid metric");
+        let profiles_loaded = IntGauge::new(PROFILES_LOADED, "Profiles in the served set.").expect("valid metric");
+        let build_info =
+            IntGaugeVec::new(Opts::new(BUILD_INFO, "postgate's version."), &["version"]).expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        for collector in [
+            Box::new(presign_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(presign_duration.clone()),
+            Box::new(expiry_clamped.clone()),
+            Box::new(reloads.clone()),
+            Box::new(last_reload_successful.clone()),
+            Box::new(last_reload_success_timestamp.clone()),
+            Box::new(generation.clone()),
+            Box::new(config_hash.clone()),
+            Box::new(profiles_loaded.clone()),
+            Box::new(build_info),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            presign_requests,
+            presign_duration,
+            expiry_clamped,
+            reloads,
+            last_reload_successful,
+            last_reload_success_timestamp,
+            generation,
+            config_hash,
+            profiles_loaded,
+        }
+    }
+
+    /// Counts one presign request. `profile` must be a loaded profile's name or `UNKNOWN_PROFILE`.
+    pub fn presign(&self, profile: &str, outcome: Outcome, seconds: f64) {
+        self.presign_requests
+            .with_label_values(&[profile, outcome.as_str()])
+            .inc();
+        self.presign_duration.with_label_values(&[profile]).observe(seconds);
+    }
+
+    pub fn expiry_clamped(&self, profile: &str) {
+        self.expiry_clamped.with_label_values(&[profile]).inc();
+    }
+
+    /// Records a reload attempt; `served` describes the snapshot served afterwards.
+    pub fn reload(&self, trigger: Trigger, result: ReloadResult, served: &ServedSet, now_unix: f64) {
+        self.reloads
+            .with_label_values(&[trigger.as_str(), result.as_str()])
+            .inc();
+        let ok = result != ReloadResult::Failure;
+        self.last_reload_successful.set(i64::from(ok));
+        if ok {
+            self.last_reload_success_timestamp.set(now_unix);
+        }
+        self.generation.set(served.generation as i64);
+        self.profiles_loaded.set(served.profiles as i64);
+        self.config_hash.set(served.hash_prefix as f64);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = encoder.encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+/// What the metrics say about the served set.
+#[derive(Debug, Clone, Copy)]
+pub struct ServedSet {
+    pub generation: u64,
+    pub profiles: usize,
+    /// The first 48 bits of the content hash (exact in an f64).
+    pub hash_prefix: u64,
+}
