@@ -31,6 +31,7 @@ pub struct WatchSettings {
 enum Event {
     Dirty,
     Reload(Trigger),
+    Stop,
 }
 
 /// Asks the reload thread for a reload; cheap to clone.
@@ -43,9 +44,14 @@ impl Reloader {
     pub fn request(&self, trigger: Trigger) {
         let _ = self.tx.send(Event::Reload(trigger));
     }
+
+    /// Ends the reload thread and its watcher.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Event::Stop);
+    }
 }
 
-/// Starts watching `dirs` and the reload thread. The thread ends when every `Reloader` is gone.
+/// Starts watching `dirs` and the reload thread (which runs until `Reloader::stop`).
 pub fn spawn(registry: Arc<Registry>, dirs: Vec<PathBuf>, settings: WatchSettings) -> Reloader {
     let (tx, rx) = mpsc::channel();
     let events = tx.clone();
@@ -98,6 +104,7 @@ fn run(registry: &Registry, rx: &mpsc::Receiver<Event>, settings: WatchSettings)
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match received {
+            Ok(Event::Stop) => return,
             Ok(Event::Reload(trigger)) => {
                 registry.reload(trigger);
             }
@@ -110,6 +117,7 @@ fn run(registry: &Registry, rx: &mpsc::Receiver<Event>, settings: WatchSettings)
                     match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                         Ok(Event::Dirty) => last = Instant::now(),
                         Ok(Event::Reload(trigger)) => requested = Some(trigger),
+                        Ok(Event::Stop) => return,
                         Err(RecvTimeoutError::Timeout) => break,
                         Err(RecvTimeoutError::Disconnected) => return,
                     }

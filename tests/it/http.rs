@@ -1,0 +1,595 @@
+//! The HTTP API in-process (actix test service): the contract of every error kind, auth, CORS,
+//! the profile listings, `/metrics` as valid exposition format, and forms from the API uploaded
+//! to a real S3 server with every rejection of the core suite.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Condition;
+use actix_web::{App, test as actix_test, web};
+use postgate::auth::AppKeys;
+use postgate::config::CorsConfig;
+use postgate::http::{self, AppState};
+use postgate::metrics::Metrics;
+use postgate::profile::UploadRequest;
+use postgate::registry::{AppsSource, Registry, Source};
+use postgate::sign::{Addressing, Credentials, Endpoint, Store};
+use serde_json::{Value, json};
+
+use crate::e2e::{S3Server, SignedForm, check_rejections, check_uploads};
+use crate::repo_path;
+
+pub const KEYS: &[(&str, &str)] = &[
+    ("web", "test-key-web-0123456789"),
+    ("mobile", "test-key-mobile-0123456789"),
+    ("ingest", "test-key-ingest-0123456789"),
+    ("other", "test-key-other-0123456789"),
+];
+
+pub fn key(app: &str) -> &'static str {
+    KEYS.iter().find(|(a, _)| *a == app).unwrap().1
+}
+
+pub fn app_keys() -> AppKeys {
+    let mut keys = AppKeys::new();
+    for (app, key) in KEYS {
+        keys.add(app, key).unwrap();
+    }
+    keys
+}
+
+/// Copies `policies/` into a fresh directory.
+pub fn policies_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo_path("policies")).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+pub fn registry(dir: &Path) -> Arc<Registry> {
+    let source = Source {
+        policies: dir.to_owned(),
+        stores: vec!["default".into()],
+        apps: AppsSource::Fixed(app_keys()),
+    };
+    Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap())
+}
+
+fn aws_store() -> Store {
+    let credentials = Credentials {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: postgate::secret::Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        session_token: None,
+        expires_at: None,
+    };
+    Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials)
+}
+
+pub fn state(registry: Arc<Registry>, store: Store) -> web::Data<AppState> {
+    web::Data::new(AppState {
+        registry,
+        stores: [("default".to_owned(), Arc::new(store))].into_iter().collect(),
+        max_body_bytes: 64 * 1024,
+        index_page: None,
+    })
+}
+
+fn cors_config() -> CorsConfig {
+    CorsConfig {
+        allowed_origins: vec!["https://app.example.com".into()],
+        max_age: 600,
+    }
+}
+
+macro_rules! service {
+    ($state:expr) => {
+        actix_test::init_service(
+            App::new()
+                .app_data($state.clone())
+                .wrap(Condition::new(true, http::cors(&cors_config())))
+                .configure(http::routes),
+        )
+        .await
+    };
+}
+
+/// One request of the contract table.
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    app: Option<&'static str>,
+    content_type: Option<&'static str>,
+    body: String,
+}
+
+fn presign(name: &'static str, path: &'static str, app: &'static str, body: Value) -> Case {
+    Case {
+        name,
+        method: "POST",
+        path,
+        app: Some(app),
+        content_type: Some("application/json"),
+        body: body.to_string(),
+    }
+}
+
+async fn respond<B: MessageBody>(
+    service: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    case: &Case,
+) -> (u16, String, Value) {
+    let mut req = match case.method {
+        "GET" => actix_test::TestRequest::get(),
+        _ => actix_test::TestRequest::post(),
+    }
+    .uri(case.path);
+    if let Some(app) = case.app {
+        let value = if app == "wrong" {
+            "Bearer not-a-valid-key-000000".to_owned()
+        } else if app == "basic" {
+            "Basic d2ViOndlYg==".to_owned()
+        } else {
+            format!("Bearer {}", key(app))
+        };
+        req = req.insert_header((header::AUTHORIZATION, value));
+    }
+    if let Some(content_type) = case.content_type {
+        req = req.insert_header((header::CONTENT_TYPE, content_type));
+    }
+    let response = actix_test::call_service(service, req.set_payload(case.body.clone()).to_request()).await;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = actix_test::read_body(response).await;
+    let json = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    (status, content_type, json)
+}
+
+#[actix_web::test]
+async fn api_contract() {
+    let dir = policies_copy();
+    let state = state(registry(dir.path()), aws_store());
+    let service = service!(state);
+    let avatars = "/v1/profiles/avatars/presign";
+    let cases = vec![
+        Case {
+            name: "no key",
+            app: None,
+            ..presign("", avatars, "web", json!({}))
+        },
+        presign("wrong key", avatars, "wrong", json!({})),
+        presign("not a bearer key", avatars, "basic", json!({})),
+        presign(
+            "profile not in the app's list",
+            "/v1/profiles/datasets/presign",
+            "web",
+            json!({}),
+        ),
+        presign("app in no profile's list", avatars, "other", json!({})),
+        presign("unknown profile", "/v1/profiles/nope/presign", "web", json!({})),
+        presign(
+            "unknown profile, hostile name",
+            "/v1/profiles/%2E%2E%2Fetc/presign",
+            "web",
+            json!({}),
+        ),
+        Case {
+            content_type: Some("text/plain"),
+            ..presign("wrong content type", avatars, "web", json!({}))
+        },
+        Case {
+            content_type: None,
+            ..presign("no content type", avatars, "web", json!({}))
+        },
+        Case {
+            body: "{\"vars\": {".into(),
+            ..presign("malformed JSON", avatars, "web", json!({}))
+        },
+        Case {
+            body: String::new(),
+            ..presign("empty body", avatars, "web", json!({}))
+        },
+        presign("unknown body field", avatars, "web", json!({"varz": {"user": "alice"}})),
+        presign("wrong body type", avatars, "web", json!({"size": "big"})),
+        Case {
+            body: format!("{{\"vars\": {{\"user\": \"{}\"}}}}", "a".repeat(70 * 1024)),
+            ..presign("body too large", avatars, "web", json!({}))
+        },
+        presign(
+            "var invalid",
+            avatars,
+            "web",
+            json!({"vars": {"user": "../alice"}, "metadata": {"purpose": "avatar"}}),
+        ),
+        presign(
+            "var missing, var unknown",
+            avatars,
+            "web",
+            json!({"vars": {"tenant": "x"}, "metadata": {"purpose": "avatar"}}),
+        ),
+        presign(
+            "size out of range",
+            avatars,
+            "web",
+            json!({"vars": {"user": "alice"}, "size": 6000000, "metadata": {"purpose": "avatar"}}),
+        ),
+        presign(
+            "content type not allowed",
+            avatars,
+            "web",
+            json!({"vars": {"user": "alice"}, "content_type": "text/html", "metadata": {"purpose": "avatar"}}),
+        ),
+        presign(
+            "content type required",
+            "/v1/profiles/documents/presign",
+            "web",
+            json!({"vars": {"user": "alice"}, "metadata": {"kind": "contract"}}),
+        ),
+        presign(
+            "filename invalid",
+            avatars,
+            "web",
+            json!({"vars": {"user": "alice"}, "filename": "..", "metadata": {"purpose": "avatar"}}),
+        ),
+        presign(
+            "filename not accepted",
+            "/v1/profiles/invoices/presign",
+            "web",
+            json!({"vars": {"supplier": "acme"}, "filename": "a.pdf"}),
+        ),
+        presign(
+            "metadata invalid, unknown, fixed",
+            avatars,
+            "web",
+            json!({"vars": {"user": "alice"}, "metadata": {"purpose": "x", "color": "red", "uploaded-by": "bob"}}),
+        ),
+        presign("metadata missing", avatars, "web", json!({"vars": {"user": "alice"}})),
+        presign(
+            "unknown format",
+            "/v1/profiles/avatars/presign?format=xml",
+            "web",
+            json!({}),
+        ),
+        Case {
+            method: "GET",
+            content_type: None,
+            body: String::new(),
+            ..presign("unknown route", "/v2/things", "web", json!({}))
+        },
+        Case {
+            method: "GET",
+            content_type: None,
+            body: String::new(),
+            ..presign("profile list", "/v1/profiles", "web", json!({}))
+        },
+        Case {
+            method: "GET",
+            content_type: None,
+            body: String::new(),
+            ..presign("profile list of another app", "/v1/profiles", "ingest", json!({}))
+        },
+        Case {
+            method: "GET",
+            content_type: None,
+            body: String::new(),
+            ..presign("compiled profile", "/v1/profiles/avatars", "web", json!({}))
+        },
+        Case {
+            method: "GET",
+            content_type: None,
+            body: String::new(),
+            ..presign(
+                "compiled profile, not allowed",
+                "/v1/profiles/datasets",
+                "web",
+                json!({}),
+            )
+        },
+        Case {
+            method: "GET",
+            app: None,
+            content_type: None,
+            body: String::new(),
+            ..presign("profile list without a key", "/v1/profiles", "web", json!({}))
+        },
+        Case {
+            method: "GET",
+            app: None,
+            content_type: None,
+            body: String::new(),
+            ..presign("healthz", "/healthz", "web", json!({}))
+        },
+        Case {
+            method: "GET",
+            app: None,
+            content_type: None,
+            body: String::new(),
+            ..presign("readyz", "/readyz", "web", json!({}))
+        },
+    ];
+    let mut results = Vec::new();
+    for case in &cases {
+        let (status, content_type, body) = respond(&service, case).await;
+        if status >= 400 {
+            assert_eq!(content_type, "application/problem+json", "{}", case.name);
+            assert_eq!(body["status"], status, "{}", case.name);
+            assert!(status < 500, "{}: a server error for bad input", case.name);
+        }
+        results.push(json!({ "case": case.name, "status": status, "body": body }));
+    }
+    insta::assert_json_snapshot!(results);
+}
+
+#[test]
+fn machine_codes_are_stable() {
+    let codes: Vec<(String, &str)> = http::problem::REFUSAL_KINDS
+        .iter()
+        .map(|kind| (format!("{kind:?}"), http::problem::refusal_code(*kind)))
+        .collect();
+    let mut unique: Vec<&str> = codes.iter().map(|(_, c)| *c).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), codes.len());
+    insta::assert_debug_snapshot!(codes);
+}
+
+#[actix_web::test]
+async fn a_signed_form_from_the_api() {
+    let dir = policies_copy();
+    let state = state(registry(dir.path()), aws_store());
+    let service = service!(state);
+    let body = json!({"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 1234, "metadata": {"purpose": "avatar"}});
+    let (status, _, form) = respond(&service, &presign("ok", "/v1/profiles/avatars/presign", "web", body)).await;
+    assert_eq!(status, 200, "{form}");
+    assert_eq!(form["url"], "https://user-content.s3.eu-west-1.amazonaws.com/");
+    assert_eq!(form["profile"], "avatars");
+    assert_eq!(form["generation"], 1);
+    assert_eq!(form["max_size"], 1234);
+    let key = form["key"].as_str().unwrap();
+    assert!(key.starts_with("avatars/alice/") && key.ends_with("/me.png"), "{key}");
+    let names: Vec<&str> = form["fields"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "key",
+            "Content-Type",
+            "acl",
+            "Cache-Control",
+            "Content-Disposition",
+            "success_action_status",
+            "x-amz-server-side-encryption",
+            "x-amz-meta-uploaded-by",
+            "x-amz-meta-purpose",
+            "x-amz-algorithm",
+            "x-amz-credential",
+            "x-amz-date",
+            "policy",
+            "x-amz-signature"
+        ]
+    );
+    assert!(
+        form["fields"]["x-amz-credential"]
+            .as_str()
+            .unwrap()
+            .starts_with("AKIAIOSFODNN7EXAMPLE/")
+    );
+
+    // The curl format carries the same fields as a `curl -K` config.
+    let body = json!({"vars": {"user": "alice"}, "metadata": {"purpose": "avatar"}});
+    let (status, content_type, text) = respond(
+        &service,
+        &presign("curl", "/v1/profiles/avatars/presign?format=curl", "web", body),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/plain"));
+    let text = text.as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "url = \"https://user-content.s3.eu-west-1.amazonaws.com/\"\nform-string = \"key=avatars/alice/"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("form-string = \"x-amz-meta-purpose=avatar\"\n"));
+}
+
+#[actix_web::test]
+async fn cors_answers_allowed_origins_only() {
+    let dir = policies_copy();
+    let state = state(registry(dir.path()), aws_store());
+    let service = service!(state);
+    let preflight = |origin: &str| {
+        actix_test::TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/v1/profiles/avatars/presign")
+            .insert_header((header::ORIGIN, origin))
+            .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "POST"))
+            .insert_header((header::ACCESS_CONTROL_REQUEST_HEADERS, "authorization, content-type"))
+            .to_request()
+    };
+    let allowed = actix_test::call_service(&service, preflight("https://app.example.com")).await;
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(),
+        "https://app.example.com"
+    );
+    assert_eq!(allowed.headers().get(header::ACCESS_CONTROL_MAX_AGE).unwrap(), "600");
+    let denied = actix_test::call_service(&service, preflight("https://evil.example")).await;
+    assert!(denied.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert!(denied.status().is_client_error());
+
+    let request = actix_test::TestRequest::get()
+        .uri("/v1/profiles")
+        .insert_header((header::ORIGIN, "https://app.example.com"))
+        .insert_header((header::AUTHORIZATION, format!("Bearer {}", key("web"))))
+        .to_request();
+    let response = actix_test::call_service(&service, request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(),
+        "https://app.example.com"
+    );
+}
+
+#[actix_web::test]
+async fn metrics_parse_as_prometheus_text() {
+    let dir = policies_copy();
+    let state = state(registry(dir.path()), aws_store());
+    let service = service!(state);
+    let ok = json!({"vars": {"user": "alice"}, "metadata": {"purpose": "avatar"}});
+    respond(
+        &service,
+        &presign("ok", "/v1/profiles/avatars/presign", "web", ok.clone()),
+    )
+    .await;
+    respond(&service, &presign("ok", "/v1/profiles/avatars/presign", "web", ok)).await;
+    respond(
+        &service,
+        &presign("refused", "/v1/profiles/avatars/presign", "web", json!({})),
+    )
+    .await;
+    respond(
+        &service,
+        &presign("unknown", "/v1/profiles/random-name-123/presign", "web", json!({})),
+    )
+    .await;
+    respond(
+        &service,
+        &presign("forbidden", "/v1/profiles/datasets/presign", "web", json!({})),
+    )
+    .await;
+
+    let response =
+        actix_test::call_service(&service, actix_test::TestRequest::get().uri("/metrics").to_request()).await;
+    assert!(
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| crate::sample(&text, name, labels);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    assert_eq!(
+        value(
+            "postgate_presign_requests_total",
+            &[("profile", "avatars"), ("outcome", "signed")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            "postgate_presign_requests_total",
+            &[("profile", "avatars"), ("outcome", "refused")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "postgate_presign_requests_total",
+            &[("profile", "_unknown"), ("outcome", "unknown_profile")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "postgate_presign_requests_total",
+            &[("profile", "datasets"), ("outcome", "forbidden")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            "postgate_config_reloads_total",
+            &[("trigger", "startup"), ("result", "success")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value("postgate_config_last_reload_successful", &[]), Some(1.0));
+    assert_eq!(value("postgate_config_generation", &[]), Some(1.0));
+    assert_eq!(value("postgate_profiles_loaded", &[]), Some(4.0));
+    assert!(value("postgate_config_hash", &[]).unwrap() > 0.0);
+    assert!(value("postgate_config_last_reload_success_timestamp_seconds", &[]).unwrap() > 1.7e9);
+    assert_eq!(
+        value("postgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        Some(1.0)
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "process_resident_memory_bytes")
+    );
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "postgate_presign_duration_seconds_count")
+    );
+    // No client-supplied string became a label value.
+    assert!(!text.contains("random-name-123") && !text.contains("alice"));
+}
+
+/// Signs through the HTTP API, as an app would.
+async fn api_form<B: MessageBody>(
+    service: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    profile: &str,
+    app: &str,
+    request: &UploadRequest,
+) -> SignedForm {
+    let mut body = json!({ "vars": request.vars, "metadata": request.metadata });
+    for (name, value) in [
+        ("filename", json!(request.filename)),
+        ("content_type", json!(request.content_type)),
+        ("size", json!(request.size)),
+    ] {
+        if !value.is_null() {
+            body[name] = value;
+        }
+    }
+    let req = actix_test::TestRequest::post()
+        .uri(&format!("/v1/profiles/{profile}/presign"))
+        .insert_header((header::AUTHORIZATION, format!("Bearer {}", key(app))))
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload(body.to_string())
+        .to_request();
+    let response = actix_test::call_service(service, req).await;
+    assert_eq!(response.status(), 200);
+    let form: Value = serde_json::from_slice(&actix_test::read_body(response).await).unwrap();
+    SignedForm {
+        url: form["url"].as_str().unwrap().to_owned(),
+        fields: form["fields"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect(),
+        key: form["key"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[actix_web::test]
+async fn forms_from_the_api_upload_and_every_constraint_holds() {
+    let server = S3Server::start().await;
+    let dir = policies_copy();
+    let state = state(registry(dir.path()), server.store());
+    let service = service!(state);
+    check_uploads(&server, async |profile: &str, app: &str, request: &UploadRequest| {
+        api_form(&service, profile, app, request).await
+    })
+    .await;
+    check_rejections(&server, async |profile: &str, app: &str, request: &UploadRequest| {
+        api_form(&service, profile, app, request).await
+    })
+    .await;
+}
