@@ -1,6 +1,7 @@
 //! The integration tests: one binary, themed modules.
 
 mod admit;
+mod architecture;
 mod cli;
 mod compile;
 mod e2e;

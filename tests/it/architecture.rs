@@ -1,0 +1,57 @@
+//! The dependency rules of ARCHITECTURE.md, checked on the source text.
+
+use std::path::Path;
+
+use crate::repo_path;
+
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let relative = path.strip_prefix(repo_path("")).unwrap().display().to_string();
+            out.push((relative, std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let mut files = Vec::new();
+    sources(&repo_path("src"), &mut files);
+    assert!(files.len() > 10);
+    for (path, text) in &files {
+        if text.contains("actix_web") || text.contains("actix_cors") {
+            assert!(
+                path.starts_with("src/http/") || path == "src/gateway.rs",
+                "{path} imports actix: only src/http/ (and the binary's wiring) may"
+            );
+        }
+        if path.starts_with("src/profile/") {
+            for module in ["sign", "registry", "http", "config", "metrics", "auth", "dev"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+            for effect in ["std::fs", "now_utc()", "now_v7()", "std::env"] {
+                assert!(!text.contains(effect), "{path} does IO or reads the clock ({effect})");
+            }
+        }
+        if path.starts_with("src/sign/") {
+            for module in ["registry", "http", "config", "metrics"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+            for effect in ["std::fs", "now_utc()", "std::env"] {
+                assert!(!text.contains(effect), "{path} does IO or reads the clock ({effect})");
+            }
+        }
+        if path.starts_with("src/registry/") {
+            assert!(!text.contains("crate::http"), "{path} depends on http");
+        }
+    }
+}
