@@ -229,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bail!("profile `{}` refused the request", args.profile);
                 }
             };
-            let post = presign(&upload, &store, now);
+            let post = presign(upload, &store, now);
             println!("{}", serde_json::to_string_pretty(&post)?);
             Ok(ExitCode::SUCCESS)
         }

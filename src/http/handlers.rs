@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::problem::Problem;
-use super::wire::{PresignResponse, ProfileDetail, ProfileSummary, curl_config};
+use super::wire::{ProfileDetail, ProfileSummary, curl_config, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
 use crate::profile::{Context, Profile, UploadRequest, admit};
 use crate::registry::Snapshot;
@@ -108,7 +108,7 @@ async fn presign_inner(
         );
         return Err(fail(Problem::internal()));
     };
-    let post = sign_upload(&upload, store, now);
+    let post = sign_upload(upload, store, now);
     if post.expiry_clamped {
         state.registry.metrics().expiry_clamped(name);
     }
@@ -120,15 +120,10 @@ async fn presign_inner(
             .content_type("text/plain; charset=utf-8")
             .body(curl_config(&post))
     } else {
-        let body = PresignResponse {
-            post: &post,
-            profile: name,
-            generation: snapshot.generation,
-        };
         HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .content_type("application/json")
-            .body(serde_json::to_string(&body).unwrap_or_default())
+            .body(presign_response(&post, name, snapshot.generation))
     };
     Ok((Some(app), response, fingerprint))
 }

@@ -1,11 +1,10 @@
 //! The API's JSON shapes, built from the core's types.
 
 use serde::Serialize;
-use serde::ser::SerializeMap;
 
-use crate::profile::conditions::explain;
+use crate::profile::conditions::{explain, write_json_string};
 use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
-use crate::sign::{PresignedPost, format_rfc3339};
+use crate::sign::PresignedPost;
 
 /// What an app needs to build its upload UI.
 #[derive(Serialize)]
@@ -139,39 +138,19 @@ impl<'a> ProfileDetail<'a> {
     }
 }
 
-/// `{url, fields, key, expires_at, max_size, profile, generation}`.
-pub struct PresignResponse<'a> {
-    pub post: &'a PresignedPost,
-    pub profile: &'a str,
-    pub generation: u64,
-}
-
-impl Serialize for PresignResponse<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Fields<'a>(&'a [(String, String)]);
-        impl Serialize for Fields<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut map = serializer.serialize_map(Some(self.0.len()))?;
-                for (name, value) in self.0 {
-                    map.serialize_entry(name, value)?;
-                }
-                map.end()
-            }
-        }
-        let post = self.post;
-        let mut map = serializer.serialize_map(Some(8))?;
-        map.serialize_entry("url", &post.url)?;
-        map.serialize_entry("fields", &Fields(&post.fields))?;
-        map.serialize_entry("key", &post.key)?;
-        map.serialize_entry("expires_at", &format_rfc3339(post.expires_at))?;
-        map.serialize_entry("max_size", &post.max_size)?;
-        map.serialize_entry("profile", self.profile)?;
-        map.serialize_entry("generation", &self.generation)?;
-        if post.expiry_clamped {
-            map.serialize_entry("expiry_clamped", &true)?;
-        }
-        map.end()
+/// `{url, fields, key, expires_at, max_size, profile, generation}` (+ `expiry_clamped` when true).
+pub fn presign_response(post: &PresignedPost, profile: &str, generation: u64) -> String {
+    let mut out = String::from("{");
+    post.write_json_members(&mut out);
+    out.push_str(",\"profile\":");
+    write_json_string(&mut out, profile);
+    out.push_str(",\"generation\":");
+    out.push_str(&generation.to_string());
+    if post.expiry_clamped {
+        out.push_str(",\"expiry_clamped\":true");
     }
+    out.push('}');
+    out
 }
 
 /// A curl config (`curl -K`) that posts the form; the caller adds `-F file=@…` last.

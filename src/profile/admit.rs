@@ -10,7 +10,6 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use time::OffsetDateTime;
-use time::macros::format_description;
 use uuid::Uuid;
 
 use super::compile::{format_bytes, is_forbidden_char};
@@ -232,15 +231,13 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
         }
     };
 
-    let date = ctx
-        .now
-        .format(format_description!("[year]-[month]-[day]"))
-        .unwrap_or_default();
-    let uuid = ctx.uuid.hyphenated().to_string();
+    let date = utc_date(ctx.now);
+    let mut uuid_buffer = Uuid::encode_buffer();
+    let uuid: &str = ctx.uuid.hyphenated().encode_lower(&mut uuid_buffer);
     let values = Values {
         vars: &var_values,
         filename: filename.as_deref(),
-        uuid: &uuid,
+        uuid,
         date: &date,
         app: ctx.app,
     };
@@ -440,6 +437,18 @@ pub fn sanitize_filename(name: &str) -> Result<String, String> {
         return Err(format!("is {} bytes; at most {MAX_FILENAME_BYTES}", base.len()));
     }
     Ok(base.to_owned())
+}
+
+/// `YYYY-MM-DD` of `now` in UTC.
+fn utc_date(now: OffsetDateTime) -> String {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    let mut out = String::with_capacity(10);
+    super::push_digits(&mut out, now.year().unsigned_abs(), 4);
+    out.push('-');
+    super::push_digits(&mut out, u8::from(now.month()).into(), 2);
+    out.push('-');
+    super::push_digits(&mut out, now.day().into(), 2);
+    out
 }
 
 fn list_or_none(names: &[&str]) -> String {

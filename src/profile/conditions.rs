@@ -64,20 +64,63 @@ pub fn write_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-fn write_json_string_body(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+/// Bytes that JSON strings must escape: controls, `"` and `\\`.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
     }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+fn write_json_string_body(out: &mut String, text: &str) {
+    // Copy runs of bytes that need no escape in one go; escapes are rare in policies.
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while let Some(offset) = find_escape(&bytes[start..]) {
+        let i = start + offset;
+        out.push_str(&text[start..i]);
+        match bytes[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            byte => {
+                let _ = write!(out, "\\u{byte:04x}");
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&text[start..]);
+}
+
+/// The index of the first byte that needs an escape. Skips eight clean bytes at a time: a word
+/// has none when no byte is below 0x20 and none equals `"` or `\\` (SWAR zero-byte tests).
+fn find_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut index = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+        if below_space | quote | backslash != 0 {
+            break;
+        }
+        index += 8;
+    }
+    bytes[index..]
+        .iter()
+        .position(|b| NEEDS_ESCAPE[usize::from(*b)])
+        .map(|i| index + i)
 }
 
 /// A condition of a profile with placeholders shown, and a note for a reader.
@@ -221,4 +264,64 @@ pub fn explain_text(profile: &Profile) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_round_trip() {
+        for text in [
+            "",
+            "plain",
+            "quote\" back\\slash",
+            "nl\ncr\rtab\t",
+            "ctl\u{1}\u{1f}",
+            "ünï €",
+            "${filename}",
+        ] {
+            let mut out = String::new();
+            write_json_string(&mut out, text);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text, "{out}");
+        }
+    }
+
+    #[test]
+    fn finds_every_escape_at_every_offset() {
+        for special in [b'"', b'\\', 0u8, 0x1f, b'\n'] {
+            for len in 0..20 {
+                for at in 0..len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    assert_eq!(find_escape(&bytes), Some(at), "{special} at {at} of {len}");
+                }
+                assert_eq!(find_escape(&vec![b'~'; len]), None);
+            }
+        }
+        // Bytes just outside the escaped set, and UTF-8 continuation bytes, are clean.
+        assert_eq!(find_escape(" !#[]~\x7f".as_bytes()), None);
+        assert_eq!(find_escape("ünï €ünï €".as_bytes()), None);
+    }
+
+    #[test]
+    fn condition_forms() {
+        let cases = [
+            (Condition::eq("bucket", "b"), r#"{"bucket": "b"}"#),
+            (
+                Condition::StartsWith {
+                    field: "key".into(),
+                    prefix: "a/\"b".into(),
+                },
+                r#"["starts-with", "$key", "a/\"b"]"#,
+            ),
+            (
+                Condition::ContentLengthRange { min: 1, max: 2 },
+                r#"["content-length-range", 1, 2]"#,
+            ),
+        ];
+        for (condition, json) in cases {
+            assert_eq!(condition.to_json(), json);
+        }
+    }
 }

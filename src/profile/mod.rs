@@ -16,7 +16,7 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use admit::{Context, Refusal, RefusalKind, Upload, UploadRequest, admit};
-pub use compile::compile;
+pub use compile::{RegexCache, compile, compile_cached};
 pub use raw::RawProfile;
 pub use template::{Placeholder, Template};
 
@@ -263,8 +263,22 @@ impl Profile {
     }
 }
 
+/// Appends `value` as exactly `width` decimal digits (dates and times on the signing path,
+/// without `fmt` machinery).
+pub fn push_digits(out: &mut String, value: u32, width: u32) {
+    for position in (0..width).rev() {
+        let digit = (value / 10u32.pow(position)) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
+}
+
 /// Parses YAML text and compiles it. Every problem is reported, YAML errors with line and column.
 pub fn parse(name: &ProfileName, text: &str) -> Result<Profile, Vec<Diagnostic>> {
+    parse_cached(name, text, &mut RegexCache::default())
+}
+
+/// `parse` with a regex cache shared across profiles.
+pub fn parse_cached(name: &ProfileName, text: &str, cache: &mut RegexCache) -> Result<Profile, Vec<Diagnostic>> {
     if text.trim().is_empty() {
         return Err(vec![Diagnostic::error(
             "",
@@ -295,5 +309,5 @@ pub fn parse(name: &ProfileName, text: &str) -> Result<Profile, Vec<Diagnostic>>
             return Err(vec![diagnostic]);
         }
     };
-    compile(name.clone(), raw)
+    compile_cached(name.clone(), raw, cache)
 }

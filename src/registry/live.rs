@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
-use super::{Snapshot, load};
+use super::{Snapshot, load_reusing};
 use crate::auth::AppKeys;
 use crate::config::{GatewayConfig, process_env};
 use crate::metrics::{Metrics, ReloadResult, ServedSet, Trigger};
@@ -166,7 +166,8 @@ impl Registry {
     /// The next snapshot, `None` when the content equals what is served.
     fn next_snapshot(&self, served: &Snapshot, trigger: Trigger) -> Result<Option<Snapshot>, Vec<Diagnostic>> {
         let apps = self.load_apps()?;
-        let mut next = load(&self.source.policies, &self.source.stores)?;
+        let previous = (served.generation > 0).then_some(served);
+        let mut next = load_reusing(&self.source.policies, &self.source.stores, previous)?;
         let mut hasher = Sha256::new();
         hasher.update(next.content_hash.as_bytes());
         hasher.update(apps.fingerprint());

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::auth::AppKeys;
-use crate::profile::{self, Diagnostic, Profile, ProfileName};
+use crate::profile::{self, Diagnostic, Profile, ProfileName, RegexCache};
 
 /// The largest profile file read, in bytes; larger files are refused unread.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024;
@@ -43,6 +43,8 @@ pub struct Snapshot {
     /// Counts published snapshots, starting at 1; 0 before the registry publishes it.
     pub generation: u64,
     pub apps: Arc<AppKeys>,
+    /// SHA-256 of each profile's file text, so a reload reuses the profiles whose text is unchanged.
+    pub digests: BTreeMap<String, [u8; 32]>,
 }
 
 impl Snapshot {
@@ -105,16 +107,27 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagno
 /// Compiles every file into one snapshot, or returns every diagnostic (errors and warnings) if
 /// any file fails. `stores` are the store names profiles may use.
 pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Diagnostic>> {
+    build_reusing(files, stores, None)
+}
+
+/// `build`, reusing the compiled profiles of `previous` whose file text is unchanged.
+pub fn build_reusing(
+    files: &[SourceFile],
+    stores: &[String],
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<Diagnostic>> {
     let mut profiles = BTreeMap::new();
+    let mut digests = BTreeMap::new();
     let mut diags = Vec::new();
     let mut hasher = Sha256::new();
+    let mut regexes = RegexCache::default();
     for file in files {
         let shown = file.path.display().to_string();
         let file_name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let digest: [u8; 32] = Sha256::digest(file.text.as_bytes()).into();
         hasher.update(file_name.as_bytes());
         hasher.update([0]);
-        hasher.update(file.text.as_bytes());
-        hasher.update([0]);
+        hasher.update(digest);
         let stem = file_name.trim_end_matches(".yaml").trim_end_matches(".yml");
         let name = match ProfileName::new(stem) {
             Ok(name) => name,
@@ -135,7 +148,14 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
             );
             continue;
         }
-        match profile::parse(&name, &file.text) {
+        let reused = previous
+            .filter(|p| p.digests.get(stem) == Some(&digest))
+            .and_then(|p| p.profiles.get(stem).cloned());
+        let compiled = match reused {
+            Some(profile) => Ok(profile),
+            None => profile::parse_cached(&name, &file.text, &mut regexes).map(Arc::new),
+        };
+        match compiled {
             Ok(profile) => {
                 if !stores.iter().any(|s| s == profile.store()) {
                     diags.push(
@@ -151,7 +171,8 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
                     );
                 }
                 diags.extend(profile.warnings().iter().cloned().map(|d| d.in_file(&shown)));
-                profiles.insert(stem.to_owned(), Arc::new(profile));
+                digests.insert(stem.to_owned(), digest);
+                profiles.insert(stem.to_owned(), profile);
             }
             Err(errors) => diags.extend(errors.into_iter().map(|d| d.in_file(&shown))),
         }
@@ -165,13 +186,19 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
         content_hash: hex::encode(hasher.finalize()),
         generation: 0,
         apps: Arc::default(),
+        digests,
     })
 }
 
 /// `read_dir` then `build`: the whole directory, all or nothing.
 pub fn load(dir: &Path, stores: &[String]) -> Result<Snapshot, Vec<Diagnostic>> {
+    load_reusing(dir, stores, None)
+}
+
+/// `load`, reusing the unchanged profiles of `previous`.
+pub fn load_reusing(dir: &Path, stores: &[String], previous: Option<&Snapshot>) -> Result<Snapshot, Vec<Diagnostic>> {
     let (files, mut read_errors) = read_dir(dir).map_err(|d| vec![d])?;
-    match build(&files, stores) {
+    match build_reusing(&files, stores, previous) {
         Ok(snapshot) if read_errors.is_empty() => Ok(snapshot),
         Ok(snapshot) => {
             read_errors.extend(snapshot.warnings);

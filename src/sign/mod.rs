@@ -14,10 +14,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use time::OffsetDateTime;
-use time::macros::format_description;
 
-use crate::profile::Upload;
 use crate::profile::conditions::{Condition, write_json_string};
+use crate::profile::{Upload, push_digits};
 use crate::secret::Secret;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -128,6 +127,39 @@ pub struct PresignedPost {
     pub policy: String,
 }
 
+impl PresignedPost {
+    /// The members of `{url, fields, key, expires_at, max_size}` as compact JSON, without the
+    /// braces, so an edge can add its own members. (Hand-written: it is on the signing path.)
+    pub fn write_json_members(&self, out: &mut String) {
+        out.reserve(256 + self.fields.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>());
+        out.push_str("\"url\":");
+        write_json_string(out, &self.url);
+        out.push_str(",\"fields\":{");
+        for (i, (name, value)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(out, name);
+            out.push(':');
+            write_json_string(out, value);
+        }
+        out.push_str("},\"key\":");
+        write_json_string(out, &self.key);
+        out.push_str(",\"expires_at\":");
+        write_json_string(out, &format_rfc3339(self.expires_at));
+        out.push_str(",\"max_size\":");
+        out.push_str(&self.max_size.to_string());
+    }
+
+    /// `{url, fields, key, expires_at, max_size}` as compact JSON.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        self.write_json_members(&mut out);
+        out.push('}');
+        out
+    }
+}
+
 impl Serialize for PresignedPost {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         struct Fields<'a>(&'a [(String, String)]);
@@ -150,19 +182,38 @@ impl Serialize for PresignedPost {
     }
 }
 
-/// `2015-12-29T01:00:00Z`.
+/// `2015-12-29T01:00:00Z` (UTC, whole seconds).
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    at.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-        .unwrap_or_default()
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let mut out = String::with_capacity(20);
+    push_digits(&mut out, at.year().unsigned_abs(), 4);
+    out.push('-');
+    push_digits(&mut out, u8::from(at.month()).into(), 2);
+    out.push('-');
+    push_digits(&mut out, at.day().into(), 2);
+    out.push('T');
+    push_digits(&mut out, at.hour().into(), 2);
+    out.push(':');
+    push_digits(&mut out, at.minute().into(), 2);
+    out.push(':');
+    push_digits(&mut out, at.second().into(), 2);
+    out.push('Z');
+    out
 }
 
 /// The POST policy document: `{"expiration": …, "conditions": […]}`, spaced as botocore does.
 pub fn policy_document(expiration: OffsetDateTime, conditions: &[Condition]) -> String {
-    let mut out = String::with_capacity(128 + conditions.len() * 64);
+    policy_document_parts(expiration, &[conditions])
+}
+
+/// `policy_document` over the concatenation of `parts`.
+fn policy_document_parts(expiration: OffsetDateTime, parts: &[&[Condition]]) -> String {
+    let count: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = String::with_capacity(96 + count * 64);
     out.push_str("{\"expiration\": ");
     write_json_string(&mut out, &format_rfc3339(expiration));
     out.push_str(", \"conditions\": [");
-    for (i, condition) in conditions.iter().enumerate() {
+    for (i, condition) in parts.iter().flat_map(|p| p.iter()).enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
@@ -173,7 +224,7 @@ pub fn policy_document(expiration: OffsetDateTime, conditions: &[Condition]) -> 
 }
 
 /// Signs an admitted upload. Infallible: everything that could be wrong was refused earlier.
-pub fn presign(upload: &Upload<'_>, store: &Store, now: OffsetDateTime) -> PresignedPost {
+pub fn presign(upload: Upload<'_>, store: &Store, now: OffsetDateTime) -> PresignedPost {
     let now = now.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(now);
     let mut expires_at = now + upload.expires_in;
     let mut expiry_clamped = false;
@@ -184,43 +235,127 @@ pub fn presign(upload: &Upload<'_>, store: &Store, now: OffsetDateTime) -> Presi
         expiry_clamped = true;
     }
 
-    let amz_date = now
-        .format(format_description!("[year][month][day]T[hour][minute][second]Z"))
-        .unwrap_or_default();
+    let amz_date = amz_date(now);
     let date = &amz_date[..8];
     let credential = format!(
         "{}/{date}/{}/s3/aws4_request",
         store.credentials.access_key_id, store.region
     );
 
-    let mut conditions = upload.conditions.clone();
-    let mut fields = upload.fields.clone();
-    let mut signed = vec![
+    let mut signing = vec![
         ("x-amz-algorithm", ALGORITHM.to_owned()),
         ("x-amz-credential", credential),
         ("x-amz-date", amz_date.clone()),
     ];
     if let Some(token) = &store.credentials.session_token {
-        signed.push(("x-amz-security-token", token.expose().to_owned()));
+        signing.push(("x-amz-security-token", token.expose().to_owned()));
     }
-    for (field, value) in signed {
-        conditions.push(Condition::eq(field, &value));
-        fields.push((field.to_owned(), value));
-    }
-
-    let policy = policy_document(expires_at, &conditions);
+    let signing_conditions: Vec<Condition> = signing
+        .iter()
+        .map(|(field, value)| Condition::eq(*field, value))
+        .collect();
+    let policy = policy_document_parts(expires_at, &[&upload.conditions, &signing_conditions]);
     let policy_b64 = STANDARD.encode(policy.as_bytes());
     let signature = sigv4::signature(&store.signing_key(date), policy_b64.as_bytes());
+
+    let mut fields = upload.fields;
+    fields.reserve(signing.len() + 2);
+    fields.extend(signing.into_iter().map(|(field, value)| (field.to_owned(), value)));
     fields.push(("policy".to_owned(), policy_b64));
     fields.push(("x-amz-signature".to_owned(), signature));
 
     PresignedPost {
         url: store.bucket_url(&upload.profile.bucket),
         fields,
-        key: upload.key.clone(),
+        key: upload.key,
         expires_at,
         max_size: upload.max_size,
         expiry_clamped,
         policy,
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ`, the SigV4 date.
+fn amz_date(at: OffsetDateTime) -> String {
+    let mut out = String::with_capacity(16);
+    push_digits(&mut out, at.year().unsigned_abs(), 4);
+    push_digits(&mut out, u8::from(at.month()).into(), 2);
+    push_digits(&mut out, at.day().into(), 2);
+    out.push('T');
+    push_digits(&mut out, at.hour().into(), 2);
+    push_digits(&mut out, at.minute().into(), 2);
+    push_digits(&mut out, at.second().into(), 2);
+    out.push('Z');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn hand_written_json_equals_serde() {
+        let post = PresignedPost {
+            url: "https://b.s3.eu-west-1.amazonaws.com/".into(),
+            fields: vec![
+                ("key".into(), "a/\"q\"/${filename}".into()),
+                ("x-amz-meta-note".into(), "ünï\n".into()),
+            ],
+            key: "a/\"q\"/${filename}".into(),
+            expires_at: datetime!(2026-01-02 03:04:05 UTC),
+            max_size: 42,
+            expiry_clamped: false,
+            policy: String::new(),
+        };
+        let ours: serde_json::Value = serde_json::from_str(&post.to_json()).unwrap();
+        let serde: serde_json::Value = serde_json::to_value(&post).unwrap();
+        assert_eq!(ours, serde);
+        assert_eq!(post.to_json(), serde_json::to_string(&post).unwrap());
+    }
+
+    #[test]
+    fn dates() {
+        let at = datetime!(2026-01-02 03:04:05.999 UTC);
+        assert_eq!(amz_date(at), "20260102T030405Z");
+        assert_eq!(format_rfc3339(at), "2026-01-02T03:04:05Z");
+        let offset = datetime!(2026-01-02 03:04:05 +02:00);
+        assert_eq!(format_rfc3339(offset), "2026-01-02T01:04:05Z");
+    }
+
+    #[test]
+    fn bucket_urls() {
+        let credentials = Credentials {
+            access_key_id: "AK".into(),
+            secret_access_key: Secret::new("s"),
+            session_token: None,
+            expires_at: None,
+        };
+        let store =
+            |endpoint: Endpoint, addressing| Store::new("s", "eu-west-1", endpoint, addressing, credentials.clone());
+        let custom = || Endpoint::Custom("http://127.0.0.1:9000".into());
+        let cases = [
+            (
+                store(Endpoint::Aws, Addressing::Auto),
+                "b1",
+                "https://b1.s3.eu-west-1.amazonaws.com/",
+            ),
+            (
+                store(Endpoint::Aws, Addressing::Auto),
+                "my.bucket",
+                "https://s3.eu-west-1.amazonaws.com/my.bucket",
+            ),
+            (
+                store(Endpoint::Aws, Addressing::Path),
+                "b1",
+                "https://s3.eu-west-1.amazonaws.com/b1",
+            ),
+            (store(custom(), Addressing::Auto), "b1", "http://127.0.0.1:9000/b1"),
+            (store(custom(), Addressing::Virtual), "b1", "http://b1.127.0.0.1:9000/"),
+        ];
+        for (store, bucket, url) in cases {
+            assert_eq!(store.bucket_url(bucket), url);
+        }
     }
 }

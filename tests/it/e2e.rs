@@ -178,7 +178,7 @@ fn sign(store: &Store, profile: &Profile, app: &str, request: &UploadRequest) ->
         uuid: Uuid::now_v7(),
     };
     let upload = admit(profile, request, &ctx).unwrap_or_else(|r| panic!("refused: {r:?}"));
-    presign(&upload, store, now)
+    presign(upload, store, now)
 }
 
 /// Signs with the library directly.

@@ -60,7 +60,7 @@ impl SigningLoad {
                 };
                 match snapshot.get("avatars").map(|p| admit(p, &request, &ctx)) {
                     Some(Ok(upload)) => {
-                        let post = presign(&upload, &store, now);
+                        let post = presign(upload, &store, now);
                         assert!(!post.fields.is_empty());
                         ok.fetch_add(1, Ordering::Relaxed);
                     }

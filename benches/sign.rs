@@ -1,0 +1,117 @@
+//! In-process benchmarks: compiling profiles, rendering a key, and one signature end to end
+//! (snapshot lookup → admit → policy JSON → base64 → HMAC → response JSON).
+//! Run: `cargo bench --bench sign`. Results: BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use postgate::metrics::Metrics;
+use postgate::profile::{self, Context, ProfileName, UploadRequest, admit};
+use postgate::registry::{self, AppsSource, Registry, Source, SourceFile};
+use postgate::secret::Secret;
+use postgate::sign::{Addressing, Credentials, Endpoint, Store, presign};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const AVATARS: &str = include_str!("../policies/avatars.yaml");
+
+fn store() -> Store {
+    let credentials = Credentials {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        session_token: None,
+        expires_at: None,
+    };
+    Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials)
+}
+
+fn request() -> UploadRequest {
+    serde_json::from_str(
+        r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#,
+    )
+    .unwrap()
+}
+
+/// `count` distinct profiles, each a variation of avatars.yaml.
+fn generated(count: usize) -> Vec<SourceFile> {
+    (0..count)
+        .map(|i| SourceFile {
+            path: format!("p{i:05}.yaml").into(),
+            text: AVATARS.replace("avatars/${user}", &format!("avatars-{i}/${{user}}")),
+        })
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let name = ProfileName::new("avatars").unwrap();
+    c.bench_function("compile one profile", |b| {
+        b.iter(|| profile::parse(&name, black_box(AVATARS)).unwrap())
+    });
+
+    let files = generated(1000);
+    let stores = vec!["default".to_owned()];
+    c.bench_function("compile 1000 profiles", |b| {
+        b.iter(|| registry::build(black_box(&files), &stores).unwrap())
+    });
+
+    let compiled = profile::parse(&name, AVATARS).unwrap();
+    let values = profile::template::Values {
+        vars: &["alice"],
+        filename: Some("me.png"),
+        uuid: "019a9f3c-0000-7000-8000-000000000001",
+        date: "2026-11-21",
+        app: "web",
+    };
+    c.bench_function("render a key", |b| b.iter(|| compiled.key().render(black_box(&values))));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("avatars.yaml"), AVATARS).unwrap();
+    let source = Source {
+        policies: dir.path().to_owned(),
+        stores: stores.clone(),
+        apps: AppsSource::Fixed(Default::default()),
+    };
+    let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
+    let store = store();
+    let request = request();
+    let snapshot = registry.current();
+    let profile = snapshot.get("avatars").unwrap();
+    let now = OffsetDateTime::now_utc();
+    let ctx = Context {
+        app: "web",
+        now,
+        uuid: Uuid::now_v7(),
+    };
+    c.bench_function("parts: admit", |b| {
+        b.iter(|| admit(profile, black_box(&request), &ctx).unwrap())
+    });
+    let upload = admit(profile, &request, &ctx).unwrap();
+    c.bench_function("parts: presign", |b| {
+        b.iter(|| presign(black_box(upload.clone()), &store, now))
+    });
+    let post = presign(upload.clone(), &store, now);
+    c.bench_function("parts: response JSON", |b| b.iter(|| black_box(&post).to_json()));
+    c.bench_function("parts: uuid v7 + clock", |b| {
+        b.iter(|| (Uuid::now_v7(), OffsetDateTime::now_utc()))
+    });
+
+    c.bench_function("sign one request end to end", |b| {
+        b.iter(|| {
+            let snapshot = registry.current();
+            let profile = snapshot.get("avatars").unwrap();
+            let now = OffsetDateTime::now_utc();
+            let ctx = Context {
+                app: "web",
+                now,
+                uuid: Uuid::now_v7(),
+            };
+            let upload = admit(profile, black_box(&request), &ctx).unwrap();
+            let post = presign(upload, &store, now);
+            post.to_json()
+        })
+    });
+}
+
+criterion_group!(sign, benches);
+criterion_main!(sign);
