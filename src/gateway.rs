@@ -13,7 +13,6 @@ use postgate::metrics::{Metrics, Trigger};
 use postgate::profile::Diagnostic;
 use postgate::registry::watch::{self, Reloader, WatchSettings};
 use postgate::registry::{AppsSource, Registry, Source};
-use postgate::sign::Store;
 
 /// `postgate serve`.
 pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -56,7 +55,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     use postgate::auth::AppKeys;
     use postgate::dev;
     use postgate::secret::Secret;
-    use postgate::sign::{Addressing, Credentials, Endpoint};
+    use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 
     let store = dev::start(&data, store_listen)?;
     let credentials = Credentials {

@@ -315,6 +315,66 @@ mod tests {
         assert_eq!(post.to_json(), serde_json::to_string(&post).unwrap());
     }
 
+    fn upload_for(profile: &crate::profile::Profile) -> Upload<'_> {
+        let ctx = crate::profile::Context {
+            app: "web",
+            now: datetime!(2026-11-21 12:00:00 UTC),
+            uuid: uuid::Uuid::nil(),
+        };
+        crate::profile::admit(profile, &Default::default(), &ctx).unwrap()
+    }
+
+    fn profile(expires_in: &str) -> crate::profile::Profile {
+        let yaml = format!("bucket: b-1\nkey: \"k/${{uuid}}\"\nsize: {{ max: 10 }}\nexpires_in: {expires_in}\n");
+        crate::profile::parse(&crate::profile::ProfileName::new("p").unwrap(), &yaml).unwrap()
+    }
+
+    fn store_with(session_token: Option<&str>, expires_at: Option<OffsetDateTime>) -> Store {
+        let credentials = Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: Secret::new("s"),
+            session_token: session_token.map(Secret::new),
+            expires_at,
+        };
+        Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials)
+    }
+
+    #[test]
+    fn a_session_token_is_a_field_and_a_condition() {
+        let profile = profile("10m");
+        let now = datetime!(2026-11-21 12:00:00 UTC);
+        let post = presign(upload_for(&profile), &store_with(Some("TOKEN/123"), None), now);
+        assert!(
+            post.fields
+                .contains(&("x-amz-security-token".into(), "TOKEN/123".into()))
+        );
+        assert!(
+            post.policy.contains(r#"{"x-amz-security-token": "TOKEN/123"}"#),
+            "{}",
+            post.policy
+        );
+        let post = presign(upload_for(&profile), &store_with(None, None), now);
+        assert!(!post.fields.iter().any(|(n, _)| n == "x-amz-security-token"));
+        assert!(!post.policy.contains("x-amz-security-token"));
+    }
+
+    #[test]
+    fn forms_never_outlive_the_credentials() {
+        let profile = profile("1h");
+        let now = datetime!(2026-11-21 12:00:00.750 UTC);
+        let post = presign(upload_for(&profile), &store_with(None, None), now);
+        assert_eq!(post.expires_at, datetime!(2026-11-21 13:00:00 UTC));
+        assert!(!post.expiry_clamped);
+        let soon = datetime!(2026-11-21 12:20:00 UTC);
+        let post = presign(upload_for(&profile), &store_with(Some("t"), Some(soon)), now);
+        assert_eq!(post.expires_at, soon);
+        assert!(post.expiry_clamped);
+        assert!(
+            post.policy
+                .starts_with(r#"{"expiration": "2026-11-21T12:20:00Z", "conditions": ["#)
+        );
+    }
+
     #[test]
     fn dates() {
         let at = datetime!(2026-01-02 03:04:05.999 UTC);
