@@ -13,6 +13,7 @@ use postgate::metrics::{Metrics, Trigger};
 use postgate::profile::Diagnostic;
 use postgate::registry::watch::{self, Reloader, WatchSettings};
 use postgate::registry::{AppsSource, Registry, Source};
+use postgate::sign::Store;
 
 /// `postgate serve`.
 pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -40,13 +41,7 @@ pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Res
         });
     }
     let reloader = watch::spawn(registry.clone(), watched, watch_settings(&config));
-    let state = AppState {
-        registry,
-        stores,
-        max_body_bytes: config.max_body_bytes,
-        index_page: None,
-    };
-    run_servers(state, config, reloader)
+    run_servers(registry, stores, config, reloader)
 }
 
 /// `postgate dev`: the gateway plus an embedded store, dev credentials and dev app keys.
@@ -55,7 +50,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     use postgate::auth::AppKeys;
     use postgate::dev;
     use postgate::secret::Secret;
-    use postgate::sign::{Addressing, Credentials, Endpoint, Store};
+    use postgate::sign::{Addressing, Credentials, Endpoint};
 
     let store = dev::start(&data, store_listen)?;
     let credentials = Credentials {
@@ -146,13 +141,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     let mut config = config;
     config.listen = listen.to_owned();
     config.cors.allowed_origins = vec!["*".to_owned()];
-    let state = AppState {
-        registry,
-        stores,
-        max_body_bytes: config.max_body_bytes,
-        index_page: None,
-    };
-    run_servers(state, config, reloader)
+    run_servers(registry, stores, config, reloader)
 }
 
 /// The dev key of an app.
@@ -189,7 +178,18 @@ fn start_registry(
     }
 }
 
-fn run_servers(state: AppState, config: GatewayConfig, reloader: Reloader) -> anyhow::Result<ExitCode> {
+fn run_servers(
+    registry: Arc<Registry>,
+    stores: HashMap<String, Arc<Store>>,
+    config: GatewayConfig,
+    reloader: Reloader,
+) -> anyhow::Result<ExitCode> {
+    let state = AppState {
+        registry,
+        stores,
+        max_body_bytes: config.max_body_bytes,
+        index_page: None,
+    };
     let listen = config.listen.clone();
     let admin_listen = config.admin_listen.clone();
     actix_web::rt::System::new().block_on(async move {
@@ -201,7 +201,12 @@ fn run_servers(state: AppState, config: GatewayConfig, reloader: Reloader) -> an
             }
         });
         tracing::info!(%listen, admin = ?admin_listen, "postgate listening");
-        http::serve(state, config.cors.clone(), &listen, admin_listen.as_deref()).await
+        let listen = http::Listen {
+            api: &listen,
+            admin: admin_listen.as_deref(),
+            workers: config.workers,
+        };
+        http::serve(state, config.cors.clone(), listen).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

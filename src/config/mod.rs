@@ -61,6 +61,9 @@ pub struct GatewayConfig {
     /// The largest presign request body accepted, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// HTTP worker threads; default one per CPU core.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 fn default_policies() -> PathBuf {
@@ -87,6 +90,7 @@ impl Default for GatewayConfig {
             reload: ReloadConfig::default(),
             log_format: LogFormat::default(),
             max_body_bytes: default_max_body_bytes(),
+            workers: None,
         }
     }
 }

@@ -59,25 +59,31 @@ pub fn cors(config: &CorsConfig) -> Cors {
     cors
 }
 
-/// Runs the API (and the admin listener when `admin_listen` is set) until shutdown.
-pub async fn serve(
-    state: AppState,
-    cors_config: CorsConfig,
-    listen: &str,
-    admin_listen: Option<&str>,
-) -> std::io::Result<()> {
+/// Where and how the servers listen.
+pub struct Listen<'a> {
+    pub api: &'a str,
+    /// The admin listener (`POST /-/reload`); off when `None`.
+    pub admin: Option<&'a str>,
+    /// API worker threads; `None`: one per CPU core.
+    pub workers: Option<usize>,
+}
+
+/// Runs the API (and the admin listener when configured) until shutdown.
+pub async fn serve(state: AppState, cors_config: CorsConfig, listen: Listen<'_>) -> std::io::Result<()> {
     let state = web::Data::new(state);
     let api_state = state.clone();
     let cors_enabled = !cors_config.allowed_origins.is_empty();
-    let api = HttpServer::new(move || {
+    let mut api = HttpServer::new(move || {
         App::new()
             .app_data(api_state.clone())
             .wrap(Condition::new(cors_enabled, cors(&cors_config)))
             .configure(routes)
-    })
-    .bind(listen)?
-    .run();
-    match admin_listen {
+    });
+    if let Some(workers) = listen.workers {
+        api = api.workers(workers.max(1));
+    }
+    let api = api.bind(listen.api)?.run();
+    match listen.admin {
         Some(admin_listen) => {
             let admin_state = state.clone();
             let admin = HttpServer::new(move || App::new().app_data(admin_state.clone()).configure(admin_routes))

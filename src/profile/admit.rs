@@ -12,7 +12,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::compile::{format_bytes, is_forbidden_char};
+use super::compile::{forbidden_char, format_bytes};
 use super::conditions::Condition;
 use super::template::Values;
 use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, Placeholder, Profile};
@@ -295,12 +295,8 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
                 value.clone()
             }
             (MetadataValue::Pattern(regex, source), Some(value)) => {
-                if let Some(bad) = value.chars().find(|c| is_forbidden_char(*c)) {
-                    refuse(
-                        RefusalKind::MetadataInvalid,
-                        field,
-                        format!("contains the control or bidirectional character U+{:04X}", bad as u32),
-                    );
+                if let Err(why) = forbidden_char(value) {
+                    refuse(RefusalKind::MetadataInvalid, field, why);
                     continue;
                 }
                 if !regex.is_match(value) {
@@ -406,13 +402,7 @@ pub fn check_value(value: &str) -> Result<(), String> {
     if value.contains("${") {
         return Err("contains `${`".into());
     }
-    if let Some(bad) = value.chars().find(|c| is_forbidden_char(*c)) {
-        return Err(format!(
-            "contains the control or bidirectional character U+{:04X}",
-            bad as u32
-        ));
-    }
-    Ok(())
+    forbidden_char(value)
 }
 
 /// Reduces a client's filename to its last path segment and checks it.
@@ -427,12 +417,7 @@ pub fn sanitize_filename(name: &str) -> Result<String, String> {
     if base.contains("${") {
         return Err("contains `${`".into());
     }
-    if let Some(bad) = base.chars().find(|c| is_forbidden_char(*c)) {
-        return Err(format!(
-            "contains the control or bidirectional character U+{:04X}",
-            bad as u32
-        ));
-    }
+    forbidden_char(base)?;
     if base.len() > MAX_FILENAME_BYTES {
         return Err(format!("is {} bytes; at most {MAX_FILENAME_BYTES}", base.len()));
     }

@@ -351,14 +351,8 @@ fn compile_key(text: &str, var_names: &[String], diags: &mut Vec<Diagnostic>) ->
             ));
         }
     }
-    if let Some(bad) = text.chars().find(|c| is_forbidden_char(*c)) {
-        diags.push(Diagnostic::error(
-            "key",
-            format!(
-                "the key contains the control or bidirectional character U+{:04X}",
-                bad as u32
-            ),
-        ));
+    if let Err(why) = forbidden_char(text) {
+        diags.push(Diagnostic::error("key", format!("the key {why}")));
     }
     if template.literal_len() >= MAX_KEY_BYTES {
         diags.push(Diagnostic::error(
@@ -372,9 +366,20 @@ fn compile_key(text: &str, var_names: &[String], diags: &mut Vec<Diagnostic>) ->
     (diags.len() == before).then_some(template)
 }
 
-/// Characters no value, key or field may contain: controls and bidirectional overrides, which
-/// make a key display as something it is not.
-pub(crate) fn is_forbidden_char(c: char) -> bool {
+/// Why `text` may not be used: it contains a control or bidirectional character (which make a
+/// key display as something it is not). Phrased to follow "the value" or a field name.
+pub(crate) fn forbidden_char(text: &str) -> Result<(), String> {
+    match text.chars().find(|c| is_forbidden_char(*c)) {
+        Some(bad) => Err(format!(
+            "contains the control or bidirectional character U+{:04X}",
+            bad as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Characters no value, key or field may contain: controls and bidirectional overrides.
+fn is_forbidden_char(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
@@ -593,14 +598,8 @@ fn compile_metadata(
                     ));
                     continue;
                 }
-                if let Some(bad) = text.chars().find(|c| is_forbidden_char(*c)) {
-                    diags.push(Diagnostic::error(
-                        &path,
-                        format!(
-                            "the value contains the control or bidirectional character U+{:04X}",
-                            bad as u32
-                        ),
-                    ));
+                if let Err(why) = forbidden_char(text) {
+                    diags.push(Diagnostic::error(&path, format!("the value {why}")));
                     continue;
                 }
                 fixed_bytes += name.len() + template.literal_len();
@@ -698,14 +697,8 @@ fn compile_fields(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Vec<(String,
             diags.push(Diagnostic::error(&path, format!("`{canonical}` is given twice")));
             continue;
         }
-        if let Some(bad) = value.chars().find(|c| is_forbidden_char(*c)) {
-            diags.push(Diagnostic::error(
-                &path,
-                format!(
-                    "the value contains the control or bidirectional character U+{:04X}",
-                    bad as u32
-                ),
-            ));
+        if let Err(why) = forbidden_char(value) {
+            diags.push(Diagnostic::error(&path, format!("the value {why}")));
             continue;
         }
         match *canonical {

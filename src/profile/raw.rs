@@ -37,9 +37,11 @@ pub struct RawProfile {
     pub expires_in: Option<String>,
     /// The accepted object size; becomes `content-length-range`. Required.
     #[serde(default)]
+    #[schemars(required, with = "RawSize")]
     pub size: Option<RawSize>,
     /// Which `Content-Type` an upload may have: exactly one of `prefix`, `one_of`, `exact`.
     #[serde(default)]
+    #[schemars(with = "RawContentType")]
     pub content_type: Option<RawContentType>,
     /// User metadata (`x-amz-meta-*`) rules, by name (lowercase letters, digits and `-`).
     #[serde(default)]

@@ -1,0 +1,61 @@
+//! Heap allocations of one signature end to end (snapshot lookup → admit → presign → response
+//! JSON), counted by dhat's allocator. Run: `cargo run --release --example allocations`.
+
+use std::sync::Arc;
+
+use postgate::auth::AppKeys;
+use postgate::metrics::Metrics;
+use postgate::profile::{Context, UploadRequest, admit};
+use postgate::registry::{AppsSource, Registry, Source};
+use postgate::secret::Secret;
+use postgate::sign::{Addressing, Credentials, Endpoint, Store, presign};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let source = Source {
+        policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
+        stores: vec!["default".into()],
+        apps: AppsSource::Fixed(AppKeys::new()),
+    };
+    let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
+    let credentials = Credentials {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        session_token: None,
+        expires_at: None,
+    };
+    let store = Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials);
+    let request: UploadRequest = serde_json::from_str(
+        r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#,
+    )
+    .unwrap();
+    let sign = || {
+        let snapshot = registry.current();
+        let profile = snapshot.get("avatars").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ctx = Context {
+            app: "web",
+            now,
+            uuid: Uuid::now_v7(),
+        };
+        let upload = admit(profile, &request, &ctx).unwrap();
+        presign(upload, &store, now).to_json()
+    };
+    sign(); // warm the signing-key cache
+    let rounds = 1000;
+    let before = dhat::HeapStats::get();
+    for _ in 0..rounds {
+        std::hint::black_box(sign());
+    }
+    let after = dhat::HeapStats::get();
+    println!(
+        "one signature end to end: {} allocations, {} bytes allocated (mean of {rounds})",
+        (after.total_blocks - before.total_blocks) / rounds,
+        (after.total_bytes - before.total_bytes) / rounds
+    );
+}
