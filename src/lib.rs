@@ -17,7 +17,12 @@ pub mod sign;
 
 /// The JSON Schema of a profile file, as `schema/profile.schema.json` holds it.
 pub fn profile_schema() -> String {
-    let schema = schemars::schema_for!(profile::RawProfile);
+    let mut schema = schemars::schema_for!(profile::RawProfile);
+    // `size` is optional to serde only so that the compiler can report its absence together with
+    // every other problem; to an editor it is required.
+    if let Some(serde_json::Value::Array(required)) = schema.get_mut("required") {
+        required.push(serde_json::Value::from("size"));
+    }
     let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
     text.push('\n');
     text

@@ -37,7 +37,7 @@ pub struct RawProfile {
     pub expires_in: Option<String>,
     /// The accepted object size; becomes `content-length-range`. Required.
     #[serde(default)]
-    #[schemars(required, with = "RawSize")]
+    #[schemars(with = "RawSize")]
     pub size: Option<RawSize>,
     /// Which `Content-Type` an upload may have: exactly one of `prefix`, `one_of`, `exact`.
     #[serde(default)]
