@@ -149,6 +149,14 @@ pub struct ReloadConfig {
     /// Whether an empty directory may replace a non-empty profile set.
     #[serde(default)]
     pub allow_empty: bool,
+    /// Whether to watch the directory for changes (off: reload only on SIGHUP, the admin
+    /// endpoint and the periodic check).
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+}
+
+fn default_watch() -> bool {
+    true
 }
 
 fn default_debounce() -> Duration {
@@ -170,6 +178,7 @@ impl Default for ReloadConfig {
             max_wait: default_max_wait(),
             interval: default_interval(),
             allow_empty: false,
+            watch: true,
         }
     }
 }

@@ -25,11 +25,11 @@ pub struct AppState {
     pub index_page: Option<&'static str>,
 }
 
-/// The routes, in one table.
+/// The routes, in one table (the hot route first: actix tries them in order).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/profiles", web::get().to(handlers::list_profiles))
+    cfg.route("/v1/profiles/{name}/presign", web::post().to(handlers::presign))
+        .route("/v1/profiles", web::get().to(handlers::list_profiles))
         .route("/v1/profiles/{name}", web::get().to(handlers::get_profile))
-        .route("/v1/profiles/{name}/presign", web::post().to(handlers::presign))
         .route("/metrics", web::get().to(handlers::metrics))
         .route("/healthz", web::get().to(handlers::healthz))
         .route("/readyz", web::get().to(handlers::readyz))

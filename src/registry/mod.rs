@@ -110,35 +110,46 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
     build_reusing(files, stores, None)
 }
 
-/// `build`, reusing the compiled profiles of `previous` whose file text is unchanged.
+/// `build`, reusing the compiled profiles of `previous` whose file text is unchanged. Files are
+/// compiled on every core (each thread with its own regex cache), then merged in file order.
 pub fn build_reusing(
     files: &[SourceFile],
     stores: &[String],
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, Vec<Diagnostic>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let compiled: Vec<Compiled> = std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut regexes = RegexCache::default();
+                    part.iter()
+                        .map(|file| compile_file(file, previous, &mut regexes))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("a compile thread panicked"))
+            .collect()
+    });
+
     let mut profiles = BTreeMap::new();
     let mut digests = BTreeMap::new();
     let mut diags = Vec::new();
     let mut hasher = Sha256::new();
-    let mut regexes = RegexCache::default();
-    for file in files {
+    for (file, compiled) in files.iter().zip(compiled) {
         let shown = file.path.display().to_string();
-        let file_name = file.path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let digest: [u8; 32] = Sha256::digest(file.text.as_bytes()).into();
-        hasher.update(file_name.as_bytes());
+        hasher.update(compiled.file_name.as_bytes());
         hasher.update([0]);
-        hasher.update(digest);
-        let stem = file_name.trim_end_matches(".yaml").trim_end_matches(".yml");
-        let name = match ProfileName::new(stem) {
-            Ok(name) => name,
-            Err(message) => {
-                diags.push(
-                    Diagnostic::error("", format!("the file name gives the profile name: {message}")).in_file(shown),
-                );
-                continue;
-            }
-        };
-        if profiles.contains_key(stem) {
+        hasher.update(compiled.digest);
+        let stem = compiled.stem;
+        if profiles.contains_key(&stem) {
             diags.push(
                 Diagnostic::error(
                     "",
@@ -148,14 +159,7 @@ pub fn build_reusing(
             );
             continue;
         }
-        let reused = previous
-            .filter(|p| p.digests.get(stem) == Some(&digest))
-            .and_then(|p| p.profiles.get(stem).cloned());
-        let compiled = match reused {
-            Some(profile) => Ok(profile),
-            None => profile::parse_cached(&name, &file.text, &mut regexes).map(Arc::new),
-        };
-        match compiled {
+        match compiled.profile {
             Ok(profile) => {
                 if !stores.iter().any(|s| s == profile.store()) {
                     diags.push(
@@ -171,8 +175,8 @@ pub fn build_reusing(
                     );
                 }
                 diags.extend(profile.warnings().iter().cloned().map(|d| d.in_file(&shown)));
-                digests.insert(stem.to_owned(), digest);
-                profiles.insert(stem.to_owned(), profile);
+                digests.insert(stem.clone(), compiled.digest);
+                profiles.insert(stem, profile);
             }
             Err(errors) => diags.extend(errors.into_iter().map(|d| d.in_file(&shown))),
         }
@@ -188,6 +192,46 @@ pub fn build_reusing(
         apps: Arc::default(),
         digests,
     })
+}
+
+/// One file, compiled (or reused) on a compile thread.
+struct Compiled {
+    file_name: String,
+    stem: String,
+    digest: [u8; 32],
+    profile: Result<Arc<Profile>, Vec<Diagnostic>>,
+}
+
+fn compile_file(file: &SourceFile, previous: Option<&Snapshot>, regexes: &mut RegexCache) -> Compiled {
+    let file_name = file
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let digest: [u8; 32] = Sha256::digest(file.text.as_bytes()).into();
+    let stem = file_name.trim_end_matches(".yaml").trim_end_matches(".yml").to_owned();
+    let profile = match ProfileName::new(&stem) {
+        Err(message) => Err(vec![Diagnostic::error(
+            "",
+            format!("the file name gives the profile name: {message}"),
+        )]),
+        Ok(name) => {
+            let reused = previous
+                .filter(|p| p.digests.get(&stem) == Some(&digest))
+                .and_then(|p| p.profiles.get(&stem).cloned());
+            match reused {
+                Some(profile) => Ok(profile),
+                None => profile::parse_cached(&name, &file.text, regexes).map(Arc::new),
+            }
+        }
+    };
+    Compiled {
+        file_name,
+        stem,
+        digest,
+        profile,
+    }
 }
 
 /// `read_dir` then `build`: the whole directory, all or nothing.

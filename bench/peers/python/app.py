@@ -13,6 +13,9 @@ client = boto3.client(
 
 
 def app(environ, start_response):
+    if environ["REQUEST_METHOD"] != "POST":
+        start_response("404 Not Found", [("Content-Length", "0")])
+        return [b""]
     length = int(environ.get("CONTENT_LENGTH") or 0)
     request = json.loads(environ["wsgi.input"].read(length))
     user = request["vars"]["user"]
