@@ -384,3 +384,108 @@ impl GatewayConfig {
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+
+    fn config(yaml: &str) -> GatewayConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_implicit_default_store_follows_the_aws_variables() {
+        let env = env_of(&[
+            ("AWS_ACCESS_KEY_ID", "AKIA1"),
+            ("AWS_SECRET_ACCESS_KEY", "s1"),
+            ("AWS_SESSION_TOKEN", "t1"),
+            ("AWS_REGION", "eu-central-1"),
+            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000/"),
+            ("AWS_CREDENTIAL_EXPIRATION", "2026-11-21T12:00:00Z"),
+        ]);
+        let store = GatewayConfig::default().resolve_store("default", &env).unwrap();
+        assert_eq!(store.region, "eu-central-1");
+        assert_eq!(store.endpoint, Endpoint::Custom("http://127.0.0.1:9000".into()));
+        assert_eq!(store.credentials.access_key_id, "AKIA1");
+        assert_eq!(store.credentials.session_token, Some(Secret::new("t1")));
+        assert!(store.credentials.expires_at.is_some());
+        assert!(matches!(
+            GatewayConfig::default().resolve_store("archive", &env),
+            Err(ConfigError::UnknownStore(_))
+        ));
+    }
+
+    #[test]
+    fn named_stores_read_their_own_variables_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "from-file\n").unwrap();
+        let yaml = format!(
+            "stores:\n  archive:\n    region: us-west-2\n    addressing: path\n    credentials:\n      access_key_id_env: ARCHIVE_KEY\n      secret_access_key_file: {}\n",
+            dir.path().join("secret").display()
+        );
+        let config = config(&yaml);
+        assert_eq!(config.store_names(), ["archive"]);
+        let store = config
+            .resolve_store("archive", &env_of(&[("ARCHIVE_KEY", "AKIA2")]))
+            .unwrap();
+        assert_eq!(store.credentials.secret_access_key, Secret::new("from-file"));
+        assert_eq!(store.addressing, Addressing::Path);
+        assert_eq!(store.endpoint, Endpoint::Aws);
+        // The implicit default store exists only when no store is declared.
+        assert!(config.resolve_store("default", &env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn missing_credentials_and_bad_endpoints_say_what_to_fix() {
+        let error = GatewayConfig::default()
+            .resolve_store("default", &env_of(&[]))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "store `default`: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the store's credentials.*_file settings)"
+        );
+        let config = config("stores:\n  default:\n    endpoint: ftp://example\n");
+        let error = config.resolve_store("default", &env_of(&[])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("endpoint `ftp://example` is not an http(s) URL"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn app_keys_come_from_hashes_files_and_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("keys"), "# rotation\nfile-key-0123456789\n").unwrap();
+        let hash = crate::auth::hash_key(&Secret::new("hashed-key-0123456789"));
+        let yaml = format!(
+            "apps:\n  web:\n    keys: [\"{hash}\"]\n  mobile:\n    keys_file: {}\n  ingest:\n    keys_env: INGEST_KEYS\n",
+            dir.path().join("keys").display()
+        );
+        let keys = config(&yaml)
+            .app_keys(&env_of(&[("INGEST_KEYS", "env-key-0123456789, env-key-9876543210")]))
+            .unwrap();
+        assert_eq!(keys.authenticate("hashed-key-0123456789"), Some("web"));
+        assert_eq!(keys.authenticate("file-key-0123456789"), Some("mobile"));
+        assert_eq!(keys.authenticate("env-key-9876543210"), Some("ingest"));
+
+        let errors = config(
+            "apps:\n  web:\n    keys: [\"plain-key-0123456789\"]\n  mobile: {}\n  ingest:\n    keys_env: NOPE\n",
+        )
+        .app_keys(&env_of(&[]))
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "apps.web.keys[0]: store the key's hash (`postgate hash-key`), not the key",
+                "apps.mobile: no keys; give `keys`, `keys_file` or `keys_env`",
+                "apps.ingest.keys_env: NOPE is not set",
+            ]
+        );
+    }
+}
