@@ -6,6 +6,7 @@ mod cli;
 mod compile;
 mod e2e;
 mod http;
+mod properties;
 mod registry;
 mod reload;
 mod schema;

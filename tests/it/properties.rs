@@ -1,0 +1,171 @@
+//! Properties over generated profiles and requests: whatever an admitted request asks, the signed
+//! form stays inside what its profile allows.
+
+use postgate::profile::{self, Context, ProfileName, UploadRequest, admit};
+use postgate::secret::Secret;
+use postgate::sign::{Addressing, Credentials, Endpoint, Store, presign};
+use proptest::prelude::*;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A key template: literal segments and placeholders, maybe ending in `/${filename}`.
+fn key_template() -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        "[a-z0-9][a-z0-9._-]{0,8}".prop_filter("not a dot segment", |s| s != "." && s != ".."),
+        Just("${user}".to_owned()),
+        Just("${uuid}".to_owned()),
+        Just("${date}".to_owned()),
+        Just("${app}".to_owned()),
+        Just("u-${user}-x".to_owned()),
+    ];
+    (prop::collection::vec(segment, 1..5), any::<bool>()).prop_map(|(segments, filename)| {
+        let mut key = segments.join("/");
+        if filename {
+            key.push_str("/${filename}");
+        }
+        key
+    })
+}
+
+fn content_type_rule() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("content_type: { prefix: image/ }\n".to_owned()),
+        Just("content_type: { one_of: [image/png, application/pdf] }\n".to_owned()),
+        Just("content_type: { exact: text/csv }\n".to_owned()),
+    ]
+}
+
+fn profile_yaml() -> impl Strategy<Value = String> {
+    (key_template(), 1u64..=5 * 1024 * 1024 * 1024, 1u64..=7 * 24 * 3600, content_type_rule(), any::<bool>()).prop_map(
+        |(key, max, expires, content_type, with_metadata)| {
+            let metadata = if with_metadata {
+                "metadata:\n  owner: \"${user}\"\n  note: { pattern: \".{0,40}\", required: false }\n"
+            } else {
+                ""
+            };
+            format!(
+                "bucket: user-content\nkey: \"{key}\"\nvars:\n  user: {{ pattern: \".{{1,80}}\" }}\nsize: {{ max: {max} }}\nexpires_in: {expires}s\n{content_type}{metadata}fields:\n  Content-Disposition: attachment\n"
+            )
+        },
+    )
+}
+
+/// Values from a hostile alphabet: separators, dots, placeholders, controls, bidi, non-ASCII —
+/// often one piece alone (a value that is exactly `..`), otherwise several joined.
+fn hostile() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        4 => Just(".."), 3 => Just("."), 3 => Just("/"), 2 => Just("\\"), 2 => Just("${filename}"),
+        2 => Just("\u{0}"), 2 => Just("\u{202E}"), 2 => Just("a"), 1 => Just("Z"), 1 => Just("9"),
+        1 => Just("-"), 1 => Just("%2F"), 1 => Just("é"), 1 => Just("e\u{301}"), 1 => Just(" "),
+        1 => Just("\n"), 1 => Just("x".repeat(300).leak() as &str),
+    ];
+    prop_oneof![
+        2 => piece.clone().prop_map(str::to_owned),
+        3 => prop::collection::vec(piece, 0..8).prop_map(|parts| parts.concat()),
+    ]
+}
+
+/// Requests whose other inputs are usually acceptable, so that the var and filename decide.
+fn request() -> impl Strategy<Value = UploadRequest> {
+    (
+        hostile(),
+        prop::option::weighted(0.4, hostile()),
+        prop::option::weighted(
+            0.3,
+            prop_oneof![
+                Just("image/png"),
+                Just("text/csv"),
+                Just("text/html"),
+                Just("image/svg+xml")
+            ],
+        ),
+        prop::option::weighted(0.4, prop_oneof![9 => 1u64..=1024, 1 => 0u64..=6 * 1024 * 1024 * 1024]),
+        prop::option::weighted(0.2, hostile()),
+    )
+        .prop_map(|(user, filename, content_type, size, note)| UploadRequest {
+            vars: [("user".to_owned(), user)].into_iter().collect(),
+            filename,
+            content_type: content_type.map(str::to_owned),
+            size,
+            metadata: note.map(|n| ("note".to_owned(), n)).into_iter().collect(),
+        })
+}
+
+fn store() -> Store {
+    let credentials = Credentials {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+        session_token: None,
+        expires_at: None,
+    };
+    Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials)
+}
+
+fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn signed_forms_stay_inside_their_profile(yaml in profile_yaml(), request in request(), seconds in 0i64..4_000_000_000) {
+        let profile = profile::parse(&ProfileName::new("generated").unwrap(), &yaml);
+        let Ok(profile) = profile else {
+            return Err(TestCaseError::fail(format!("a generated profile did not compile: {yaml}\n{profile:?}")));
+        };
+        let now = OffsetDateTime::from_unix_timestamp(seconds).unwrap();
+        let ctx = Context { app: "web", now, uuid: Uuid::from_u128(0x019a_9f3c_0000_7000_8000_0000_0000_0001) };
+        let Ok(upload) = admit(&profile, &request, &ctx) else { return Ok(()) };
+        let post = presign(upload.clone(), &store(), now);
+
+        // Same inputs and clock, same bytes.
+        let again = presign(admit(&profile, &request, &ctx).unwrap(), &store(), now);
+        prop_assert_eq!(&again.fields, &post.fields);
+
+        let policy: Value = serde_json::from_str(&post.policy).unwrap();
+        let conditions = policy["conditions"].as_array().unwrap();
+        let mut covered = Vec::new();
+        let mut range = None;
+        for condition in conditions {
+            match condition {
+                Value::Object(map) => covered.extend(map.keys().map(|k| k.to_ascii_lowercase())),
+                Value::Array(items) if items[0] == "starts-with" => {
+                    prop_assert!(!items[2].as_str().unwrap().is_empty(), "empty starts-with in {}", post.policy);
+                    covered.push(items[1].as_str().unwrap().trim_start_matches('$').to_ascii_lowercase());
+                }
+                Value::Array(items) if items[0] == "content-length-range" => {
+                    range = Some((items[1].as_u64().unwrap(), items[2].as_u64().unwrap()));
+                }
+                other => prop_assert!(false, "unexpected condition {other}"),
+            }
+        }
+        let mut seen = covered.clone();
+        seen.sort();
+        seen.dedup();
+        prop_assert_eq!(seen.len(), covered.len(), "a duplicated condition in {}", post.policy);
+        for (field, _) in &post.fields {
+            if field == "policy" || field == "x-amz-signature" {
+                continue;
+            }
+            prop_assert!(covered.contains(&field.to_ascii_lowercase()), "{} is not covered by {}", field, post.policy);
+        }
+        let (min, max) = range.expect("a content-length-range");
+        prop_assert!(min <= max && max <= profile.size().max);
+        prop_assert!(post.expires_at <= now + profile.expires_in());
+
+        let key = post.key.strip_suffix("${filename}").unwrap_or(&post.key);
+        prop_assert!(post.key.starts_with(profile.key().literal_prefix()));
+        prop_assert!(post.key.len() <= 1024);
+        prop_assert!(!post.key.chars().any(is_forbidden), "{:?}", post.key);
+        let segments: Vec<&str> = key.split('/').collect();
+        for (i, segment) in segments.iter().enumerate() {
+            let trailing_before_filename = i + 1 == segments.len() && key.len() < post.key.len();
+            prop_assert!(trailing_before_filename || !segment.is_empty(), "empty segment in {:?}", post.key);
+            prop_assert!(*segment != "." && *segment != "..", "dot segment in {:?}", post.key);
+        }
+    }
+}
