@@ -112,7 +112,7 @@ async fn presign_inner(
     if post.expiry_clamped {
         state.registry.metrics().expiry_clamped(name);
     }
-    let signature = post.fields.last().map(|(_, v)| v.as_str()).unwrap_or_default();
+    let signature = post.fields.last().map(|(_, v)| v.as_ref()).unwrap_or_default();
     let fingerprint = hex::encode(&Sha256::digest(signature.as_bytes())[..6]);
     let response = if curl {
         HttpResponse::Ok()

@@ -4,6 +4,7 @@
 //! Pure: `now` and the UUID arrive in `Context`. Every refusal is collected, each naming the
 //! request field at fault, so an app can tell its user what to fix.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -89,9 +90,9 @@ pub struct Upload<'p> {
     /// The key as sent in the form: whole, or ending in a literal `${filename}`.
     pub key: String,
     /// The profile's conditions, `bucket` first.
-    pub conditions: Vec<Condition>,
+    pub conditions: Vec<Condition<'p>>,
     /// The form fields the conditions cover, in the order a form sends them.
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(Cow<'p, str>, Cow<'p, str>)>,
     pub expires_in: Duration,
     /// The largest upload the form admits.
     pub max_size: u64,
@@ -164,52 +165,56 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
     };
 
     // Content type: narrowed to exact when named.
-    let content_type: Option<(Condition, Option<&str>)> = match (&profile.content_type, request.content_type.as_deref())
-    {
-        (None, None) => None,
-        (None, Some(_)) => {
-            refuse(
-                RefusalKind::ContentTypeNotAllowed,
-                "content_type".into(),
-                "this profile sets no content type; omit it".into(),
-            );
-            None
-        }
-        (Some(ContentTypeRule::Prefix(prefix)), None) => Some((
-            Condition::StartsWith {
-                field: "Content-Type".into(),
-                prefix: prefix.clone(),
-            },
-            None,
-        )),
-        (Some(ContentTypeRule::OneOf(types)), None) => {
-            refuse(
-                RefusalKind::ContentTypeRequired,
-                "content_type".into(),
-                format!("required; one of {}", types.join(", ")),
-            );
-            None
-        }
-        (Some(ContentTypeRule::Exact(exact)), None) => {
-            Some((Condition::eq("Content-Type", exact), Some(exact.as_str())))
-        }
-        (Some(rule), Some(named)) => {
-            if rule.admits(named) && named.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-                Some((Condition::eq("Content-Type", named), Some(named)))
-            } else {
+    let content_type: Option<(Condition<'p>, Option<Cow<'p, str>>)> =
+        match (&profile.content_type, request.content_type.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => {
                 refuse(
                     RefusalKind::ContentTypeNotAllowed,
                     "content_type".into(),
-                    format!(
-                        "`{}` is not allowed; this profile accepts {}",
-                        named.escape_debug(),
-                        describe_rule(rule)
-                    ),
+                    "this profile sets no content type; omit it".into(),
                 );
                 None
             }
-        }
-    };
+            (Some(ContentTypeRule::Prefix(prefix)), None) => Some((
+                Condition::StartsWith {
+                    field: "Content-Type".into(),
+                    prefix: prefix.as_str().into(),
+                },
+                None,
+            )),
+            (Some(ContentTypeRule::OneOf(types)), None) => {
+                refuse(
+                    RefusalKind::ContentTypeRequired,
+                    "content_type".into(),
+                    format!("required; one of {}", types.join(", ")),
+                );
+                None
+            }
+            (Some(ContentTypeRule::Exact(exact)), None) => Some((
+                Condition::eq("Content-Type", exact.as_str()),
+                Some(Cow::Borrowed(exact.as_str())),
+            )),
+            (Some(rule), Some(named)) => {
+                if rule.admits(named) && named.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+                    Some((
+                        Condition::eq("Content-Type", named.to_owned()),
+                        Some(Cow::Owned(named.to_owned())),
+                    ))
+                } else {
+                    refuse(
+                        RefusalKind::ContentTypeNotAllowed,
+                        "content_type".into(),
+                        format!(
+                            "`{}` is not allowed; this profile accepts {}",
+                            named.escape_debug(),
+                            describe_rule(rule)
+                        ),
+                    );
+                    None
+                }
+            }
+        };
 
     // Size: an exact length when named.
     let size = &profile.size;
@@ -347,32 +352,32 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
 
     let mut conditions = Vec::with_capacity(6 + profile.fields.len() + metadata.len());
     let mut fields = Vec::with_capacity(4 + profile.fields.len() + metadata.len());
-    conditions.push(Condition::eq("bucket", &profile.bucket));
+    conditions.push(Condition::eq("bucket", profile.bucket.as_str()));
     if filename.is_none() && profile.key.ends_with_filename() {
         // S3 compares the policy against the form value before it substitutes ${filename}, so the
         // condition is on the prefix (which always ends with `/`, so is never empty).
         conditions.push(Condition::StartsWith {
             field: "key".into(),
-            prefix: key[..key.len() - "${filename}".len()].to_owned(),
+            prefix: key[..key.len() - "${filename}".len()].to_owned().into(),
         });
     } else {
-        conditions.push(Condition::eq("key", &key));
+        conditions.push(Condition::eq("key", key.clone()));
     }
-    fields.push(("key".to_owned(), key.clone()));
+    fields.push(("key".into(), key.clone().into()));
     conditions.push(Condition::ContentLengthRange { min, max });
     if let Some((condition, field_value)) = content_type {
         conditions.push(condition);
         if let Some(value) = field_value {
-            fields.push(("Content-Type".to_owned(), value.to_owned()));
+            fields.push(("Content-Type".into(), value));
         }
     }
     for (field, value) in &profile.fields {
-        conditions.push(Condition::eq(field, value));
-        fields.push((field.clone(), value.clone()));
+        conditions.push(Condition::eq(field.as_str(), value.as_str()));
+        fields.push((field.as_str().into(), value.as_str().into()));
     }
     for (field, value) in metadata {
-        conditions.push(Condition::eq(field, &value));
-        fields.push((field.to_owned(), value));
+        conditions.push(Condition::eq(field, value.clone()));
+        fields.push((field.into(), value.into()));
     }
 
     Ok(Upload {

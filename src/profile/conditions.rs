@@ -3,24 +3,26 @@
 //!
 //! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html>
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::template::Part;
 use super::{ContentTypeRule, MetadataValue, Profile};
 
-/// One POST policy condition.
+/// One POST policy condition. Text is borrowed from the compiled profile where it can be (the
+/// signing path then allocates only for per-request values).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Condition {
+pub enum Condition<'a> {
     /// `{"field": "value"}`: the form field must equal the value.
-    Eq { field: String, value: String },
+    Eq { field: Cow<'a, str>, value: Cow<'a, str> },
     /// `["starts-with", "$field", "prefix"]`; the compiler never lets the prefix be empty.
-    StartsWith { field: String, prefix: String },
+    StartsWith { field: Cow<'a, str>, prefix: Cow<'a, str> },
     /// `["content-length-range", min, max]`, inclusive, in bytes.
     ContentLengthRange { min: u64, max: u64 },
 }
 
-impl Condition {
-    pub fn eq(field: impl Into<String>, value: impl Into<String>) -> Condition {
+impl<'a> Condition<'a> {
+    pub fn eq(field: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Condition<'a> {
         Condition::Eq {
             field: field.into(),
             value: value.into(),
@@ -125,18 +127,18 @@ fn find_escape(bytes: &[u8]) -> Option<usize> {
 
 /// A condition of a profile with placeholders shown, and a note for a reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExplainedCondition {
-    pub condition: Condition,
+pub struct ExplainedCondition<'a> {
+    pub condition: Condition<'a>,
     pub note: Option<String>,
 }
 
-fn explained(condition: Condition, note: Option<String>) -> ExplainedCondition {
+fn explained(condition: Condition<'_>, note: Option<String>) -> ExplainedCondition<'_> {
     ExplainedCondition { condition, note }
 }
 
 /// The condition list every form of this profile is signed with, placeholders shown as `${name}`
 /// and per-request values as `<…>`.
-pub fn explain(profile: &Profile) -> Vec<ExplainedCondition> {
+pub fn explain(profile: &Profile) -> Vec<ExplainedCondition<'_>> {
     let mut list = vec![explained(Condition::eq("bucket", &profile.bucket), None)];
 
     let key = profile.key.to_string();
@@ -151,7 +153,7 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition> {
         list.push(explained(
             Condition::StartsWith {
                 field: "key".into(),
-                prefix,
+                prefix: prefix.into(),
             },
             Some("exact key instead when the request names a filename".into()),
         ));
@@ -171,7 +173,7 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition> {
         Some(ContentTypeRule::Prefix(prefix)) => list.push(explained(
             Condition::StartsWith {
                 field: "Content-Type".into(),
-                prefix: prefix.clone(),
+                prefix: prefix.as_str().into(),
             },
             Some("exact type instead when the request names one".into()),
         )),

@@ -7,6 +7,7 @@
 
 pub mod sigv4;
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -113,11 +114,12 @@ impl Store {
     }
 }
 
-/// A signed form: post `fields` (in order) and then the file to `url`.
+/// A signed form: post `fields` (in order) and then the file to `url`. Field names and fixed
+/// values are borrowed from the profile.
 #[derive(Debug, Clone)]
-pub struct PresignedPost {
+pub struct PresignedPost<'p> {
     pub url: String,
-    pub fields: Vec<(String, String)>,
+    pub fields: Vec<(Cow<'p, str>, Cow<'p, str>)>,
     pub key: String,
     pub expires_at: OffsetDateTime,
     pub max_size: u64,
@@ -127,7 +129,7 @@ pub struct PresignedPost {
     pub policy: String,
 }
 
-impl PresignedPost {
+impl PresignedPost<'_> {
     /// The members of `{url, fields, key, expires_at, max_size}` as compact JSON, without the
     /// braces, so an edge can add its own members. (Hand-written: it is on the signing path.)
     pub fn write_json_members(&self, out: &mut String) {
@@ -160,10 +162,10 @@ impl PresignedPost {
     }
 }
 
-impl Serialize for PresignedPost {
+impl Serialize for PresignedPost<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Fields<'a>(&'a [(String, String)]);
-        impl Serialize for Fields<'_> {
+        struct Fields<'a, 'p>(&'a [(Cow<'p, str>, Cow<'p, str>)]);
+        impl Serialize for Fields<'_, '_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut map = serializer.serialize_map(Some(self.0.len()))?;
                 for (name, value) in self.0 {
@@ -224,7 +226,7 @@ fn policy_document_parts(expiration: OffsetDateTime, parts: &[&[Condition]]) -> 
 }
 
 /// Signs an admitted upload. Infallible: everything that could be wrong was refused earlier.
-pub fn presign(upload: Upload<'_>, store: &Store, now: OffsetDateTime) -> PresignedPost {
+pub fn presign<'p>(upload: Upload<'p>, store: &Store, now: OffsetDateTime) -> PresignedPost<'p> {
     let now = now.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(now);
     let mut expires_at = now + upload.expires_in;
     let mut expiry_clamped = false;
@@ -260,9 +262,13 @@ pub fn presign(upload: Upload<'_>, store: &Store, now: OffsetDateTime) -> Presig
 
     let mut fields = upload.fields;
     fields.reserve(signing.len() + 2);
-    fields.extend(signing.into_iter().map(|(field, value)| (field.to_owned(), value)));
-    fields.push(("policy".to_owned(), policy_b64));
-    fields.push(("x-amz-signature".to_owned(), signature));
+    fields.extend(
+        signing
+            .into_iter()
+            .map(|(field, value)| (Cow::Borrowed(field), Cow::Owned(value))),
+    );
+    fields.push(("policy".into(), policy_b64.into()));
+    fields.push(("x-amz-signature".into(), signature.into()));
 
     PresignedPost {
         url: store.bucket_url(&upload.profile.bucket),

@@ -160,17 +160,21 @@ impl SignedForm {
     }
 }
 
-impl From<PresignedPost> for SignedForm {
-    fn from(post: PresignedPost) -> SignedForm {
+impl From<PresignedPost<'_>> for SignedForm {
+    fn from(post: PresignedPost<'_>) -> SignedForm {
         SignedForm {
             url: post.url,
-            fields: post.fields,
+            fields: post
+                .fields
+                .into_iter()
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect(),
             key: post.key,
         }
     }
 }
 
-fn sign(store: &Store, profile: &Profile, app: &str, request: &UploadRequest) -> PresignedPost {
+fn sign(store: &Store, profile: &Profile, app: &str, request: &UploadRequest) -> SignedForm {
     let now = OffsetDateTime::now_utc();
     let ctx = Context {
         app,
@@ -178,14 +182,14 @@ fn sign(store: &Store, profile: &Profile, app: &str, request: &UploadRequest) ->
         uuid: Uuid::now_v7(),
     };
     let upload = admit(profile, request, &ctx).unwrap_or_else(|r| panic!("refused: {r:?}"));
-    presign(upload, store, now)
+    presign(upload, store, now).into()
 }
 
 /// Signs with the library directly.
 fn library_signer(store: &Store) -> impl AsyncFn(&str, &str, &UploadRequest) -> SignedForm {
     let snapshot = load_policies();
     async move |profile: &str, app: &str, request: &UploadRequest| {
-        sign(store, snapshot.get(profile).unwrap(), app, request).into()
+        sign(store, snapshot.get(profile).unwrap(), app, request)
     }
 }
 
