@@ -230,7 +230,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let post = presign(upload, &store, now);
-            println!("{}", serde_json::to_string_pretty(&post)?);
+            // The gateway's compact JSON, re-indented for a terminal (key order is kept).
+            let form: serde_json::Value = serde_json::from_str(&post.to_json())?;
+            println!("{}", serde_json::to_string_pretty(&form)?);
             Ok(ExitCode::SUCCESS)
         }
     }
