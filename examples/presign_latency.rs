@@ -37,7 +37,7 @@ async fn main() {
         registry,
         stores: [("default".to_owned(), Arc::new(store))].into_iter().collect(),
         max_body_bytes: 64 * 1024,
-        index_page: None,
+        dev_pages: None,
     });
     let service = test::init_service(App::new().app_data(state).configure(http::routes)).await;
     let body = r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#;

@@ -41,7 +41,7 @@ pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Res
         });
     }
     let reloader = watch::spawn(registry.clone(), watched, watch_settings(&config));
-    run_servers(registry, stores, config, reloader)
+    run_servers(registry, stores, config, reloader, None)
 }
 
 /// `postgate dev`: the gateway plus an embedded store, dev credentials and dev app keys.
@@ -141,7 +141,12 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     let mut config = config;
     config.listen = listen.to_owned();
     config.cors.allowed_origins = vec!["*".to_owned()];
-    run_servers(registry, stores, config, reloader)
+    let page_app = if names.iter().any(|a| a == "web") { "web" } else { "dev" };
+    let pages = http::DevPages {
+        key: dev_key(page_app),
+        app: page_app.to_owned(),
+    };
+    run_servers(registry, stores, config, reloader, Some(pages))
 }
 
 /// The dev key of an app.
@@ -183,12 +188,13 @@ fn run_servers(
     stores: HashMap<String, Arc<Store>>,
     config: GatewayConfig,
     reloader: Reloader,
+    dev_pages: Option<http::DevPages>,
 ) -> anyhow::Result<ExitCode> {
     let state = AppState {
         registry,
         stores,
         max_body_bytes: config.max_body_bytes,
-        index_page: None,
+        dev_pages,
     };
     let listen = config.listen.clone();
     let admin_listen = config.admin_listen.clone();

@@ -14,6 +14,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::AppState;
+#[allow(unused_imports)]
+use super::openapi::{Health, PresignResponse, ProfileList};
 use super::problem::Problem;
 use super::wire::{ProfileDetail, ProfileSummary, curl_config, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
@@ -29,6 +31,28 @@ pub struct PresignQuery {
 }
 
 /// `POST /v1/profiles/{name}/presign`
+#[utoipa::path(
+    post,
+    path = "/v1/profiles/{name}/presign",
+    tag = "signing",
+    summary = "Sign a form for one upload",
+    params(
+        ("name" = String, Path, description = "The profile's name"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `curl` (a `curl -K` config)", example = "json"),
+    ),
+    request_body(content = UploadRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The signed form", headers(("Cache-Control" = String, description = "no-store")),
+            content((PresignResponse = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "`malformed-json`, `invalid-request`, `invalid-format`, `body-unreadable`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the profile does not list the app", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-profile`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The profile refuses the request; `errors` lists every field to fix", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn presign(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -251,6 +275,16 @@ fn parse_request(body: &[u8]) -> Result<UploadRequest, Problem> {
 }
 
 /// `GET /v1/profiles`: the profiles this app may use.
+#[utoipa::path(
+    get,
+    path = "/v1/profiles",
+    tag = "profiles",
+    summary = "The profiles this app may use",
+    responses(
+        (status = 200, description = "The profiles", body = ProfileList),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list_profiles(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
     let snapshot = state.registry.current();
     let app = authenticate(&snapshot, &req)?;
@@ -267,6 +301,19 @@ pub async fn list_profiles(state: web::Data<AppState>, req: HttpRequest) -> Resu
 }
 
 /// `GET /v1/profiles/{name}`: the compiled profile.
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{name}",
+    tag = "profiles",
+    summary = "One compiled profile, with its condition list",
+    params(("name" = String, Path, description = "The profile's name")),
+    responses(
+        (status = 200, description = "The profile", body = ProfileDetail),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-profile`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get_profile(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -279,6 +326,14 @@ pub async fn get_profile(
 }
 
 /// `GET /metrics`
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    security(()),
+    responses((status = 200, description = "Prometheus text exposition 0.0.4", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -286,11 +341,30 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /healthz`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    security(()),
+    responses((status = 200, description = "The process answers", body = Health)),
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
 /// `GET /readyz`: a profile set is loaded.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    security(()),
+    responses(
+        (status = 200, description = "A profile set is loaded", body = Health),
+        (status = 503, description = "`not-ready`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.registry.current();
     if snapshot.generation == 0 {
@@ -309,12 +383,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-/// `GET /`: the dev upload page, when one is configured.
-pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match state.index_page {
-        Some(page) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page),
-        None => not_found(req).await,
-    }
+/// `GET /openapi.json`: the API description.
+pub async fn openapi() -> HttpResponse {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(super::openapi::document);
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.as_str())
 }
 
 /// Anything else.

@@ -2,6 +2,8 @@
 //! per request, admits and signs through the pure core, and maps every error to a problem body.
 
 mod handlers;
+pub mod openapi;
+mod pages;
 pub mod problem;
 mod wire;
 
@@ -15,14 +17,15 @@ use actix_web::{App, HttpServer, web};
 use crate::config::CorsConfig;
 use crate::registry::Registry;
 use crate::sign::Store;
+pub use pages::DevPages;
 
 /// What every request handler shares.
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub stores: HashMap<String, Arc<Store>>,
     pub max_body_bytes: usize,
-    /// An HTML page served at `/` (the dev upload page), if any.
-    pub index_page: Option<&'static str>,
+    /// The dev upload pages (`/`, `/form/{profile}`, `/uploaded`); off outside `postgate dev`.
+    pub dev_pages: Option<DevPages>,
 }
 
 /// The routes, in one table (the hot route first: actix tries them in order).
@@ -33,7 +36,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(handlers::metrics))
         .route("/healthz", web::get().to(handlers::healthz))
         .route("/readyz", web::get().to(handlers::readyz))
-        .route("/", web::get().to(handlers::index))
+        .route("/openapi.json", web::get().to(handlers::openapi))
+        .route("/", web::get().to(pages::index))
+        .route("/form/{name}", web::get().to(pages::form))
+        .route("/uploaded", web::get().to(pages::uploaded))
         .default_service(web::to(handlers::not_found));
 }
 

@@ -45,7 +45,7 @@ pub const REFUSAL_KINDS: &[RefusalKind] = &[
 ];
 
 /// One field an app should fix.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub code: &'static str,
@@ -53,18 +53,20 @@ pub struct FieldError {
 }
 
 /// An error answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     pub title: &'static str,
     #[serde(serialize_with = "status_number")]
+    #[schema(value_type = u16)]
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub outcome: Outcome,
 }
 

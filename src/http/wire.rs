@@ -7,7 +7,7 @@ use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
 use crate::sign::PresignedPost;
 
 /// What an app needs to build its upload UI.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProfileSummary<'a> {
     pub name: &'a str,
     pub description: Option<&'a str>,
@@ -27,7 +27,7 @@ pub struct ProfileSummary<'a> {
     pub expires_in: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContentTypeWire<'a> {
     Prefix(&'a str),
@@ -35,14 +35,14 @@ pub enum ContentTypeWire<'a> {
     Exact(&'a str),
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct VarWire<'a> {
     pub name: &'a str,
     pub pattern: &'a str,
     pub description: Option<&'a str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MetadataWire<'a> {
     pub name: &'a str,
     pub required: bool,
@@ -101,7 +101,7 @@ impl<'a> ProfileSummary<'a> {
 }
 
 /// A compiled profile: the summary plus its condition list with placeholders shown.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProfileDetail<'a> {
     #[serde(flatten)]
     pub summary: ProfileSummary<'a>,
@@ -112,8 +112,10 @@ pub struct ProfileDetail<'a> {
     pub conditions: Vec<ConditionWire>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConditionWire {
+    /// One POST-policy condition: `{"field": "value"}` or `["op", "$field", value]`.
+    #[schema(value_type = Value)]
     pub condition: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

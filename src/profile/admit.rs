@@ -22,7 +22,7 @@ use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, P
 pub const MAX_FILENAME_BYTES: usize = 255;
 
 /// What an app asks for in one signature. Anything the profile does not declare is refused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
     /// Values for the profile's declared vars.

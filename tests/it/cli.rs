@@ -22,7 +22,7 @@ fn check_passes_on_the_example_policies() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "policies: 4 profiles ok, 0 warnings\n"
+        "policies: 5 profiles ok, 0 warnings\n"
     );
 }
 
@@ -90,7 +90,7 @@ fn sign_prints_a_form_and_refuses_bad_input() {
     let out = postgate(&["explain", "nope"]);
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("no profile `nope`; profiles: avatars, datasets, documents, invoices")
+            .contains("no profile `nope`; profiles: attachments, avatars, datasets, documents, invoices")
     );
 }
 

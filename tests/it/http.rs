@@ -74,7 +74,7 @@ pub fn state(registry: Arc<Registry>, store: Store) -> web::Data<AppState> {
         registry,
         stores: [("default".to_owned(), Arc::new(store))].into_iter().collect(),
         max_body_bytes: 64 * 1024,
-        index_page: None,
+        dev_pages: None,
     })
 }
 
@@ -517,7 +517,7 @@ async fn metrics_parse_as_prometheus_text() {
     );
     assert_eq!(value("postgate_config_last_reload_successful", &[]), Some(1.0));
     assert_eq!(value("postgate_config_generation", &[]), Some(1.0));
-    assert_eq!(value("postgate_profiles_loaded", &[]), Some(4.0));
+    assert_eq!(value("postgate_profiles_loaded", &[]), Some(5.0));
     assert!(value("postgate_config_hash", &[]).unwrap() > 0.0);
     assert!(value("postgate_config_last_reload_success_timestamp_seconds", &[]).unwrap() > 1.7e9);
     assert_eq!(
@@ -592,4 +592,87 @@ async fn forms_from_the_api_upload_and_every_constraint_holds() {
         api_form(&service, profile, app, request).await
     })
     .await;
+}
+
+async fn get_text<B: MessageBody>(
+    service: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    path: &str,
+) -> (u16, String) {
+    let response = actix_test::call_service(service, actix_test::TestRequest::get().uri(path).to_request()).await;
+    let status = response.status().as_u16();
+    let body = actix_test::read_body(response).await;
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[actix_web::test]
+async fn dev_pages_sign_forms_and_escape_what_they_show() {
+    let dir = policies_copy();
+    let registry = registry(dir.path());
+    let off = state(registry.clone(), aws_store());
+    let on = web::Data::new(AppState {
+        registry,
+        stores: [("default".to_owned(), Arc::new(aws_store()))].into_iter().collect(),
+        max_body_bytes: 64 * 1024,
+        dev_pages: Some(http::DevPages {
+            key: "dev-key-web-local".into(),
+            app: "web".into(),
+        }),
+    });
+    let service = service!(on);
+
+    let (status, page) = get_text(&service, "/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<meta name="postgate-key" content="dev-key-web-local">"#));
+
+    // The no-JavaScript form: every signed field hidden, in order, the file input last.
+    let (status, page) = get_text(&service, "/form/attachments").await;
+    assert_eq!(status, 200, "{page}");
+    let names: Vec<&str> = page
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "key",
+            "Content-Disposition",
+            "success_action_redirect",
+            "x-amz-algorithm",
+            "x-amz-credential",
+            "x-amz-date",
+            "policy",
+            "x-amz-signature"
+        ]
+    );
+    assert!(page.contains("value=\"http://127.0.0.1:8080/uploaded\""));
+    assert!(
+        page.contains("/${filename}\""),
+        "the key keeps ${{filename}} for the store"
+    );
+    let file_input = page.find("type=\"file\"").unwrap();
+    assert!(page.rfind("type=\"hidden\"").unwrap() < file_input);
+
+    // Refusals and query values are shown escaped, never as markup.
+    let (status, page) = get_text(&service, "/form/avatars?user=%3Cb%3E").await;
+    assert_eq!(status, 422);
+    assert!(page.contains("id=\"error\"") && !page.contains("<b>"), "{page}");
+    let (status, page) = get_text(&service, "/uploaded?bucket=b&key=a%3Cscript%3E%22&etag=%22e%22").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("a&lt;script&gt;&quot;") && !page.contains("<script>\""),
+        "{page}"
+    );
+    let (status, _) = get_text(&service, "/form/nope").await;
+    assert_eq!(status, 404);
+
+    // Outside `postgate dev` the pages do not exist.
+    let service = service!(off);
+    for path in ["/", "/form/attachments", "/uploaded?key=k"] {
+        assert_eq!(get_text(&service, path).await.0, 404, "{path}");
+    }
+    // The API description is served as checked in.
+    let (status, doc) = get_text(&service, "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc, std::fs::read_to_string(repo_path("schema/openapi.json")).unwrap());
 }

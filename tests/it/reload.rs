@@ -187,7 +187,7 @@ fn valid_invalid_valid() {
         .metric("postgate_config_last_reload_successful", &[])
         == 1.0));
     assert_eq!(h.metric("postgate_config_generation", &[]), 2.0);
-    assert_eq!(h.metric("postgate_profiles_loaded", &[]), 4.0);
+    assert_eq!(h.metric("postgate_profiles_loaded", &[]), 5.0);
 
     // An emptied directory does not replace a non-empty set.
     let failures = h.reloads("watch", "failure");
@@ -196,12 +196,12 @@ fn valid_invalid_valid() {
     }
     assert!(wait_until(5, || h.reloads("watch", "failure") > failures));
     assert_eq!(h.generation(), 2);
-    assert_eq!(h.registry.current().profiles.len(), 4);
+    assert_eq!(h.registry.current().profiles.len(), 5);
     let report = h.registry.reload(Trigger::Admin);
     assert!(
         report.diagnostics[0]
             .to_string()
-            .contains("refusing to replace the 4 served"),
+            .contains("refusing to replace the 5 served"),
         "{report:?}"
     );
     h.finish();

@@ -16,3 +16,33 @@ fn checked_in_schema_is_fresh() {
         "schema/profile.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test schema` or `cargo run -- schema > schema/profile.schema.json`"
     );
 }
+
+/// `schema/openapi.json` is exactly what the gateway serves at `/openapi.json`.
+#[test]
+fn checked_in_openapi_is_fresh() {
+    let path = repo_path("schema/openapi.json");
+    let generated = postgate::http::openapi::document();
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "schema/openapi.json is stale: run `UPDATE_SCHEMA=1 cargo test schema`"
+    );
+    // Every route the gateway answers is described, and nothing else.
+    let doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/profiles/{name}/presign",
+            "/v1/profiles",
+            "/v1/profiles/{name}",
+            "/metrics",
+            "/healthz",
+            "/readyz"
+        ]
+    );
+}

@@ -1,0 +1,159 @@
+//! The dev upload pages (`postgate dev` only): the `fetch` + `FormData` page at `/`, and the
+//! no-JavaScript variant — a form signed and rendered here, posted straight to the store, which
+//! redirects back to `/uploaded` (`success_action_redirect`). The templates live in
+//! `examples/browser/`, where apps copy them from.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use indexmap::IndexMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::AppState;
+use super::problem::Problem;
+use crate::profile::{Context, UploadRequest, admit};
+use crate::sign::{format_rfc3339, presign as sign_upload};
+
+const UPLOAD_PAGE: &str = include_str!("../../examples/browser/upload.html");
+const FORM_PAGE: &str = include_str!("../../examples/browser/form.html");
+const UPLOADED_PAGE: &str = include_str!("../../examples/browser/uploaded.html");
+
+/// The marker the upload page carries for a prefilled app key.
+const KEY_META: &str = r#"<meta name="postgate-key" content="">"#;
+
+/// What the dev pages need.
+pub struct DevPages {
+    /// The app key prefilled into the upload page.
+    pub key: String,
+    /// The app the no-JavaScript form is signed for, when the profile allows it.
+    pub app: String,
+}
+
+/// `GET /`: the upload page, with the dev key filled in.
+pub async fn index(state: web::Data<AppState>) -> HttpResponse {
+    let Some(pages) = &state.dev_pages else {
+        return not_found();
+    };
+    let meta = format!(r#"<meta name="postgate-key" content="{}">"#, escape(&pages.key));
+    html(StatusCode::OK, UPLOAD_PAGE.replacen(KEY_META, &meta, 1))
+}
+
+/// `GET /form/{profile}?var=value…`: a form signed here, for a browser without JavaScript.
+pub async fn form(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    vars: web::Query<IndexMap<String, String>>,
+) -> HttpResponse {
+    let Some(pages) = &state.dev_pages else {
+        return not_found();
+    };
+    let snapshot = state.registry.current();
+    let Some(profile) = snapshot.get(&name) else {
+        return error_page(&Problem::unknown_profile(&name, &[]));
+    };
+    let app = match profile.apps() {
+        Some(apps) if !profile.allows_app(&pages.app) => apps.first().map_or("dev", String::as_str),
+        _ => pages.app.as_str(),
+    };
+    let request = UploadRequest {
+        vars: vars.into_inner(),
+        ..UploadRequest::default()
+    };
+    let now = OffsetDateTime::now_utc();
+    let ctx = Context {
+        app,
+        now,
+        uuid: Uuid::now_v7(),
+    };
+    let upload = match admit(profile, &request, &ctx) {
+        Ok(upload) => upload,
+        Err(refusals) => return error_page(&Problem::refused(&name, refusals)),
+    };
+    let Some(store) = state.stores.get(profile.store()) else {
+        return error_page(&Problem::internal());
+    };
+    let post = sign_upload(upload, store, now);
+    let mut fields = String::new();
+    for (field, value) in &post.fields {
+        fields.push_str(&format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+            escape(field),
+            escape(value)
+        ));
+    }
+    let page = FORM_PAGE
+        .replace("{{action}}", &escape(&post.url))
+        .replace("{{profile}}", &escape(&name))
+        .replace("{{expires_at}}", &format_rfc3339(post.expires_at))
+        .replace("{{max_size}}", &post.max_size.to_string())
+        .replacen("<!--fields-->", &fields, 1);
+    let mut response = html(StatusCode::OK, page);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /uploaded?bucket=…&key=…&etag=…`: where the store redirects after a form upload.
+pub async fn uploaded(state: web::Data<AppState>, query: web::Query<IndexMap<String, String>>) -> HttpResponse {
+    if state.dev_pages.is_none() {
+        return not_found();
+    }
+    let get = |name: &str| escape(query.get(name).map_or("", String::as_str));
+    let page = UPLOADED_PAGE
+        .replace("{{bucket}}", &get("bucket"))
+        .replace("{{key}}", &get("key"))
+        .replace("{{etag}}", &get("etag"));
+    html(StatusCode::OK, page)
+}
+
+fn error_page(problem: &Problem) -> HttpResponse {
+    let mut items = String::new();
+    for error in &problem.errors {
+        items.push_str(&format!(
+            "<li><code>{}</code>: {}</li>\n",
+            escape(&error.field),
+            escape(&error.detail)
+        ));
+    }
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body><h1>{title}</h1>\n<p id=\"error\"><code>{code}</code>: {detail}</p>\n<ul>\n{items}</ul></body></html>\n",
+        title = escape(problem.title),
+        code = escape(problem.code),
+        detail = escape(&problem.detail),
+    );
+    html(problem.status, page)
+}
+
+fn not_found() -> HttpResponse {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "No such route",
+        "the dev pages are off",
+    )
+    .response()
+}
+
+fn html(status: StatusCode, body: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+/// Text made safe for HTML element content and double-quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
