@@ -37,10 +37,13 @@ pub struct PresignQuery {
     tag = "signing",
     summary = "Sign a form for one upload",
     params(
-        ("name" = String, Path, description = "The profile's name"),
+        ("name" = String, Path, description = "The profile's name", example = "avatars"),
         ("format" = Option<String>, Query, description = "`json` (default) or `curl` (a `curl -K` config)", example = "json"),
     ),
-    request_body(content = UploadRequest, content_type = "application/json"),
+    request_body(content = UploadRequest, content_type = "application/json", example = json!({
+        "vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345,
+        "metadata": {"purpose": "avatar"}
+    })),
     responses(
         (status = 200, description = "The signed form", headers(("Cache-Control" = String, description = "no-store")),
             content((PresignResponse = "application/json"), (String = "text/plain"))),
@@ -306,7 +309,7 @@ pub async fn list_profiles(state: web::Data<AppState>, req: HttpRequest) -> Resu
     path = "/v1/profiles/{name}",
     tag = "profiles",
     summary = "One compiled profile, with its condition list",
-    params(("name" = String, Path, description = "The profile's name")),
+    params(("name" = String, Path, description = "The profile's name", example = "avatars")),
     responses(
         (status = 200, description = "The profile", body = ProfileDetail),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
@@ -389,6 +392,25 @@ pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(DOCUMENT.as_str())
+}
+
+/// A known path asked with a method it does not answer.
+pub fn method_not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse {
+    let mut response = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!(
+            "{} answers {allow} only (got {})",
+            req.path().escape_debug(),
+            req.method()
+        ),
+    )
+    .response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 /// Anything else.

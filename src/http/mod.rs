@@ -28,24 +28,32 @@ pub struct AppState {
     pub dev_pages: Option<DevPages>,
 }
 
-/// The routes, in one table (the hot route first: actix tries them in order).
+/// The routes, in one table (the hot route first: actix tries them in order). A known path
+/// asked with another method answers 405 with `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/profiles/{name}/presign", web::post().to(handlers::presign))
-        .route("/v1/profiles", web::get().to(handlers::list_profiles))
-        .route("/v1/profiles/{name}", web::get().to(handlers::get_profile))
-        .route("/metrics", web::get().to(handlers::metrics))
-        .route("/healthz", web::get().to(handlers::healthz))
-        .route("/readyz", web::get().to(handlers::readyz))
-        .route("/openapi.json", web::get().to(handlers::openapi))
-        .route("/", web::get().to(pages::index))
-        .route("/form/{name}", web::get().to(pages::form))
-        .route("/uploaded", web::get().to(pages::uploaded))
+    cfg.service(resource("/v1/profiles/{name}/presign", "POST").route(web::post().to(handlers::presign)))
+        .service(resource("/v1/profiles", "GET").route(web::get().to(handlers::list_profiles)))
+        .service(resource("/v1/profiles/{name}", "GET").route(web::get().to(handlers::get_profile)))
+        .service(resource("/metrics", "GET").route(web::get().to(handlers::metrics)))
+        .service(resource("/healthz", "GET").route(web::get().to(handlers::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(handlers::readyz)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(handlers::openapi)))
+        .service(resource("/", "GET").route(web::get().to(pages::index)))
+        .service(resource("/form/{name}", "GET").route(web::get().to(pages::form)))
+        .service(resource("/uploaded", "GET").route(web::get().to(pages::uploaded)))
         .default_service(web::to(handlers::not_found));
+}
+
+/// A path whose other methods answer 405 with `Allow: <allow>`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| async move {
+        handlers::method_not_allowed(req, allow)
+    }))
 }
 
 /// The admin routes (a separate listener, off unless configured).
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/-/reload", web::post().to(handlers::admin_reload))
+    cfg.service(resource("/-/reload", "POST").route(web::post().to(handlers::admin_reload)))
         .default_service(web::to(handlers::not_found));
 }
 

@@ -124,6 +124,8 @@ async fn respond<B: MessageBody>(
 ) -> (u16, String, Value) {
     let mut req = match case.method {
         "GET" => actix_test::TestRequest::get(),
+        "PUT" => actix_test::TestRequest::put(),
+        "DELETE" => actix_test::TestRequest::delete(),
         _ => actix_test::TestRequest::post(),
     }
     .uri(case.path);
@@ -165,6 +167,17 @@ async fn api_contract() {
             ..presign("", avatars, "web", json!({}))
         },
         presign("wrong key", avatars, "wrong", json!({})),
+        Case {
+            name: "presign with PUT",
+            method: "PUT",
+            ..presign("", avatars, "web", json!({}))
+        },
+        Case {
+            name: "delete a profile",
+            method: "DELETE",
+            body: String::new(),
+            ..presign("", "/v1/profiles/avatars", "web", json!({}))
+        },
         presign("not a bearer key", avatars, "basic", json!({})),
         presign(
             "profile not in the app's list",
