@@ -151,6 +151,7 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut file_name = None;
     let req = if is_form {
         let (mut parts, body) = req.into_parts();
         let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
@@ -158,6 +159,7 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
             Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "form too large for the dev store")),
         };
         if let Some(name) = file_part_name(&bytes) {
+            file_name = Some(name.clone());
             parts.extensions.insert(UploadFileName(name));
         }
         Request::from_parts(parts, s3s::Body::from(bytes))
@@ -171,8 +173,54 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
             plain(StatusCode::INTERNAL_SERVER_ERROR, "dev store error")
         }
     };
+    if let Some(name) = file_name {
+        response = substitute_in_answer(response, &name).await;
+    }
     add_cors(&mut response, origin.as_ref());
     Ok(response)
+}
+
+/// s3s answers a form upload with the key as the form sent it: put the file's name into the
+/// redirect's `key` parameter and the 201 body's `<Key>`, as S3 does.
+async fn substitute_in_answer(response: DevResponse, name: &str) -> DevResponse {
+    let (mut parts, body) = response.into_parts();
+    if let Some(location) = parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()) {
+        let replaced = location.replace("%24%7Bfilename%7D", &form_urlencode(name));
+        if let Ok(value) = HeaderValue::from_str(&replaced) {
+            parts.headers.insert(header::LOCATION, value);
+        }
+    }
+    if parts.status != StatusCode::CREATED {
+        return Response::from_parts(parts, body);
+    }
+    let Ok(collected) = body.collect().await else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "dev store error");
+    };
+    let text = String::from_utf8_lossy(&collected.to_bytes()).replace("${filename}", &xml_escape(name));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed();
+    Response::from_parts(parts, body)
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (what a redirect's query holds).
+fn form_urlencode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// The `filename` of the multipart part named `file` (the last part of an S3 POST form).

@@ -26,7 +26,7 @@ const KEY_META: &str = r#"<meta name="postgate-key" content="">"#;
 pub struct DevPages {
     /// The app key prefilled into the upload page.
     pub key: String,
-    /// The app the no-JavaScript form is signed for, when the profile allows it.
+    /// The app the no-JavaScript form is signed for (the profile must allow it).
     pub app: String,
 }
 
@@ -49,12 +49,19 @@ pub async fn form(
         return not_found();
     };
     let snapshot = state.registry.current();
-    let Some(profile) = snapshot.get(&name) else {
-        return error_page(&Problem::unknown_profile(&name, &[]));
-    };
-    let app = match profile.apps() {
-        Some(apps) if !profile.allows_app(&pages.app) => apps.first().map_or("dev", String::as_str),
-        _ => pages.app.as_str(),
+    let app = pages.app.as_str();
+    let profile = match snapshot.get(&name) {
+        Some(profile) if profile.allows_app(app) => profile,
+        Some(_) => return error_page(&Problem::forbidden(format!("app `{app}` may not use profile `{name}`"))),
+        None => {
+            let available: Vec<&str> = snapshot
+                .profiles
+                .iter()
+                .filter(|(_, p)| p.allows_app(app))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            return error_page(&Problem::unknown_profile(&name, &available));
+        }
     };
     let request = UploadRequest {
         vars: vars.into_inner(),

@@ -59,7 +59,7 @@ pub fn registry(dir: &Path) -> Arc<Registry> {
     Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap())
 }
 
-fn aws_store() -> Store {
+pub fn aws_store() -> Store {
     let credentials = Credentials {
         access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
         secret_access_key: postgate::secret::Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),

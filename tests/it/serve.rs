@@ -11,7 +11,7 @@ use crate::http::policies_copy;
 use crate::{repo_path, sample, wait_until};
 
 /// A child process killed on drop.
-struct Running(Child);
+pub struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -20,11 +20,11 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn postgate() -> Command {
+pub fn postgate() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_postgate"));
     command
         .env_remove("POSTGATE_CONFIG")
@@ -34,7 +34,7 @@ fn postgate() -> Command {
     command
 }
 
-fn get(url: &str) -> Option<(u16, String)> {
+pub fn get(url: &str) -> Option<(u16, String)> {
     let output = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", url])
         .output()
@@ -79,7 +79,7 @@ fn serve_refuses_to_start_on_an_invalid_set() {
     assert!(stderr.contains("refusing to start"), "{stderr}");
 }
 
-fn wait_ready(base: &str) {
+pub fn wait_ready(base: &str) {
     assert!(
         wait_until(30, || get(&format!("{base}/readyz")).is_some_and(|(s, _)| s == 200)),
         "{base} did not become ready"

@@ -1,0 +1,273 @@
+// Browser uploads in real headless Chromium against `postgate dev`: the JavaScript page served at
+// `/` (presign with fetch, upload with XMLHttpRequest) and the no-JavaScript form at `/form/{profile}`
+// (signed server-side, posted straight to the store, redirected back to `/uploaded`). Every upload
+// is checked in the store's data directory, byte for byte.
+//
+// Needs a built `postgate` (`POSTGATE_BIN`, default `target/debug/postgate`) and free ports 8080
+// and 9000: the attachments profile redirects to http://127.0.0.1:8080/uploaded.
+// Run with `bash tests/browser/run.sh` from the repository root.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { deflateSync } from 'node:zlib';
+
+import { chromium } from 'playwright-core';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const gateway = 'http://127.0.0.1:8080';
+const MiB = 1024 * 1024;
+
+// Without these the browser reaches for the network at startup and stalls where there is none.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+let dev;
+let data;
+let browser;
+
+before(async () => {
+  const bin = path.resolve(root, process.env.POSTGATE_BIN ?? 'target/debug/postgate');
+  assert.ok(existsSync(bin), `${bin} does not exist: build it with \`cargo build\` or set POSTGATE_BIN`);
+  assert.equal(await ready(), false, `${gateway} already answers: stop the server on port 8080 first`);
+  data = await mkdtemp(path.join(tmpdir(), 'postgate-browser-'));
+  dev = await startDev(bin, data);
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await dev?.stop();
+  if (data) await rm(data, { recursive: true, force: true });
+});
+
+test('the JavaScript page uploads a PNG under the signed key', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${gateway}/`);
+  const png = makePng(16, 16);
+
+  await page.getByLabel('Profile').selectOption('avatars');
+  await page.getByLabel('user', { exact: true }).fill('alice');
+  await page.getByLabel('purpose', { exact: true }).selectOption('avatar');
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'me.png', mimeType: 'image/png', buffer: png });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+
+  const key = await success(page);
+  assert.match(key, /^avatars\/alice\/[0-9a-f-]{36}\/me\.png$/);
+  assert.deepEqual(await readFile(path.join(data, 'user-content', key)), png);
+  const md5 = createHash('md5').update(png).digest('hex');
+  assert.equal((await page.locator('#etag').textContent()).replaceAll('"', ''), md5);
+  const progress = page.locator('#progress');
+  assert.equal(await progress.evaluate((p) => p.value === p.max && p.max > 0), true, 'the progress bar is full');
+  await page.close();
+});
+
+test('the JavaScript page shows the gateway refusing a file over the size limit', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${gateway}/`);
+  const stored = await listFiles(data);
+
+  await page.getByLabel('Profile').selectOption('avatars');
+  await page.getByLabel('user', { exact: true }).fill('alice');
+  await page.getByLabel('purpose', { exact: true }).selectOption('avatar');
+  const big = Buffer.concat([makePng(1, 1), Buffer.alloc(6 * MiB)]);
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'big.png', mimeType: 'image/png', buffer: big });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+
+  const error = await failure(page);
+  assert.equal(error.code, 'size-out-of-range');
+  const item = page.locator('#error li[data-code="size-out-of-range"]');
+  assert.match(await item.textContent(), /^size: \d+ bytes is outside 1\.\.=5242880/);
+  assert.equal(await page.getByLabel('File', { exact: true }).getAttribute('aria-invalid'), 'true');
+  assert.deepEqual(await listFiles(data), stored, 'nothing new is stored');
+  await page.close();
+});
+
+test("the JavaScript page shows S3's refusal from the bucket's XML error", async () => {
+  const page = await browser.newPage();
+  // Without `size` the gateway signs the profile's whole range, so the bucket is the one to refuse.
+  await page.route('**/v1/profiles/*/presign', (route) => {
+    const request = JSON.parse(route.request().postData());
+    delete request.size;
+    return route.continue({ postData: JSON.stringify(request) });
+  });
+  await page.goto(`${gateway}/`);
+  const stored = await listFiles(data);
+
+  await page.getByLabel('Profile').selectOption('attachments');
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'big.txt', mimeType: 'text/plain', buffer: Buffer.alloc(2 * MiB, 'x') });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+
+  const error = await failure(page);
+  assert.equal(error.code, 'EntityTooLarge');
+  assert.match(error.text, /EntityTooLarge[\s\S]*exceeds the maximum allowed object size/);
+  assert.deepEqual(await listFiles(data), stored, 'nothing new is stored');
+  await page.close();
+});
+
+test('the no-JavaScript form uploads and lands on /uploaded', async () => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(`${gateway}/form/attachments`);
+  const text = Buffer.from('Minutes of the meeting\nno JavaScript was harmed\n');
+
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'notes 1.txt', mimeType: 'text/plain', buffer: text });
+  await Promise.all([
+    page.waitForURL((url) => url.href.startsWith(`${gateway}/uploaded?`)),
+    page.getByRole('button', { name: 'Upload', exact: true }).click(),
+  ]);
+
+  assert.equal(await page.locator('#bucket').textContent(), 'user-content');
+  const key = await page.locator('#key').textContent();
+  assert.ok(key.startsWith('attachments/') && key.endsWith('/notes 1.txt'), `key ${key}`);
+  assert.match(await page.locator('#etag').textContent(), /^"?[0-9a-f]{32}"?$/);
+  assert.deepEqual(await readFile(path.join(data, 'user-content', key)), text);
+  await context.close();
+});
+
+test('the no-JavaScript form shows S3 refusing a file over the size limit', async () => {
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  await page.goto(`${gateway}/form/attachments`);
+  const stored = await listFiles(data);
+
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'big.txt', mimeType: 'text/plain', buffer: Buffer.alloc(2 * MiB, 'x') });
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.request().isNavigationRequest() && r.request().method() === 'POST'),
+    page.getByRole('button', { name: 'Upload', exact: true }).click(),
+  ]);
+  await page.waitForLoadState();
+
+  assert.equal(response.status(), 400);
+  // Chromium shows the XML error as a document tree.
+  const shown = page.getByText('EntityTooLarge', { exact: true }).filter({ visible: true });
+  assert.ok((await shown.count()) > 0, `EntityTooLarge is not shown:\n${await page.content()}`);
+  assert.deepEqual(await listFiles(data), stored, 'nothing new is stored');
+  await context.close();
+});
+
+/** Waits for the page's outcome and returns the key in `#result`; fails with `#error`'s text. */
+async function success(page) {
+  await page.locator('#done:visible, #error:visible').first().waitFor();
+  if (await page.locator('#error').isVisible()) {
+    assert.fail(`the page shows an error: ${await page.locator('#error').innerText()}`);
+  }
+  return page.locator('#result').textContent();
+}
+
+/** Waits for the page's outcome and returns `#error`'s code and text; fails on a success. */
+async function failure(page) {
+  await page.locator('#done:visible, #error:visible').first().waitFor();
+  assert.equal(await page.locator('#done').isVisible(), false, 'the upload should have been refused');
+  const error = page.locator('#error');
+  return { code: await error.getAttribute('data-code'), text: await error.innerText() };
+}
+
+/** Starts `postgate dev` and waits for `/readyz`; a failed start reports the gateway's stderr. */
+async function startDev(bin, dataDir) {
+  const child = spawn(bin, ['dev', '--data', dataDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // Also when the test process ends without reaching `after` (an uncaught error, the runner's
+  // SIGTERM on a timeout).
+  const kill = () => child.kill('SIGKILL');
+  const terminate = () => process.exit(143);
+  process.once('exit', kill);
+  process.once('SIGTERM', terminate);
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const status = await Promise.race([exited, sleep(100).then(() => null)]);
+    if (status) throw new Error(`postgate dev exited (${status.code ?? status.signal}) before it was ready:\n${output}`);
+    if (await ready()) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`postgate dev was not ready within 30 s:\n${output}`);
+    }
+  }
+  return {
+    async stop() {
+      process.off('exit', kill);
+      process.off('SIGTERM', terminate);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function ready() {
+  try {
+    return (await fetch(`${gateway}/readyz`)).ok;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Every file under `dir`, as sorted relative paths. */
+async function listFiles(dir) {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath ?? e.path, e.name)))
+    .sort();
+}
+
+/** A valid RGB PNG of the given size with a gradient, so every image is different bytes. */
+function makePng(width, height) {
+  const rows = [];
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(1 + width * 3);
+    for (let x = 0; x < width; x++) row.set([x * 16, y * 16, 128], 1 + x * 3);
+    rows.push(row);
+  }
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, no interlace
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', deflateSync(Buffer.concat(rows))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+function chunk(type, body) {
+  const out = Buffer.alloc(12 + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.write(type, 4, 'latin1');
+  body.copy(out, 8);
+  out.writeUInt32BE(crc32(out.subarray(4, 8 + body.length)), 8 + body.length);
+  return out;
+}
+
+function crc32(bytes) {
+  let crc = 0xffffffff;
+  for (const byte of bytes) {
+    crc ^= byte;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
