@@ -178,7 +178,8 @@ fn start_registry(
                 eprintln!("{diagnostic}");
             }
             let errors = diagnostics.iter().filter(|d| Diagnostic::is_error(d)).count();
-            bail!("{dir}: {errors} errors; refusing to start")
+            let noun = if errors == 1 { "error" } else { "errors" };
+            bail!("{dir}: {errors} {noun}; refusing to start")
         }
     }
 }

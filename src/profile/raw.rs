@@ -83,11 +83,44 @@ pub struct RawSize {
 }
 
 /// A byte count: a number, or a string with a unit such as `5MiB`, `10 MB`, `1GiB`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RawByteSize {
     Bytes(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawByteSize;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte count: a whole number of bytes, or a size with a unit such as `5MiB`")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawByteSize, E> {
+                Ok(RawByteSize::Bytes(v))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawByteSize, E> {
+                u64::try_from(v)
+                    .map(RawByteSize::Bytes)
+                    .map_err(|_| E::custom(format!("a size cannot be negative (got {v})")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawByteSize, E> {
+                Err(E::custom(format!(
+                    "a size is a whole number of bytes or has a unit such as `5MiB` (got {v})"
+                )))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawByteSize, E> {
+                Ok(RawByteSize::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl JsonSchema for RawByteSize {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Garage S3 server used by postgate's end-to-end upload tests (see README.md here).
+# Does nothing when a `garage` 2.5.x is already on PATH or in ~/.cargo/bin.
+set -euo pipefail
+
+version=2.5.0
+
+found_version() {
+  local bin=$1
+  [ -x "$bin" ] || return 1
+  # `garage --version` prints e.g. "garage v2.5.0 [features: ...]"
+  "$bin" --version 2>/dev/null | grep -Eo 'v?[0-9]+\.[0-9]+\.[0-9]+' | head -n1 | sed 's/^v//'
+}
+
+for bin in "$(command -v garage || true)" "${CARGO_HOME:-$HOME/.cargo}/bin/garage"; do
+  [ -n "$bin" ] || continue
+  v=$(found_version "$bin" || true)
+  case "$v" in
+    2.5.*)
+      echo "garage $v already installed: $bin" >&2
+      exit 0
+      ;;
+    "") ;;
+    *) echo "found garage $v at $bin, but the tests want 2.5.x" >&2 ;;
+  esac
+done
+
+command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain first" >&2; exit 1; }
+echo "installing garage $version with cargo (a from-source build: takes ~15 min)..." >&2
+cargo install garage --version "$version" --no-default-features --features sqlite,bundled-libs --locked
+echo "installed: ${CARGO_HOME:-$HOME/.cargo}/bin/garage" >&2
