@@ -55,7 +55,7 @@ CONF=$STATE/garage.toml
 PIDFILE=$STATE/garage.pid
 LOGFILE=$STATE/garage.log
 
-if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+if [ -f "$PIDFILE" ] && ps -p "$(cat "$PIDFILE")" -o args= 2>/dev/null | grep -q 'garage.* server'; then
   die "a server from $STATE is already running (pid $(cat "$PIDFILE")); stop it with tests/garage/stop.sh $1"
 fi
 
@@ -90,7 +90,7 @@ g() { "$GARAGE" -c "$CONF" "$@"; }
 # ---- server --------------------------------------------------------------------------------
 log "starting garage $version on 127.0.0.1:$S3_PORT (state in $STATE)"
 # stdin/stdout/stderr detached so `eval "$(start.sh ...)"` returns while the server runs on.
-nohup "$GARAGE" -c "$CONF" server </dev/null >>"$LOGFILE" 2>&1 &
+NO_COLOR=1 nohup "$GARAGE" -c "$CONF" server </dev/null >>"$LOGFILE" 2>&1 &
 echo $! >"$PIDFILE"
 pid=$!
 
