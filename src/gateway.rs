@@ -91,10 +91,11 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
         keys.add(app, &dev_key(app)).map_err(anyhow::Error::msg)?;
     }
 
+    // Dev keys are local and unlimited: `postgate dev` applies no rate limits.
     let source = Source {
         policies: config.policies.clone(),
         stores: config.store_names(),
-        apps: AppsSource::Fixed(keys),
+        apps: AppsSource::Fixed(keys, postgate::ratelimit::AppLimits::new()),
     };
     let data_dir = store.data_dir.clone();
     let on_publish = Box::new(move |snapshot: &postgate::registry::Snapshot| dev::ensure_buckets(&data_dir, snapshot));

@@ -7,6 +7,7 @@ mod compile;
 mod e2e;
 mod http;
 mod properties;
+mod ratelimit;
 mod registry;
 mod reload;
 mod schema;
