@@ -2,6 +2,7 @@
 
 mod admit;
 mod architecture;
+mod canary;
 mod cli;
 mod compile;
 mod e2e;
