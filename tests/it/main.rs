@@ -3,6 +3,7 @@
 mod admit;
 mod architecture;
 mod canary;
+mod cardinality;
 mod cli;
 mod compile;
 mod e2e;
