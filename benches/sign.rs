@@ -70,7 +70,7 @@ fn benches(c: &mut Criterion) {
     let source = Source {
         policies: dir.path().to_owned(),
         stores: stores.clone(),
-        apps: AppsSource::Fixed(Default::default()),
+        apps: AppsSource::Fixed(Default::default(), Default::default()),
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
     let store = store();

@@ -20,7 +20,7 @@ fn main() {
     let source = Source {
         policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
         stores: vec!["default".into()],
-        apps: AppsSource::Fixed(AppKeys::new()),
+        apps: AppsSource::Fixed(AppKeys::new(), Default::default()),
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
     let credentials = Credentials {

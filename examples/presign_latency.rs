@@ -23,7 +23,7 @@ async fn main() {
     let source = Source {
         policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
         stores: vec!["default".into()],
-        apps: AppsSource::Fixed(keys),
+        apps: AppsSource::Fixed(keys, Default::default()),
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
     let credentials = Credentials {

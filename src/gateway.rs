@@ -40,7 +40,11 @@ pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Res
             dir.to_owned()
         });
     }
-    let reloader = watch::spawn(registry.clone(), watched, watch_settings(&config));
+    let reloader = watch::spawn(
+        registry.clone(),
+        watched_dirs(&config, watched),
+        watch_settings(&config),
+    );
     run_servers(registry, stores, config, reloader, None)
 }
 
@@ -91,15 +95,17 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
         keys.add(app, &dev_key(app)).map_err(anyhow::Error::msg)?;
     }
 
+    // Dev keys are local and unlimited: `postgate dev` applies no rate limits.
     let source = Source {
         policies: config.policies.clone(),
         stores: config.store_names(),
-        apps: AppsSource::Fixed(keys),
+        apps: AppsSource::Fixed(keys, postgate::ratelimit::AppLimits::new()),
     };
     let data_dir = store.data_dir.clone();
     let on_publish = Box::new(move |snapshot: &postgate::registry::Snapshot| dev::ensure_buckets(&data_dir, snapshot));
     let registry = start_registry(source, &config, Some(on_publish))?;
-    let reloader = watch::spawn(registry.clone(), vec![config.policies.clone()], watch_settings(&config));
+    let watched = watched_dirs(&config, vec![config.policies.clone()]);
+    let reloader = watch::spawn(registry.clone(), watched, watch_settings(&config));
 
     let gateway = format!("http://{listen}");
     println!();
@@ -153,6 +159,17 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
 #[cfg(feature = "dev-store")]
 pub fn dev_key(app: &str) -> String {
     format!("dev-key-{app}-local")
+}
+
+/// `dirs`, or none when `reload.watch` is off (reloads then come from SIGHUP, the admin endpoint
+/// and the periodic check only).
+fn watched_dirs(config: &GatewayConfig, dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+    if config.reload.watch {
+        dirs
+    } else {
+        tracing::info!("reload.watch is off: no directory is watched");
+        Vec::new()
+    }
 }
 
 fn watch_settings(config: &GatewayConfig) -> WatchSettings {

@@ -11,6 +11,7 @@ pub mod dev;
 pub mod http;
 pub mod metrics;
 pub mod profile;
+pub mod ratelimit;
 pub mod registry;
 pub mod secret;
 pub mod sign;

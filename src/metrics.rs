@@ -20,6 +20,12 @@ pub const BUILD_INFO: &str = "postgate_build_info";
 /// The `profile` label for names that are not loaded.
 pub const UNKNOWN_PROFILE: &str = "_unknown";
 
+/// The upper bounds of `postgate_presign_duration_seconds`' buckets. Signing takes
+/// microseconds; the buckets resolve that and the slow tail.
+pub const PRESIGN_DURATION_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1,
+];
+
 /// How one presign request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -29,10 +35,23 @@ pub enum Outcome {
     Unauthenticated,
     Forbidden,
     BadRequest,
+    RateLimited,
     Error,
 }
 
 impl Outcome {
+    /// Every outcome: the `outcome` label takes no other value.
+    pub const ALL: &[Outcome] = &[
+        Outcome::Signed,
+        Outcome::Refused,
+        Outcome::UnknownProfile,
+        Outcome::Unauthenticated,
+        Outcome::Forbidden,
+        Outcome::BadRequest,
+        Outcome::RateLimited,
+        Outcome::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Signed => "signed",
@@ -41,6 +60,7 @@ impl Outcome {
             Outcome::Unauthenticated => "unauthenticated",
             Outcome::Forbidden => "forbidden",
             Outcome::BadRequest => "bad_request",
+            Outcome::RateLimited => "rate_limited",
             Outcome::Error => "error",
         }
     }
@@ -57,6 +77,15 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// Every trigger: the `trigger` label takes no other value.
+    pub const ALL: &[Trigger] = &[
+        Trigger::Startup,
+        Trigger::Watch,
+        Trigger::Signal,
+        Trigger::Admin,
+        Trigger::Periodic,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Startup => "startup",
@@ -80,6 +109,9 @@ pub enum ReloadResult {
 }
 
 impl ReloadResult {
+    /// Every result: the `result` label takes no other value.
+    pub const ALL: &[ReloadResult] = &[ReloadResult::Success, ReloadResult::Unchanged, ReloadResult::Failure];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReloadResult::Success => "success",
@@ -111,12 +143,9 @@ impl Metrics {
             &["profile", "outcome"],
         )
         .expect("valid metric");
-        // Signing takes microseconds; the buckets resolve that and the slow tail.
         let presign_duration = HistogramVec::new(
-            HistogramOpts::new(PRESIGN_DURATION, "Time to answer a presign request, by profile.").buckets(vec![
-                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-                0.025, 0.1,
-            ]),
+            HistogramOpts::new(PRESIGN_DURATION, "Time to answer a presign request, by profile.")
+                .buckets(PRESIGN_DURATION_BUCKETS.to_vec()),
             &["profile"],
         )
         .expect("valid metric");

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::AppKeys;
+use crate::ratelimit::{AppLimits, RateLimit};
 use crate::secret::Secret;
 use crate::sign::{Addressing, Credentials, Endpoint, Store};
 
@@ -51,6 +52,9 @@ pub struct GatewayConfig {
     /// The apps that may call the API, with their keys.
     #[serde(default)]
     pub apps: IndexMap<String, AppConfig>,
+    /// The rate limit of every app without its own `rate_limit`; absent: unlimited.
+    #[serde(default)]
+    pub default_rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub cors: CorsConfig,
     #[serde(default)]
@@ -86,6 +90,7 @@ impl Default for GatewayConfig {
             listen: default_listen(),
             admin_listen: None,
             apps: IndexMap::new(),
+            default_rate_limit: None,
             cors: CorsConfig::default(),
             reload: ReloadConfig::default(),
             log_format: LogFormat::default(),
@@ -95,8 +100,8 @@ impl Default for GatewayConfig {
     }
 }
 
-/// One app's keys. `keys` holds hashes only (`postgate hash-key`); a file or variable may hold
-/// hashes or raw keys, one per line (or comma-separated in a variable).
+/// One app's keys and rate limit. `keys` holds hashes only (`postgate hash-key`); a file or
+/// variable may hold hashes or raw keys, one per line (or comma-separated in a variable).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
@@ -106,6 +111,29 @@ pub struct AppConfig {
     pub keys_file: Option<PathBuf>,
     #[serde(default)]
     pub keys_env: Option<String>,
+    /// This app's presign rate limit; absent: `default_rate_limit`.
+    #[serde(default)]
+    pub rate_limit: Option<AppRateLimit>,
+}
+
+/// An app's `rate_limit`: `unlimited` (whatever `default_rate_limit` says) or a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppRateLimit {
+    Unlimited,
+    #[serde(untagged)]
+    Limit(RateLimitConfig),
+}
+
+/// `{ per_second: 50, burst: 100 }`: a sustained rate and the burst allowed on top of it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second, sustained (fractions allowed: 0.5 is one every two seconds).
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet time; default one second's worth (at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// Cross-origin access for browser apps that call the gateway directly.
@@ -378,6 +406,40 @@ impl GatewayConfig {
         }
         if errors.is_empty() { Ok(keys) } else { Err(errors) }
     }
+
+    /// The rate limit of each app: its own `rate_limit`, else `default_rate_limit`; apps with
+    /// neither (or `rate_limit: unlimited`) are left out. Every problem is reported.
+    pub fn app_limits(&self) -> Result<AppLimits, Vec<String>> {
+        let mut limits = AppLimits::new();
+        let mut errors = Vec::new();
+        let default = match &self.default_rate_limit {
+            None => None,
+            Some(config) => match RateLimit::new(config.per_second, config.burst) {
+                Ok(limit) => Some(limit),
+                Err(e) => {
+                    errors.push(format!("default_rate_limit.{e}"));
+                    None
+                }
+            },
+        };
+        for (app, config) in &self.apps {
+            let limit = match config.rate_limit {
+                Some(AppRateLimit::Unlimited) => None,
+                Some(AppRateLimit::Limit(config)) => match RateLimit::new(config.per_second, config.burst) {
+                    Ok(limit) => Some(limit),
+                    Err(e) => {
+                        errors.push(format!("apps.{app}.rate_limit.{e}"));
+                        None
+                    }
+                },
+                None => default,
+            };
+            if let Some(limit) = limit {
+                limits.set(app, limit);
+            }
+        }
+        if errors.is_empty() { Ok(limits) } else { Err(errors) }
+    }
 }
 
 /// Reads a variable of the process environment.
@@ -487,5 +549,43 @@ mod tests {
                 "apps.ingest.keys_env: NOPE is not set",
             ]
         );
+    }
+
+    #[test]
+    fn rate_limits_per_app_with_a_default() {
+        let yaml = "default_rate_limit: { per_second: 10 }\napps:\n  web:\n    keys_env: K\n    rate_limit: { per_second: 50, burst: 100 }\n  mobile:\n    keys_env: K\n  ingest:\n    keys_env: K\n    rate_limit: unlimited\n";
+        let limits = config(yaml).app_limits().unwrap();
+        assert_eq!(limits.get("web"), Some(RateLimit::new(50.0, Some(100)).unwrap()));
+        assert_eq!(limits.get("mobile"), Some(RateLimit::new(10.0, Some(10)).unwrap()));
+        assert_eq!(limits.get("ingest"), None);
+        // Without a default, apps without their own limit are unlimited.
+        let limits = config("apps:\n  web:\n    keys_env: K\n").app_limits().unwrap();
+        assert_eq!(limits, AppLimits::new());
+
+        let errors = config("default_rate_limit: { per_second: 0 }\napps:\n  web:\n    keys_env: K\n    rate_limit: { per_second: 5, burst: 0 }\n")
+            .app_limits()
+            .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "default_rate_limit.per_second: 0 is outside 0.001..=1000000",
+                "apps.web.rate_limit.burst: must be at least 1",
+            ]
+        );
+        assert!(
+            serde_yaml::from_str::<GatewayConfig>("apps:\n  web:\n    rate_limit: { per_second: 1, brust: 2 }\n")
+                .is_err()
+        );
+        assert!(serde_yaml::from_str::<GatewayConfig>("apps:\n  web:\n    rate_limit: none\n").is_err());
+    }
+
+    #[test]
+    fn rate_limits_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("postgate.yaml");
+        std::fs::write(&path, "apps:\n  web:\n    keys_env: K\n    rate_limit: { per_second: 2.5, burst: 4 }\n  mobile:\n    keys_env: K\n    rate_limit: unlimited\n").unwrap();
+        let limits = GatewayConfig::load(Some(&path)).unwrap().app_limits().unwrap();
+        assert_eq!(limits.get("web"), Some(RateLimit::new(2.5, Some(4)).unwrap()));
+        assert_eq!(limits.get("mobile"), None);
     }
 }

@@ -54,6 +54,8 @@ pub struct PresignQuery {
         (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The profile refuses the request; `errors` lists every field to fix", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: the app is over its rate limit", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Whole seconds until the app's next request is admitted (at least 1)"))),
     ),
 )]
 pub async fn presign(
@@ -103,6 +105,11 @@ async fn presign_inner(
 ) -> Result<(Option<String>, HttpResponse, String), PresignError> {
     let app = authenticate(snapshot, req).map_err(|p| (None, p))?;
     let fail = |problem: Problem| (Some(app.clone()), problem);
+    // Before anything that costs: a flooding app is turned away without its body being read.
+    snapshot
+        .limiters
+        .check(&app)
+        .map_err(|over| fail(Problem::rate_limited(&app, &over)))?;
     let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
     let curl = match format {
         None | Some("json") => false,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::metrics::Outcome;
 use crate::profile::{Refusal, RefusalKind};
+use crate::ratelimit::OverLimit;
 
 /// The machine code of each refusal kind.
 pub fn refusal_code(kind: RefusalKind) -> &'static str {
@@ -68,6 +69,10 @@ pub struct Problem {
     #[serde(skip)]
     #[schema(ignore)]
     pub outcome: Outcome,
+    /// Seconds for the `Retry-After` header (429 only).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub retry_after: Option<std::num::NonZeroU32>,
 }
 
 fn status_number<S: serde::Serializer>(status: &StatusCode, serializer: S) -> Result<S::Ok, S::Error> {
@@ -81,6 +86,7 @@ impl Problem {
             403 => Outcome::Forbidden,
             404 => Outcome::UnknownProfile,
             422 => Outcome::Refused,
+            429 => Outcome::RateLimited,
             400..=499 => Outcome::BadRequest,
             _ => Outcome::Error,
         };
@@ -92,6 +98,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             outcome,
+            retry_after: None,
         }
     }
 
@@ -144,6 +151,21 @@ impl Problem {
         problem
     }
 
+    pub fn rate_limited(app: &str, over: &OverLimit) -> Problem {
+        let retry_after = over.retry_after_secs();
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!(
+                "app `{app}` is over its rate limit of {}; retry in {retry_after} s",
+                over.limit
+            ),
+        );
+        problem.retry_after = Some(retry_after);
+        problem
+    }
+
     pub fn internal() -> Problem {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,6 +184,9 @@ impl Problem {
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds.get())));
         }
         response.body(serde_json::to_string(self).unwrap_or_default())
     }

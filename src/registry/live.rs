@@ -13,14 +13,15 @@ use crate::auth::AppKeys;
 use crate::config::{GatewayConfig, process_env};
 use crate::metrics::{Metrics, ReloadResult, ServedSet, Trigger};
 use crate::profile::Diagnostic;
+use crate::ratelimit::{AppLimits, Limiters, RateClock};
 
-/// Where app keys come from on each reload.
+/// Where app keys and rate limits come from on each reload.
 #[derive(Debug, Clone)]
 pub enum AppsSource {
     /// Fixed for the process's life (dev mode, tests).
-    Fixed(AppKeys),
-    /// The `apps` section of this config file (plus `POSTGATE_*` overrides), re-read on every
-    /// reload so keys rotate without a restart.
+    Fixed(AppKeys, AppLimits),
+    /// The `apps` and `default_rate_limit` sections of this config file (plus `POSTGATE_*`
+    /// overrides), re-read on every reload so keys rotate and limits change without a restart.
     ConfigFile(Option<PathBuf>),
 }
 
@@ -55,6 +56,8 @@ pub struct Registry {
     /// One reload at a time, whatever triggered it.
     reloading: Mutex<()>,
     on_publish: Option<OnPublish>,
+    /// The time rate limiters read.
+    clock: RateClock,
 }
 
 impl Registry {
@@ -65,6 +68,17 @@ impl Registry {
         metrics: Arc<Metrics>,
         on_publish: Option<OnPublish>,
     ) -> Result<Registry, Vec<Diagnostic>> {
+        Registry::start_with_clock(source, allow_empty, metrics, on_publish, RateClock::monotonic())
+    }
+
+    /// `start`, with rate limiters reading `clock` (tests give a manual one).
+    pub fn start_with_clock(
+        source: Source,
+        allow_empty: bool,
+        metrics: Arc<Metrics>,
+        on_publish: Option<OnPublish>,
+        clock: RateClock,
+    ) -> Result<Registry, Vec<Diagnostic>> {
         let registry = Registry {
             current: ArcSwap::from_pointee(Snapshot::default()),
             source,
@@ -72,6 +86,7 @@ impl Registry {
             metrics,
             reloading: Mutex::new(()),
             on_publish,
+            clock,
         };
         let report = registry.reload(Trigger::Startup);
         if report.result == ReloadResult::Failure {
@@ -165,12 +180,13 @@ impl Registry {
 
     /// The next snapshot, `None` when the content equals what is served.
     fn next_snapshot(&self, served: &Snapshot, trigger: Trigger) -> Result<Option<Snapshot>, Vec<Diagnostic>> {
-        let apps = self.load_apps()?;
+        let (apps, limits) = self.load_apps()?;
         let previous = (served.generation > 0).then_some(served);
         let mut next = load_reusing(&self.source.policies, &self.source.stores, previous)?;
         let mut hasher = Sha256::new();
         hasher.update(next.content_hash.as_bytes());
         hasher.update(apps.fingerprint());
+        hasher.update(limits.fingerprint());
         next.content_hash = hex::encode(hasher.finalize());
         if served.generation > 0 && next.content_hash == served.content_hash {
             return Ok(None);
@@ -192,24 +208,31 @@ impl Registry {
         }
         next.generation = served.generation + 1;
         next.apps = Arc::new(apps);
+        next.limiters = Arc::new(Limiters::build(&limits, &served.limiters, &self.clock));
         Ok(Some(next))
     }
 
-    fn load_apps(&self) -> Result<AppKeys, Vec<Diagnostic>> {
+    fn load_apps(&self) -> Result<(AppKeys, AppLimits), Vec<Diagnostic>> {
         match &self.source.apps {
-            AppsSource::Fixed(keys) => Ok(keys.clone()),
+            AppsSource::Fixed(keys, limits) => Ok((keys.clone(), limits.clone())),
             AppsSource::ConfigFile(path) => {
                 let shown = path
                     .as_ref()
                     .map_or("environment".to_owned(), |p| p.display().to_string());
                 let config = GatewayConfig::load(path.as_deref())
                     .map_err(|e| vec![Diagnostic::error("", e.to_string()).in_file(&shown)])?;
-                config.app_keys(&process_env).map_err(|errors| {
-                    errors
+                let keys = config.app_keys(&process_env);
+                let limits = config.app_limits();
+                match (keys, limits) {
+                    (Ok(keys), Ok(limits)) => Ok((keys, limits)),
+                    (keys, limits) => Err(keys
+                        .err()
                         .into_iter()
+                        .chain(limits.err())
+                        .flatten()
                         .map(|e| Diagnostic::error("", e).in_file(&shown))
-                        .collect()
-                })
+                        .collect()),
+                }
             }
         }
     }

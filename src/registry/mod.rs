@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::AppKeys;
 use crate::profile::{self, Diagnostic, Profile, ProfileName, RegexCache};
+use crate::ratelimit::Limiters;
 
 /// The largest profile file read, in bytes; larger files are refused unread.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024;
@@ -30,19 +31,22 @@ pub struct SourceFile {
     pub text: String,
 }
 
-/// A complete, valid set of profiles (and the app keys that go with them). Immutable once built;
-/// replaced whole.
+/// A complete, valid set of profiles (and the app keys and rate limiters that go with them).
+/// Immutable once built (the limiters' GCRA states are atomics of their own); replaced whole.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub profiles: BTreeMap<String, Arc<Profile>>,
     /// Warnings of the profiles in the set.
     pub warnings: Vec<Diagnostic>,
-    /// SHA-256 over the file names and contents (and app keys, once served), hex: equal
-    /// content, equal hash.
+    /// SHA-256 over the file names and contents (and app keys and rate limits, once served),
+    /// hex: equal content, equal hash.
     pub content_hash: String,
     /// Counts published snapshots, starting at 1; 0 before the registry publishes it.
     pub generation: u64,
     pub apps: Arc<AppKeys>,
+    /// One GCRA state per rate-limited app, carried over from the previous snapshot for every
+    /// app whose limit is unchanged.
+    pub limiters: Arc<Limiters>,
     /// SHA-256 of each profile's file text, so a reload reuses the profiles whose text is unchanged.
     pub digests: BTreeMap<String, [u8; 32]>,
 }
@@ -190,6 +194,7 @@ pub fn build_reusing(
         content_hash: hex::encode(hasher.finalize()),
         generation: 0,
         apps: Arc::default(),
+        limiters: Arc::default(),
         digests,
     })
 }

@@ -50,6 +50,14 @@ fn dependencies_point_one_way() {
                 assert!(!text.contains(effect), "{path} does IO or reads the clock ({effect})");
             }
         }
+        if path == "src/ratelimit.rs" {
+            for module in ["registry", "http", "config", "metrics", "profile", "sign"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+        }
         if path.starts_with("src/registry/") {
             assert!(!text.contains("crate::http"), "{path} depends on http");
         }

@@ -15,6 +15,7 @@ use postgate::config::CorsConfig;
 use postgate::http::{self, AppState};
 use postgate::metrics::Metrics;
 use postgate::profile::UploadRequest;
+use postgate::ratelimit::{AppLimits, RateClock, RateLimit};
 use postgate::registry::{AppsSource, Registry, Source};
 use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 use serde_json::{Value, json};
@@ -27,6 +28,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("mobile", "test-key-mobile-0123456789"),
     ("ingest", "test-key-ingest-0123456789"),
     ("other", "test-key-other-0123456789"),
+    ("throttled", "test-key-throttled-0123456789"),
 ];
 
 pub fn key(app: &str) -> &'static str {
@@ -50,13 +52,25 @@ pub fn policies_copy() -> tempfile::TempDir {
     dir
 }
 
+/// `throttled` may sign one form, then one every two seconds; the other apps are unlimited.
+pub fn app_limits() -> AppLimits {
+    let mut limits = AppLimits::new();
+    limits.set("throttled", RateLimit::new(0.5, Some(1)).unwrap());
+    limits
+}
+
+/// A registry of `dir` with the test apps, whose rate limiters read a clock that stands still.
 pub fn registry(dir: &Path) -> Arc<Registry> {
+    registry_with(dir, app_limits(), RateClock::manual(Default::default()))
+}
+
+pub fn registry_with(dir: &Path, limits: AppLimits, clock: RateClock) -> Arc<Registry> {
     let source = Source {
         policies: dir.to_owned(),
         stores: vec!["default".into()],
-        apps: AppsSource::Fixed(app_keys()),
+        apps: AppsSource::Fixed(app_keys(), limits),
     };
-    Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap())
+    Arc::new(Registry::start_with_clock(source, false, Arc::new(Metrics::new()), None, clock).unwrap())
 }
 
 pub fn aws_store() -> Store {
@@ -122,6 +136,18 @@ async fn respond<B: MessageBody>(
     service: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     case: &Case,
 ) -> (u16, String, Value) {
+    let (status, headers, body) = respond_with_headers(service, case).await;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, body)
+}
+
+async fn respond_with_headers<B: MessageBody>(
+    service: &impl Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    case: &Case,
+) -> (u16, header::HeaderMap, Value) {
     let mut req = match case.method {
         "GET" => actix_test::TestRequest::get(),
         "PUT" => actix_test::TestRequest::put(),
@@ -144,14 +170,10 @@ async fn respond<B: MessageBody>(
     }
     let response = actix_test::call_service(service, req.set_payload(case.body.clone()).to_request()).await;
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let headers = response.headers().clone();
     let body = actix_test::read_body(response).await;
     let json = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-    (status, content_type, json)
+    (status, headers, json)
 }
 
 #[actix_web::test]
@@ -270,6 +292,18 @@ async fn api_contract() {
             "web",
             json!({}),
         ),
+        presign(
+            "rate-limited app, within its burst",
+            "/v1/profiles/invoices/presign",
+            "throttled",
+            json!({}),
+        ),
+        presign(
+            "rate-limited app, over its limit",
+            "/v1/profiles/invoices/presign",
+            "throttled",
+            json!({"vars": {"supplier": "acme"}}),
+        ),
         Case {
             method: "GET",
             content_type: None,
@@ -329,13 +363,22 @@ async fn api_contract() {
     ];
     let mut results = Vec::new();
     for case in &cases {
-        let (status, content_type, body) = respond(&service, case).await;
+        let (status, headers, body) = respond_with_headers(&service, case).await;
         if status >= 400 {
-            assert_eq!(content_type, "application/problem+json", "{}", case.name);
+            assert_eq!(
+                headers.get(header::CONTENT_TYPE).unwrap(),
+                "application/problem+json",
+                "{}",
+                case.name
+            );
             assert_eq!(body["status"], status, "{}", case.name);
             assert!(status < 500, "{}: a server error for bad input", case.name);
         }
-        results.push(json!({ "case": case.name, "status": status, "body": body }));
+        let mut result = json!({ "case": case.name, "status": status, "body": body });
+        if let Some(retry_after) = headers.get(header::RETRY_AFTER) {
+            result["retry_after"] = json!(retry_after.to_str().unwrap());
+        }
+        results.push(result);
     }
     insta::assert_json_snapshot!(results);
 }

@@ -2,12 +2,15 @@
 
 mod admit;
 mod architecture;
+mod canary;
+mod cardinality;
 mod cli;
 mod compile;
 mod e2e;
 mod hostile;
 mod http;
 mod properties;
+mod ratelimit;
 mod registry;
 mod reload;
 mod schema;

@@ -44,9 +44,17 @@ pub fn get(url: &str) -> Option<(u16, String)> {
     Some((status.parse().ok()?, body.to_owned()))
 }
 
-fn post(url: &str, headers: &[&str], body: &str) -> (u16, String) {
+pub fn post(url: &str, headers: &[&str], body: &str) -> (u16, String) {
+    request("POST", url, headers, Some(body))
+}
+
+/// Any request through curl: the status and the body.
+pub fn request(method: &str, url: &str, headers: &[&str], body: Option<&str>) -> (u16, String) {
     let mut command = Command::new("curl");
-    command.args(["-s", "-w", "\n%{http_code}", "-X", "POST", url, "--data-binary", body]);
+    command.args(["-s", "-w", "\n%{http_code}", "-X", method, url]);
+    if let Some(body) = body {
+        command.args(["--data-binary", body]);
+    }
     for header in headers {
         command.args(["-H", header]);
     }
@@ -98,7 +106,7 @@ fn serve_reloads_on_sighup_and_admin_and_rotates_keys() {
     let write_config = |keys: &[&str]| {
         let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", hash(k))).collect();
         let text = format!(
-            "policies: {}\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin_port}\nreload: {{ interval: 0s }}\napps:\n  web:\n    keys: [{}]\n",
+            "policies: {}\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin_port}\nreload: {{ interval: 0s, watch: false }}\napps:\n  web:\n    keys: [{}]\n",
             dir.path().display(),
             keys.join(", ")
         );
@@ -185,6 +193,15 @@ fn serve_reloads_on_sighup_and_admin_and_rotates_keys() {
     );
     // The admin listener is not the API listener.
     assert_eq!(get(&format!("{base}/-/reload")).unwrap().0, 404);
+    // With `reload.watch: false`, the edits above reloaded nothing by themselves: a watcher
+    // would have within `reload.max_wait` (1 s) of the last one.
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = metrics();
+    assert_eq!(
+        sample(&text, "postgate_config_reloads_total", &[("trigger", "watch")]),
+        None,
+        "{text}"
+    );
 }
 
 #[tokio::test]
