@@ -253,6 +253,22 @@ pub struct CredentialsConfig {
     pub session_token_file: Option<PathBuf>,
 }
 
+/// A config error without the offending string: a key or secret written in the wrong place
+/// (`keys: "<raw key>"`) must not be printed back into the log.
+fn redact(mut error: figment::Error) -> figment::Error {
+    use figment::error::{Actual, Kind};
+    let hide = |actual: &mut Actual| {
+        if let Actual::Str(text) = actual {
+            *actual = Actual::Other(format!("a string of {} characters (not shown)", text.chars().count()));
+        }
+    };
+    match &mut error.kind {
+        Kind::InvalidType(actual, _) | Kind::InvalidValue(actual, _) => hide(actual),
+        _ => {}
+    }
+    error
+}
+
 impl GatewayConfig {
     /// Reads `path` (when given) and overlays `POSTGATE_*` variables, `__` separating levels:
     /// `POSTGATE_STORES__DEFAULT__REGION=eu-west-1`.
@@ -266,7 +282,7 @@ impl GatewayConfig {
         }
         figment = figment.merge(Env::prefixed("POSTGATE_").ignore(&["config"]).split("__"));
         figment.extract().map_err(|error| {
-            let messages: Vec<String> = error.into_iter().map(|e| e.to_string()).collect();
+            let messages: Vec<String> = error.into_iter().map(|e| redact(e).to_string()).collect();
             ConfigError::Invalid(messages.join("; "))
         })
     }
@@ -457,6 +473,16 @@ mod tests {
 
     fn config(yaml: &str) -> GatewayConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_secret_in_the_wrong_place_is_not_printed_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("postgate.yaml");
+        std::fs::write(&path, "apps:\n  web:\n    keys: \"canary-raw-key-0123456789\"\n").unwrap();
+        let error = GatewayConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(!error.contains("canary-raw-key"), "{error}");
+        assert!(error.contains("a string of 25 characters (not shown)"), "{error}");
     }
 
     #[test]
