@@ -5,6 +5,7 @@ mod architecture;
 mod cli;
 mod compile;
 mod e2e;
+mod hostile_yaml;
 mod http;
 mod properties;
 mod registry;
