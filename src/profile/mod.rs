@@ -9,6 +9,7 @@ pub mod compile;
 pub mod conditions;
 pub mod raw;
 pub mod template;
+pub mod yaml;
 
 use std::fmt;
 use std::time::Duration;
@@ -285,6 +286,9 @@ pub fn parse_cached(name: &ProfileName, text: &str, cache: &mut RegexCache) -> R
             "the file is empty; a profile needs at least `bucket`, `key` and `size`",
         )]);
     }
+    // The YAML limits first: the typed parse would scan any depth and expand every alias before
+    // another check could run.
+    yaml::check(text).map_err(|diagnostic| vec![diagnostic])?;
     let deserializer = serde_yaml::Deserializer::from_str(text);
     let raw: RawProfile = match serde_path_to_error::deserialize(deserializer) {
         Ok(raw) => raw,
@@ -292,6 +296,9 @@ pub fn parse_cached(name: &ProfileName, text: &str, cache: &mut RegexCache) -> R
             let path = error.path().to_string();
             let inner = error.into_inner();
             let mut message = inner.to_string();
+            if message == "deserializing from YAML containing more than one document is not supported" {
+                message = "the file holds more than one YAML document (`---`); a profile is one document".to_owned();
+            }
             // serde_yaml appends "at line L column C"; the location is reported separately.
             if let Some(at) = message.find(" at line ") {
                 message.truncate(at);

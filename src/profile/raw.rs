@@ -4,10 +4,13 @@
 //! `schema/profile.schema.json` is generated from these types (`postgate schema`).
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 use indexmap::IndexMap;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// An upload profile: one YAML file in the policies directory; the file stem is its name.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -28,7 +31,7 @@ pub struct RawProfile {
     #[schemars(length(min = 1, max = 1024))]
     pub key: String,
     /// The per-request placeholders this profile accepts, by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     #[schemars(extend("propertyNames" = { "pattern": "^[a-z_][a-z0-9_]{0,31}$" }))]
     pub vars: IndexMap<String, RawVar>,
     /// How long a signed form stays valid, like `10m`, `1h`, `2days`. Default `10m`, at most `7d`.
@@ -44,11 +47,11 @@ pub struct RawProfile {
     #[schemars(with = "RawContentType")]
     pub content_type: Option<RawContentType>,
     /// User metadata (`x-amz-meta-*`) rules, by name (lowercase letters, digits and `-`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     #[schemars(extend("propertyNames" = { "pattern": "^[a-z0-9-]+$" }))]
     pub metadata: IndexMap<String, RawMetadata>,
     /// Other S3 POST form fields, pinned to exact values.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     #[schemars(extend("propertyNames" = { "enum": crate::profile::compile::KNOWN_FIELDS }))]
     pub fields: IndexMap<String, String>,
     /// The apps that may request this profile. Omitted: every app.
@@ -184,4 +187,37 @@ pub struct RawMetadataRule {
     /// Shown to apps.
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// Reads a map that refuses a repeated key. serde keeps the last of two equal keys, so a profile
+/// that declares `user` twice would be signed with whichever came last: neither reader nor author
+/// could tell from the file which rule holds.
+fn unique_keys<'de, D, V>(deserializer: D) -> Result<IndexMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct UniqueKeys<V>(PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueKeys<V> {
+        type Value = IndexMap<String, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = IndexMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    deserializer.deserialize_map(UniqueKeys(PhantomData))
 }

@@ -3,7 +3,9 @@
 //! atomically; `watch` decides when to reload.
 //!
 //! `read_dir` is the IO; `build` is pure and is what tests drive. Only top-level, non-dot
-//! `*.yaml`/`*.yml` files count (symlinks followed, as Kubernetes ConfigMap volumes need).
+//! `*.yaml`/`*.yml` files count (symlinks followed, as Kubernetes ConfigMap volumes need). What a
+//! reload reads is bounded: `MAX_FILES` files, `MAX_DIR_BYTES` in all, `MAX_FILE_BYTES` each, and
+//! only regular files, so a hostile directory costs neither memory nor a stalled reload thread.
 
 mod live;
 pub mod watch;
@@ -11,6 +13,8 @@ pub mod watch;
 pub use live::{AppsSource, Registry, ReloadReport, Source};
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +26,10 @@ use crate::ratelimit::Limiters;
 
 /// The largest profile file read, in bytes; larger files are refused unread.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024;
+/// The most profile files one directory may hold: twice the 10,000 of the scale benchmark.
+pub const MAX_FILES: usize = 20_000;
+/// The most bytes of profile files one directory may hold, all files together.
+pub const MAX_DIR_BYTES: u64 = 64 * 1024 * 1024;
 
 /// One profile file as read from disk.
 #[derive(Debug, Clone)]
@@ -57,14 +65,13 @@ impl Snapshot {
     }
 }
 
-/// Reads the profile files of `dir`. Errors that concern one file (unreadable, too large, not
-/// UTF-8) come back as diagnostics for that file.
+/// Reads the profile files of `dir`. Errors that concern one file (unreadable, too large, not a
+/// regular file, not UTF-8) come back as diagnostics for that file; a directory past `MAX_FILES`
+/// or `MAX_DIR_BYTES` is refused whole, before its files are read.
 pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagnostic> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Diagnostic::error("", format!("cannot read the policies directory: {e}")).in_file(dir.display().to_string())
-    })?;
-    let mut files = Vec::new();
-    let mut diags = Vec::new();
+    let about_dir = |message: String| Diagnostic::error("", message).in_file(dir.display().to_string());
+    let entries = std::fs::read_dir(dir).map_err(|e| about_dir(format!("cannot read the policies directory: {e}")))?;
+    let mut paths = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -73,39 +80,123 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagno
         if file_name.starts_with('.') || !(file_name.ends_with(".yaml") || file_name.ends_with(".yml")) {
             continue;
         }
+        paths.push(path);
+    }
+    if paths.len() > MAX_FILES {
+        return Err(about_dir(format!(
+            "the directory holds {} profile files; postgate reads at most {MAX_FILES}",
+            paths.len()
+        )));
+    }
+    paths.sort();
+
+    // Every size is known before any file is read: a directory over its cap reads nothing.
+    let mut diags = Vec::new();
+    let mut sized = Vec::with_capacity(paths.len());
+    let mut total: u64 = 0;
+    for path in paths {
         let shown = path.display().to_string();
         // `metadata` follows symlinks: a ConfigMap's `name.yaml -> ..data/name.yaml` is a file.
         match std::fs::metadata(&path) {
-            Ok(meta) if !meta.is_file() => continue,
-            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-                diags.push(
-                    Diagnostic::error(
-                        "",
-                        format!(
-                            "the file is {} bytes; profiles are at most {MAX_FILE_BYTES}",
-                            meta.len()
-                        ),
-                    )
-                    .in_file(shown),
-                );
-                continue;
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if !meta.is_file() => diags.push(not_a_file(&meta.file_type()).in_file(shown)),
+            Ok(meta) if meta.len() > MAX_FILE_BYTES => diags.push(too_large(meta.len()).in_file(shown)),
+            Ok(meta) => {
+                total += meta.len();
+                sized.push(path);
             }
-            Ok(_) => {}
-            Err(e) => {
-                diags.push(Diagnostic::error("", format!("cannot read: {e}")).in_file(shown));
-                continue;
-            }
-        }
-        match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => files.push(SourceFile { path, text }),
-                Err(_) => diags.push(Diagnostic::error("", "the file is not UTF-8 text").in_file(shown)),
-            },
             Err(e) => diags.push(Diagnostic::error("", format!("cannot read: {e}")).in_file(shown)),
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let over_total = || {
+        about_dir(format!(
+            "the profile files add up to more than {MAX_DIR_BYTES} bytes; postgate reads at most that"
+        ))
+    };
+    if total > MAX_DIR_BYTES {
+        return Err(over_total());
+    }
+
+    let mut files = Vec::with_capacity(sized.len());
+    let mut read: u64 = 0;
+    for path in sized {
+        let shown = path.display().to_string();
+        match read_file(&path) {
+            Ok(bytes) => {
+                // Files may have grown since they were measured; the cap holds for what is read.
+                read += bytes.len() as u64;
+                if read > MAX_DIR_BYTES {
+                    return Err(over_total());
+                }
+                match String::from_utf8(bytes) {
+                    Ok(text) => files.push(SourceFile { path, text }),
+                    Err(e) => diags.push(not_utf8(e.as_bytes(), e.utf8_error().valid_up_to()).in_file(shown)),
+                }
+            }
+            Err(diagnostic) => diags.push(diagnostic.in_file(shown)),
+        }
+    }
     Ok((files, diags))
+}
+
+/// Reads one profile file, at most `MAX_FILE_BYTES + 1` bytes of it whatever it has become since
+/// it was measured. Opened without blocking, so a file swapped for a FIFO cannot stall the reload
+/// thread (a FIFO's `open` waits for a writer); anything but a regular file is refused unread.
+fn read_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    let cannot = |e: std::io::Error| Diagnostic::error("", format!("cannot read: {e}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(not_a_file(&meta.file_type()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(MAX_FILE_BYTES)).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Diagnostic::error(
+            "",
+            format!("the file is more than {MAX_FILE_BYTES} bytes; profiles are at most {MAX_FILE_BYTES}"),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn too_large(len: u64) -> Diagnostic {
+    Diagnostic::error(
+        "",
+        format!("the file is {len} bytes; profiles are at most {MAX_FILE_BYTES}"),
+    )
+}
+
+fn not_a_file(kind: &std::fs::FileType) -> Diagnostic {
+    let kind = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    };
+    Diagnostic::error(
+        "",
+        format!("not a regular file ({kind}); a profile is a regular file or a symlink to one"),
+    )
+}
+
+/// Where the first byte that is not UTF-8 is, as a line and column of the valid text before it.
+fn not_utf8(bytes: &[u8], valid_up_to: usize) -> Diagnostic {
+    let before = String::from_utf8_lossy(&bytes[..valid_up_to]);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let mut diagnostic = Diagnostic::error("", "the file is not UTF-8 text");
+    diagnostic.line_col = Some((line, column));
+    diagnostic
 }
 
 /// Compiles every file into one snapshot, or returns every diagnostic (errors and warnings) if

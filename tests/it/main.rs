@@ -8,6 +8,7 @@ mod cli;
 mod compile;
 mod e2e;
 mod hostile;
+mod hostile_yaml;
 mod http;
 mod properties;
 mod ratelimit;
