@@ -10,6 +10,25 @@ for file in ../policies/*.yaml; do cp "$file" "corpus/compile/policies-$(basenam
 for file in ../tests/data/compile/*.yaml; do cp "$file" "corpus/compile/golden-$(basename "$file")"; done
 echo "$(ls corpus/compile | wc -l) compile seeds in corpus/compile"
 
-# The admission cases are YAML; the `seed` bin (an ordinary program, on the default toolchain)
-# writes them as request JSON.
-cargo run --quiet --locked --bin seed
+# The admission cases are YAML; written as request JSON (`PROFILE\nJSON`), plus one
+# `YAML\n%%\nJSON` seed per example profile with its first admission case's request.
+python3 -c 'import yaml' 2>/dev/null || pip install -q --disable-pip-version-check pyyaml
+python3 - <<'PY'
+import json, pathlib, yaml
+root, out = pathlib.Path(".."), pathlib.Path("corpus/presign")
+cases = yaml.safe_load((root / "tests/data/admit.yaml").read_text())
+first, written = {}, 0
+for name, case in cases.items():
+    profile = case.get("profile") if isinstance(case, dict) else None
+    if not isinstance(profile, str):
+        continue
+    request = json.dumps(case.get("request"), separators=(",", ":"), ensure_ascii=False)
+    (out / name).write_text(f"{profile}\n{request}")
+    first.setdefault(profile, request)
+    written += 1
+for path in sorted((root / "policies").glob("*.yaml")):
+    request = first.get(path.stem, "{}")
+    (out / f"inline-{path.stem}").write_text(f"{path.read_text()}\n%%\n{request}")
+    written += 1
+print(f"{written} presign seeds in corpus/presign")
+PY
