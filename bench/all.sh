@@ -24,9 +24,19 @@ report="$out/all.md"
   echo '```'
 } > "$report"
 
-cargo bench --locked --bench sign -- --noplot 2>/dev/null |
-  grep -E '^(compile|render|parts|sign)|time:' | paste - - |
-  sed -E 's/ +time: +/\t/' | awk -F'\t' '{printf "%-45s %s\n", $1, $2}' | tee -a "$report"
+cargo bench --locked --bench sign -- --noplot >"$out/criterion.log" 2>&1
+# Medians with criterion's 95 % interval, from its own estimates (benches/sign.rs names only).
+python3 - <<'PY' | tee -a "$report"
+import json, pathlib, re
+names = re.findall(r'bench_function\("([^"]+)"', pathlib.Path("benches/sign.rs").read_text())
+def fmt(ns):
+    return f"{ns / 1e6:.2f} ms" if ns >= 1e6 else f"{ns / 1e3:.2f} µs" if ns >= 1e3 else f"{ns:.0f} ns"
+for name in names:
+    path = pathlib.Path("target/criterion") / name.replace(":", "_") / "new/estimates.json"
+    m = json.loads(path.read_text())["median"]
+    ci = m["confidence_interval"]
+    print(f"{name:<32} {fmt(m['point_estimate']):>10}   [{fmt(ci['lower_bound'])} … {fmt(ci['upper_bound'])}]")
+PY
 cargo run --locked --release --quiet --example allocations 2>&1 | tee -a "$report"
 cargo run --locked --release --quiet --example presign_latency 2>&1 | tee -a "$report"
 echo '```' >> "$report"
