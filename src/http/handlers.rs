@@ -184,7 +184,7 @@ fn authenticate(snapshot: &Snapshot, req: &HttpRequest) -> Result<String, Proble
 }
 
 /// The named profile, if it exists and the app may use it.
-fn allowed_profile<'s>(snapshot: &'s Snapshot, app: &str, name: &str) -> Result<&'s Arc<Profile>, Problem> {
+pub(super) fn allowed_profile<'s>(snapshot: &'s Snapshot, app: &str, name: &str) -> Result<&'s Arc<Profile>, Problem> {
     match snapshot.get(name) {
         Some(profile) if profile.allows_app(app) => Ok(profile),
         Some(_) => Err(Problem::forbidden(format!("app `{app}` may not use profile `{name}`"))),

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::AppState;
+use super::handlers::allowed_profile;
 use super::problem::Problem;
 use crate::profile::{Context, UploadRequest, admit};
 use crate::sign::{format_rfc3339, presign as sign_upload};
@@ -50,18 +51,9 @@ pub async fn form(
     };
     let snapshot = state.registry.current();
     let app = pages.app.as_str();
-    let profile = match snapshot.get(&name) {
-        Some(profile) if profile.allows_app(app) => profile,
-        Some(_) => return error_page(&Problem::forbidden(format!("app `{app}` may not use profile `{name}`"))),
-        None => {
-            let available: Vec<&str> = snapshot
-                .profiles
-                .iter()
-                .filter(|(_, p)| p.allows_app(app))
-                .map(|(n, _)| n.as_str())
-                .collect();
-            return error_page(&Problem::unknown_profile(&name, &available));
-        }
+    let profile = match allowed_profile(&snapshot, app, &name) {
+        Ok(profile) => profile,
+        Err(problem) => return error_page(&problem),
     };
     let request = UploadRequest {
         vars: vars.into_inner(),
