@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use postgate::metrics::Metrics;
-use postgate::profile::{self, Context, ProfileName, UploadRequest, admit};
+use postgate::profile::{self, Context, Method, ProfileName, UploadRequest, admit};
 use postgate::registry::{self, AppsSource, Registry, Source, SourceFile};
 use postgate::secret::Secret;
-use postgate::sign::{Addressing, Credentials, Endpoint, Store, presign};
+use postgate::sign::{Addressing, Credentials, Endpoint, FieldStyle, Store, post, put};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 const AVATARS: &str = include_str!("../policies/avatars.yaml");
+const PHOTOS: &str = include_str!("../policies/photos.yaml");
 
 fn store() -> Store {
     let credentials = Credentials {
@@ -29,6 +30,14 @@ fn store() -> Store {
 fn request() -> UploadRequest {
     serde_json::from_str(
         r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#,
+    )
+    .unwrap()
+}
+
+fn put_request() -> UploadRequest {
+    serde_json::from_str(
+        r#"{"method": "put", "vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345,
+            "checksum": {"algorithm": "sha256", "value": "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="}}"#,
     )
     .unwrap()
 }
@@ -50,7 +59,11 @@ fn benches(c: &mut Criterion) {
     });
 
     let files = generated(1000);
-    let stores = vec!["default".to_owned()];
+    let stores = Arc::new(
+        [("default".to_owned(), Arc::new(store()))]
+            .into_iter()
+            .collect::<registry::Stores>(),
+    );
     c.bench_function("compile 1000 profiles", |b| {
         b.iter(|| registry::build(black_box(&files), &stores).unwrap())
     });
@@ -67,6 +80,7 @@ fn benches(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("avatars.yaml"), AVATARS).unwrap();
+    std::fs::write(dir.path().join("photos.yaml"), PHOTOS).unwrap();
     let source = Source {
         policies: dir.path().to_owned(),
         stores: stores.clone(),
@@ -84,32 +98,42 @@ fn benches(c: &mut Criterion) {
         uuid: Uuid::now_v7(),
     };
     c.bench_function("parts: admit", |b| {
-        b.iter(|| admit(profile, black_box(&request), &ctx).unwrap())
+        b.iter(|| admit(profile, black_box(&request), Method::Post, &ctx).unwrap())
     });
-    let upload = admit(profile, &request, &ctx).unwrap();
-    c.bench_function("parts: presign", |b| {
-        b.iter(|| presign(black_box(upload.clone()), &store, now))
+    let filled = admit(profile, &request, Method::Post, &ctx).unwrap();
+    c.bench_function("parts: POST renderer", |b| {
+        b.iter(|| post::post_form(black_box(filled.clone()), &store, now, FieldStyle::Botocore))
     });
-    let post = presign(upload.clone(), &store, now);
-    c.bench_function("parts: response JSON", |b| b.iter(|| black_box(&post).to_json()));
+    let form = post::post_form(filled, &store, now, FieldStyle::Botocore);
+    c.bench_function("parts: response JSON", |b| b.iter(|| black_box(&form).to_json()));
+    let photos = snapshot.get("photos").unwrap();
+    let put_request = put_request();
+    let filled = admit(photos, &put_request, Method::Put, &ctx).unwrap();
+    c.bench_function("parts: PUT renderer", |b| {
+        b.iter(|| put::put_url(black_box(filled.clone()), &store, now))
+    });
     c.bench_function("parts: uuid v7 + clock", |b| {
         b.iter(|| (Uuid::now_v7(), OffsetDateTime::now_utc()))
     });
 
+    // Snapshot lookup → method → admit → render → response JSON, as the handler does.
+    let end_to_end = |name: &str, request: &UploadRequest| {
+        let snapshot = registry.current();
+        let profile = snapshot.get(name).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let ctx = Context {
+            app: "web",
+            now,
+            uuid: Uuid::now_v7(),
+        };
+        let signed = postgate::sign::sign(profile, &store, black_box(request), &ctx, FieldStyle::Botocore).unwrap();
+        signed.to_json()
+    };
     c.bench_function("sign one request end to end", |b| {
-        b.iter(|| {
-            let snapshot = registry.current();
-            let profile = snapshot.get("avatars").unwrap();
-            let now = OffsetDateTime::now_utc();
-            let ctx = Context {
-                app: "web",
-                now,
-                uuid: Uuid::now_v7(),
-            };
-            let upload = admit(profile, black_box(&request), &ctx).unwrap();
-            let post = presign(upload, &store, now);
-            post.to_json()
-        })
+        b.iter(|| end_to_end("avatars", &request))
+    });
+    c.bench_function("sign one PUT URL end to end", |b| {
+        b.iter(|| end_to_end("photos", &put_request))
     });
 }
 

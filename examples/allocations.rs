@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use postgate::auth::AppKeys;
 use postgate::metrics::Metrics;
-use postgate::profile::{Context, UploadRequest, admit};
+use postgate::profile::{Context, UploadRequest};
 use postgate::registry::{AppsSource, Registry, Source};
 use postgate::secret::Secret;
-use postgate::sign::{Addressing, Credentials, Endpoint, Store, presign};
+use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let source = Source {
         policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
-        stores: vec!["default".into()],
+        stores: Arc::new(postgate::registry::unsigned_stores(&["default"])),
         apps: AppsSource::Fixed(AppKeys::new(), Default::default()),
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
@@ -43,8 +43,9 @@ fn main() {
             now,
             uuid: Uuid::now_v7(),
         };
-        let upload = admit(profile, &request, &ctx).unwrap();
-        presign(upload, &store, now).to_json()
+        postgate::sign::sign(profile, &store, &request, &ctx, postgate::sign::FieldStyle::Botocore)
+            .unwrap()
+            .to_json()
     };
     sign(); // warm the signing-key cache
     let rounds = 1000;

@@ -1,7 +1,6 @@
 //! Wiring for `postgate serve` and `postgate dev` (part of the binary): stores, the registry,
 //! the reload thread, SIGHUP, and the HTTP servers.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,20 +11,19 @@ use postgate::http::{self, AppState};
 use postgate::metrics::{Metrics, Trigger};
 use postgate::profile::Diagnostic;
 use postgate::registry::watch::{self, Reloader, WatchSettings};
-use postgate::registry::{AppsSource, Registry, Source};
-use postgate::sign::Store;
+use postgate::registry::{AppsSource, Registry, Source, Stores};
 
 /// `postgate serve`.
 pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let mut stores = HashMap::new();
+    let mut stores = Stores::new();
     for name in config.store_names() {
         let store = config.resolve_store(&name, &process_env)?;
-        tracing::info!(store = %name, region = %store.region, endpoint = ?store.endpoint, "store ready");
+        tracing::info!(store = %name, region = %store.region, endpoint = ?store.endpoint, post = store.post, "store ready");
         stores.insert(name, Arc::new(store));
     }
     let source = Source {
         policies: config.policies.clone(),
-        stores: config.store_names(),
+        stores: Arc::new(stores),
         apps: AppsSource::ConfigFile(config_path.clone()),
     };
     let registry = start_registry(source, &config, None)?;
@@ -45,7 +43,7 @@ pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Res
         watched_dirs(&config, watched),
         watch_settings(&config),
     );
-    run_servers(registry, stores, config, reloader, None)
+    run_servers(registry, config, reloader, None)
 }
 
 /// `postgate dev`: the gateway plus an embedded store, dev credentials and dev app keys.
@@ -54,7 +52,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     use postgate::auth::AppKeys;
     use postgate::dev;
     use postgate::secret::Secret;
-    use postgate::sign::{Addressing, Credentials, Endpoint};
+    use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 
     let store = dev::start(&data, store_listen)?;
     let credentials = Credentials {
@@ -64,7 +62,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
         expires_at: None,
     };
     // Every configured store name signs for the one local store.
-    let mut stores = HashMap::new();
+    let mut stores = Stores::new();
     for name in config.store_names() {
         let signer = Store::new(
             &name,
@@ -72,12 +70,14 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
             Endpoint::Custom(store.endpoint.clone()),
             Addressing::Path,
             credentials.clone(),
-        );
+        )
+        .with_post(config.store_takes_post(&name));
         stores.insert(name, Arc::new(signer));
     }
+    let stores = Arc::new(stores);
 
     // One dev key per app the profiles name, plus `dev` for profiles open to every app.
-    let names = postgate::registry::load(&config.policies, &config.store_names())
+    let names = postgate::registry::load(&config.policies, &stores)
         .map(|snapshot| {
             let mut names: Vec<String> = snapshot
                 .profiles
@@ -98,7 +98,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     // Dev keys are local and unlimited: `postgate dev` applies no rate limits.
     let source = Source {
         policies: config.policies.clone(),
-        stores: config.store_names(),
+        stores,
         apps: AppsSource::Fixed(keys, postgate::ratelimit::AppLimits::new()),
     };
     let data_dir = store.data_dir.clone();
@@ -152,7 +152,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
         key: dev_key(page_app),
         app: page_app.to_owned(),
     };
-    run_servers(registry, stores, config, reloader, Some(pages))
+    run_servers(registry, config, reloader, Some(pages))
 }
 
 /// The dev key of an app.
@@ -203,14 +203,12 @@ fn start_registry(
 
 fn run_servers(
     registry: Arc<Registry>,
-    stores: HashMap<String, Arc<Store>>,
     config: GatewayConfig,
     reloader: Reloader,
     dev_pages: Option<http::DevPages>,
 ) -> anyhow::Result<ExitCode> {
     let state = AppState {
         registry,
-        stores,
         max_body_bytes: config.max_body_bytes,
         dev_pages,
     };

@@ -9,9 +9,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use postgate::config::{GatewayConfig, process_env};
 use postgate::profile::conditions::explain_text;
-use postgate::profile::{Context, UploadRequest, admit};
+use postgate::profile::{ChecksumRequest, Context, Method, UploadRequest};
 use postgate::registry::{self, Snapshot};
-use postgate::sign::presign;
+use postgate::sign::{FieldStyle, sign};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -101,6 +101,12 @@ struct SignArgs {
     /// The app `${app}` resolves to.
     #[arg(long, default_value = "cli")]
     app: String,
+    /// `post` (a form) or `put` (a presigned URL); default POST where the store and profile allow it.
+    #[arg(long, value_parser = parse_method)]
+    method: Option<Method>,
+    /// The file's checksum, `algorithm=base64` (`sha256=n4bQ…`); the store verifies it.
+    #[arg(long, value_parser = parse_checksum)]
+    checksum: Option<ChecksumRequest>,
     #[arg(long)]
     dir: Option<PathBuf>,
 }
@@ -166,7 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { dir, deny_warnings } => {
             let dir = dir.unwrap_or_else(|| config.policies.clone());
-            match registry::load(&dir, &config.store_names()) {
+            match registry::load(&dir, &unsigned_stores(&config)) {
                 Ok(snapshot) => {
                     for warning in &snapshot.warnings {
                         eprintln!("{warning}");
@@ -213,6 +219,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 content_type: args.content_type,
                 size: args.size,
                 metadata: args.metadata.into_iter().collect(),
+                method: args.method,
+                checksum: args.checksum,
             };
             let now = OffsetDateTime::now_utc();
             let ctx = Context {
@@ -220,8 +228,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 now,
                 uuid: Uuid::now_v7(),
             };
-            let upload = match admit(profile, &request, &ctx) {
-                Ok(upload) => upload,
+            let signed = match sign(profile, &store, &request, &ctx, FieldStyle::default()) {
+                Ok(signed) => signed,
                 Err(refusals) => {
                     for refusal in &refusals {
                         eprintln!("{refusal}");
@@ -229,9 +237,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     bail!("profile `{}` refused the request", args.profile);
                 }
             };
-            let post = presign(upload, &store, now);
             // The gateway's compact JSON, re-indented for a terminal (key order is kept).
-            let form: serde_json::Value = serde_json::from_str(&post.to_json())?;
+            let form: serde_json::Value = serde_json::from_str(&signed.to_json())?;
             println!("{}", serde_json::to_string_pretty(&form)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -271,10 +278,43 @@ fn init_logs(cli: &Cli) {
 }
 
 fn load(dir: &Path, config: &GatewayConfig) -> anyhow::Result<Snapshot> {
-    registry::load(dir, &config.store_names()).map_err(|diags| {
+    registry::load(dir, &unsigned_stores(config)).map_err(|diags| {
         let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{} has errors:\n{}", dir.display(), text.join("\n"))
     })
+}
+
+/// The configured stores without credentials, for commands that compile but never sign.
+fn unsigned_stores(config: &GatewayConfig) -> std::sync::Arc<registry::Stores> {
+    let stores = config
+        .store_names()
+        .iter()
+        .map(|name| {
+            let store = registry::unsigned_store(name, config.store_takes_post(name));
+            (name.clone(), std::sync::Arc::new(store))
+        })
+        .collect();
+    std::sync::Arc::new(stores)
+}
+
+fn parse_checksum(text: &str) -> Result<ChecksumRequest, String> {
+    let (algorithm, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not `algorithm=base64`"))?;
+    let algorithm = serde_json::from_value(serde_json::Value::String(algorithm.to_ascii_lowercase()))
+        .map_err(|_| format!("`{algorithm}` is not one of crc32, crc32c, crc64nvme, sha1, sha256"))?;
+    Ok(ChecksumRequest {
+        algorithm,
+        value: value.to_owned(),
+    })
+}
+
+fn parse_method(text: &str) -> Result<Method, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "post" => Ok(Method::Post),
+        "put" => Ok(Method::Put),
+        _ => Err(format!("`{text}` is not a method; use `post` or `put`")),
+    }
 }
 
 fn find<'s>(snapshot: &'s Snapshot, name: &str) -> anyhow::Result<&'s postgate::profile::Profile> {

@@ -8,7 +8,7 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 use postgate::profile::conditions::{explain, explain_text};
-use postgate::profile::{self, Profile, ProfileName, UploadRequest, admit};
+use postgate::profile::{self, Method, Profile, ProfileName, UploadRequest, admit};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -25,8 +25,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = explain(&profile);
     let _ = explain_text(&profile);
     let ctx = common::context();
-    let _ = admit(&profile, &UploadRequest::default(), &ctx);
-    let _ = admit(&profile, &plain_request(&profile), &ctx);
+    for method in Method::ALL {
+        let _ = admit(&profile, &UploadRequest::default(), method, &ctx);
+        let _ = admit(&profile, &plain_request(&profile), method, &ctx);
+    }
 });
 
 /// A request that gives every declared var and metadata rule a plain value, so that admission
@@ -46,5 +48,6 @@ fn plain_request(profile: &Profile) -> UploadRequest {
             .iter()
             .map(|m| (m.name.clone(), "a1".to_owned()))
             .collect(),
+        ..UploadRequest::default()
     }
 }

@@ -232,6 +232,10 @@ pub struct StoreConfig {
     /// `auto` (default), `path` or `virtual`.
     #[serde(default)]
     pub addressing: Addressing,
+    /// Whether the store takes POST uploads; `false` for stores without them (Cloudflare R2,
+    /// Backblaze B2), which then get presigned PUT URLs. Default `true`.
+    #[serde(default)]
+    pub post: Option<bool>,
     #[serde(default)]
     pub credentials: CredentialsConfig,
 }
@@ -294,6 +298,11 @@ impl GatewayConfig {
         } else {
             self.stores.keys().cloned().collect()
         }
+    }
+
+    /// Whether the store `name` takes POST uploads (`post`, default true).
+    pub fn store_takes_post(&self, name: &str) -> bool {
+        self.stores.get(name).and_then(|s| s.post).unwrap_or(true)
     }
 
     /// Builds a store, reading its credentials with `env` (the process environment in production).
@@ -367,7 +376,7 @@ impl GatewayConfig {
             session_token: token.map(Secret::new),
             expires_at,
         };
-        Ok(Store::new(name, &region, endpoint, config.addressing, credentials))
+        Ok(Store::new(name, &region, endpoint, config.addressing, credentials).with_post(config.post.unwrap_or(true)))
     }
 }
 

@@ -17,17 +17,20 @@ use super::AppState;
 #[allow(unused_imports)]
 use super::openapi::{Health, PresignResponse, ProfileList};
 use super::problem::Problem;
-use super::wire::{ProfileDetail, ProfileSummary, curl_config, presign_response};
+use super::wire::{ProfileDetail, ProfileSummary, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
-use crate::profile::{Context, Profile, UploadRequest, admit};
+use crate::profile::{Context, Profile, UploadRequest};
 use crate::registry::Snapshot;
-use crate::sign::presign as sign_upload;
+use crate::sign::{FieldStyle, sign};
 
 #[derive(Deserialize)]
 pub struct PresignQuery {
     /// `json` (default) or `curl` (a `curl -K` config).
     #[serde(default)]
     format: Option<String>,
+    /// `botocore` (default) or `js-sdk`: the casing of a POST form's signing fields.
+    #[serde(default)]
+    fields: Option<String>,
 }
 
 /// `POST /v1/profiles/{name}/presign`
@@ -39,6 +42,7 @@ pub struct PresignQuery {
     params(
         ("name" = String, Path, description = "The profile's name", example = "avatars"),
         ("format" = Option<String>, Query, description = "`json` (default) or `curl` (a `curl -K` config)", example = "json"),
+        ("fields" = Option<String>, Query, description = "POST forms: `botocore` (default: `x-amz-algorithm`, `policy`, …, as boto3's `generate_presigned_post`) or `js-sdk` (`bucket`, `X-Amz-Algorithm`, `Policy`, …, as the AWS SDK for JavaScript's `createPresignedPost`)", example = "botocore"),
     ),
     request_body(content = UploadRequest, content_type = "application/json", example = json!({
         "vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345,
@@ -73,7 +77,7 @@ pub async fn presign(
     } else {
         UNKNOWN_PROFILE
     };
-    let result = presign_inner(&state, &snapshot, &req, &name, query.format.as_deref(), payload).await;
+    let result = presign_inner(&state, &snapshot, &req, &name, &query, payload).await;
     let (outcome, app, response, fingerprint) = match result {
         Ok((app, response, fingerprint)) => (Outcome::Signed, app, response, fingerprint),
         Err((app, problem)) => (problem.outcome, app, problem.response(), String::new()),
@@ -100,7 +104,7 @@ async fn presign_inner(
     snapshot: &Snapshot,
     req: &HttpRequest,
     name: &str,
-    format: Option<&str>,
+    query: &PresignQuery,
     payload: web::Payload,
 ) -> Result<(Option<String>, HttpResponse, String), PresignError> {
     let app = authenticate(snapshot, req).map_err(|p| (None, p))?;
@@ -111,7 +115,7 @@ async fn presign_inner(
         .check(&app)
         .map_err(|over| fail(Problem::rate_limited(&app, &over)))?;
     let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
-    let curl = match format {
+    let curl = match query.format.as_deref() {
         None | Some("json") => false,
         Some("curl") => true,
         Some(other) => {
@@ -120,6 +124,21 @@ async fn presign_inner(
                 "invalid-format",
                 "Unknown response format",
                 format!("`format={}` is not known; use `json` or `curl`", other.escape_debug()),
+            )));
+        }
+    };
+    let style = match query.fields.as_deref() {
+        None | Some("botocore") => FieldStyle::Botocore,
+        Some("js-sdk") => FieldStyle::JsSdk,
+        Some(other) => {
+            return Err(fail(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-format",
+                "Unknown field style",
+                format!(
+                    "`fields={}` is not known; use `botocore` or `js-sdk`",
+                    other.escape_debug()
+                ),
             )));
         }
     };
@@ -133,31 +152,31 @@ async fn presign_inner(
         now,
         uuid: Uuid::now_v7(),
     };
-    let upload = admit(profile, &request, &ctx).map_err(|refusals| fail(Problem::refused(name, refusals)))?;
-    let Some(store) = state.stores.get(profile.store()) else {
+    // The snapshot holds every store its profiles name (`registry::build` refuses others).
+    let Some(store) = snapshot.store_of(profile) else {
         tracing::error!(
             store = profile.store(),
             profile = name,
-            "a loaded profile names a store that is not running"
+            "a loaded profile names a store that is not in its snapshot"
         );
         return Err(fail(Problem::internal()));
     };
-    let post = sign_upload(upload, store, now);
-    if post.expiry_clamped {
+    let signed =
+        sign(profile, store, &request, &ctx, style).map_err(|refusals| fail(Problem::refused(name, refusals)))?;
+    if signed.expiry_clamped() {
         state.registry.metrics().expiry_clamped(name);
     }
-    let signature = post.fields.last().map(|(_, v)| v.as_ref()).unwrap_or_default();
-    let fingerprint = hex::encode(&Sha256::digest(signature.as_bytes())[..6]);
+    let fingerprint = hex::encode(&Sha256::digest(signed.signature().as_bytes())[..6]);
     let response = if curl {
         HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .content_type("text/plain; charset=utf-8")
-            .body(curl_config(&post))
+            .body(signed.curl_config())
     } else {
         HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .content_type("application/json")
-            .body(presign_response(&post, name, snapshot.generation))
+            .body(presign_response(&signed, name, snapshot.generation))
     };
     Ok((Some(app), response, fingerprint))
 }

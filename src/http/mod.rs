@@ -7,7 +7,6 @@ mod pages;
 pub mod problem;
 mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_cors::Cors;
@@ -16,13 +15,11 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::CorsConfig;
 use crate::registry::Registry;
-use crate::sign::Store;
 pub use pages::DevPages;
 
 /// What every request handler shares.
 pub struct AppState {
     pub registry: Arc<Registry>,
-    pub stores: HashMap<String, Arc<Store>>,
     pub max_body_bytes: usize,
     /// The dev upload pages (`/`, `/form/{profile}`, `/uploaded`); off outside `postgate dev`.
     pub dev_pages: Option<DevPages>,

@@ -14,16 +14,24 @@ use crate::profile::UploadRequest;
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct PresignResponse {
-    /// Where to POST the form.
+    /// `POST`: post `fields` and then the file (a form) to `url`; `PUT`: send the file as the
+    /// body to `url` with `headers`.
+    #[schema(value_type = String, pattern = "^(POST|PUT)$")]
+    method: String,
+    /// Where to send the upload.
     url: String,
-    /// The form fields, in the order to send them; the file goes last.
-    fields: indexmap::IndexMap<String, String>,
-    /// The object key (ends in a literal `${filename}` when the request named no file).
+    /// POST only: the form fields, in the order to send them; the file goes last.
+    fields: Option<indexmap::IndexMap<String, String>>,
+    /// PUT only: the headers to send with exactly these values (`Content-Length`, signed too,
+    /// is the body's length, which HTTP clients set themselves).
+    headers: Option<indexmap::IndexMap<String, String>>,
+    /// The object key (a POST form's ends in a literal `${filename}` when the request named no
+    /// file and the profile leaves it to the store).
     key: String,
     /// When the form stops being accepted (RFC 3339, whole seconds, UTC).
     #[schema(format = DateTime)]
     expires_at: String,
-    /// The largest upload the form admits, in bytes.
+    /// The largest upload the signature admits, in bytes (a PUT's exact size).
     max_size: u64,
     /// The profile that signed it.
     profile: String,

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::AppState;
 use super::handlers::allowed_profile;
 use super::problem::Problem;
-use crate::profile::{Context, UploadRequest, admit};
-use crate::sign::{format_rfc3339, presign as sign_upload};
+use crate::profile::{Context, Method, UploadRequest};
+use crate::sign::{FieldStyle, Signed, format_rfc3339, sign};
 
 const UPLOAD_PAGE: &str = include_str!("../../examples/browser/upload.html");
 const FORM_PAGE: &str = include_str!("../../examples/browser/form.html");
@@ -55,8 +55,10 @@ pub async fn form(
         Ok(profile) => profile,
         Err(problem) => return error_page(&problem),
     };
+    // An HTML form can only POST.
     let request = UploadRequest {
         vars: vars.into_inner(),
+        method: Some(Method::Post),
         ..UploadRequest::default()
     };
     let now = OffsetDateTime::now_utc();
@@ -65,14 +67,14 @@ pub async fn form(
         now,
         uuid: Uuid::now_v7(),
     };
-    let upload = match admit(profile, &request, &ctx) {
-        Ok(upload) => upload,
-        Err(refusals) => return error_page(&Problem::refused(&name, refusals)),
-    };
-    let Some(store) = state.stores.get(profile.store()) else {
+    let Some(store) = snapshot.store_of(profile) else {
         return error_page(&Problem::internal());
     };
-    let post = sign_upload(upload, store, now);
+    let post = match sign(profile, store, &request, &ctx, FieldStyle::default()) {
+        Ok(Signed::Post(post)) => post,
+        Ok(Signed::Put(_)) => return error_page(&Problem::internal()),
+        Err(refusals) => return error_page(&Problem::refused(&name, refusals)),
+    };
     let mut fields = String::new();
     for (field, value) in &post.fields {
         fields.push_str(&format!(

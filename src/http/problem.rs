@@ -26,6 +26,12 @@ pub fn refusal_code(kind: RefusalKind) -> &'static str {
         RefusalKind::MetadataMissing => "metadata-missing",
         RefusalKind::MetadataInvalid => "metadata-invalid",
         RefusalKind::KeyTooLong => "key-too-long",
+        RefusalKind::KeyInvalid => "key-invalid",
+        RefusalKind::MethodUnavailable => "method-unavailable",
+        RefusalKind::SizeRequired => "size-required",
+        RefusalKind::FilenameRequired => "filename-required",
+        RefusalKind::ChecksumRequired => "checksum-required",
+        RefusalKind::ChecksumInvalid => "checksum-invalid",
     }
 }
 
@@ -43,6 +49,12 @@ pub const REFUSAL_KINDS: &[RefusalKind] = &[
     RefusalKind::MetadataMissing,
     RefusalKind::MetadataInvalid,
     RefusalKind::KeyTooLong,
+    RefusalKind::KeyInvalid,
+    RefusalKind::MethodUnavailable,
+    RefusalKind::SizeRequired,
+    RefusalKind::FilenameRequired,
+    RefusalKind::ChecksumRequired,
+    RefusalKind::ChecksumInvalid,
 ];
 
 /// One field an app should fix.

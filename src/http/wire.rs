@@ -2,9 +2,10 @@
 
 use serde::Serialize;
 
+use crate::profile::Method;
 use crate::profile::conditions::{explain, write_json_string};
 use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
-use crate::sign::PresignedPost;
+use crate::sign::Signed;
 
 /// What an app needs to build its upload UI.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -20,11 +21,19 @@ pub struct ProfileSummary<'a> {
     pub content_type_required: bool,
     /// Whether the request may name the file (the key ends in `${filename}`).
     pub accepts_filename: bool,
+    /// Whether the request must name the file (`filename: request`, and every PUT).
+    pub filename_required: bool,
     pub vars: Vec<VarWire<'a>>,
     /// Metadata the request supplies (fixed metadata is the profile's own).
     pub metadata: Vec<MetadataWire<'a>>,
     /// Seconds a signed form stays valid.
     pub expires_in: u64,
+    /// How uploads may be carried: `POST` (a form), `PUT` (a presigned URL).
+    #[schema(value_type = Vec<String>)]
+    pub methods: Vec<&'static str>,
+    /// Whether the request must declare a checksum, and which algorithms it may use.
+    pub checksum_required: bool,
+    pub checksum_algorithms: Vec<&'static str>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -68,6 +77,7 @@ impl<'a> ProfileSummary<'a> {
             }),
             content_type_required: matches!(profile.content_type(), Some(ContentTypeRule::OneOf(_))),
             accepts_filename: profile.key().uses(Placeholder::Filename),
+            filename_required: profile.filename_required(),
             vars: profile
                 .vars()
                 .iter()
@@ -96,6 +106,9 @@ impl<'a> ProfileSummary<'a> {
                 })
                 .collect(),
             expires_in: profile.expires_in().as_secs(),
+            methods: profile.plan().methods().iter().map(|m| m.as_str()).collect(),
+            checksum_required: profile.checksum().required,
+            checksum_algorithms: profile.checksum().algorithms.iter().map(|a| a.name()).collect(),
         }
     }
 }
@@ -109,7 +122,26 @@ pub struct ProfileDetail<'a> {
     pub store: &'a str,
     pub key: String,
     pub apps: Option<&'a [String]>,
+    /// The POST policy conditions, placeholders shown; empty when the profile is PUT-only.
     pub conditions: Vec<ConditionWire>,
+    /// The headers a PUT URL signs, placeholders shown; empty when the profile is POST-only.
+    pub put_headers: Vec<HeaderWire>,
+    /// Why a method is unavailable, by method.
+    pub unavailable: Vec<UnavailableWire>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HeaderWire {
+    pub name: String,
+    pub value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UnavailableWire {
+    pub method: &'static str,
+    pub reason: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -123,44 +155,59 @@ pub struct ConditionWire {
 
 impl<'a> ProfileDetail<'a> {
     pub fn of(profile: &'a Profile) -> ProfileDetail<'a> {
+        let explained = explain(profile);
         ProfileDetail {
             summary: ProfileSummary::of(profile),
             bucket: profile.bucket(),
             store: profile.store(),
             key: profile.key().to_string(),
             apps: profile.apps(),
-            conditions: explain(profile)
-                .into_iter()
-                .map(|item| ConditionWire {
-                    condition: serde_json::from_str(&item.condition.to_json()).unwrap_or_default(),
-                    note: item.note,
+            conditions: explained
+                .iter()
+                .filter_map(|item| {
+                    let condition = item.condition.as_ref()?;
+                    Some(ConditionWire {
+                        condition: serde_json::from_str(&condition.to_json()).unwrap_or_default(),
+                        note: item.note.clone(),
+                    })
+                })
+                .collect(),
+            put_headers: explained
+                .iter()
+                .filter_map(|item| {
+                    let (name, value) = item.header.as_ref()?;
+                    Some(HeaderWire {
+                        name: name.to_string(),
+                        value: value.to_string(),
+                        note: item.put_note.clone(),
+                    })
+                })
+                .collect(),
+            unavailable: Method::ALL
+                .iter()
+                .filter_map(|m| {
+                    Some(UnavailableWire {
+                        method: m.as_str(),
+                        reason: profile.plan().unavailable(*m)?.to_owned(),
+                    })
                 })
                 .collect(),
         }
     }
 }
 
-/// `{url, fields, key, expires_at, max_size, profile, generation}` (+ `expiry_clamped` when true).
-pub fn presign_response(post: &PresignedPost, profile: &str, generation: u64) -> String {
+/// `{method, url, fields | headers, key, expires_at, max_size, profile, generation}` (+
+/// `expiry_clamped` when true).
+pub fn presign_response(signed: &Signed, profile: &str, generation: u64) -> String {
     let mut out = String::from("{");
-    post.write_json_members(&mut out);
+    signed.write_json_members(&mut out);
     out.push_str(",\"profile\":");
     write_json_string(&mut out, profile);
     out.push_str(",\"generation\":");
     out.push_str(&generation.to_string());
-    if post.expiry_clamped {
+    if signed.expiry_clamped() {
         out.push_str(",\"expiry_clamped\":true");
     }
     out.push('}');
-    out
-}
-
-/// A curl config (`curl -K`) that posts the form; the caller adds `-F file=@…` last.
-pub fn curl_config(post: &PresignedPost) -> String {
-    let quote = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = format!("url = \"{}\"\n", quote(&post.url));
-    for (name, value) in &post.fields {
-        out.push_str(&format!("form-string = \"{}={}\"\n", quote(name), quote(value)));
-    }
     out
 }

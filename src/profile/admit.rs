@@ -1,5 +1,6 @@
-//! Admission: one upload request checked against a profile, producing the `Upload` to sign —
-//! its rendered key, the profile's part of the condition list and the form fields they cover.
+//! Admission: one upload request checked against a profile's plan for one method, producing the
+//! `Filled` plan to sign — its rendered key and one value per rule, each with the form field or
+//! header that carries it.
 //!
 //! Pure: `now` and the UUID arrive in `Context`. Every refusal is collected, each naming the
 //! request field at fault, so an app can tell its user what to fix.
@@ -13,10 +14,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::compile::{forbidden_char, format_bytes};
-use super::conditions::Condition;
+use super::compile::{forbidden_char, format_bytes, is_media_type};
+use super::plan::{Carrier, ChecksumAlgorithm, Method, Target, put_header};
 use super::template::Values;
-use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, Placeholder, Profile};
+use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, Profile};
 
 /// The longest filename a request may name, in bytes (what common filesystems allow).
 pub const MAX_FILENAME_BYTES: usize = 255;
@@ -40,6 +41,22 @@ pub struct UploadRequest {
     /// Values for the profile's per-request metadata.
     #[serde(default)]
     pub metadata: IndexMap<String, String>,
+    /// `post` (a form) or `put` (a presigned URL). Default: POST where the store takes it and
+    /// the profile allows it, else PUT.
+    #[serde(default)]
+    pub method: Option<Method>,
+    /// The file's checksum, which the store verifies.
+    #[serde(default)]
+    pub checksum: Option<ChecksumRequest>,
+}
+
+/// A checksum the request declares: the algorithm and the base64 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksumRequest {
+    pub algorithm: ChecksumAlgorithm,
+    /// The digest, base64 (as S3's `x-amz-checksum-*` headers take it).
+    pub value: String,
 }
 
 /// The effects admission needs, supplied by the caller.
@@ -67,6 +84,12 @@ pub enum RefusalKind {
     MetadataMissing,
     MetadataInvalid,
     KeyTooLong,
+    KeyInvalid,
+    MethodUnavailable,
+    SizeRequired,
+    FilenameRequired,
+    ChecksumRequired,
+    ChecksumInvalid,
 }
 
 /// One reason a request was refused, naming the request field (`vars.user`, `size`, …).
@@ -83,25 +106,63 @@ impl fmt::Display for Refusal {
     }
 }
 
-/// An admitted upload: everything the signer adds credentials and a date to.
+/// A value of the upload as admitted for one signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value<'p> {
+    /// Exactly this.
+    Exact(Cow<'p, str>),
+    /// Starting with this (never empty).
+    Prefix(Cow<'p, str>),
+    /// A size range in bytes, inclusive; `min == max` when the request declared a size.
+    Range { min: u64, max: u64 },
+}
+
+/// One rule of the plan, filled in: the value and the form field (POST) or header (PUT) that
+/// carries it; `name` is `None` where the URL or the length carries the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'p> {
+    pub target: Target,
+    pub name: Option<Cow<'p, str>>,
+    pub value: Value<'p>,
+}
+
+/// An admitted upload: the profile's plan filled in for one request and one method, everything
+/// a renderer adds credentials and a date to.
 #[derive(Debug, Clone)]
-pub struct Upload<'p> {
+pub struct Filled<'p> {
     pub profile: &'p Profile,
-    /// The key as sent in the form: whole, or ending in a literal `${filename}`.
+    pub method: Method,
+    /// The key: whole, or (POST only) ending in a literal `${filename}`.
     pub key: String,
-    /// The profile's conditions, `bucket` first.
-    pub conditions: Vec<Condition<'p>>,
-    /// The form fields the conditions cover, in the order a form sends them.
-    pub fields: Vec<(Cow<'p, str>, Cow<'p, str>)>,
+    /// One entry per rule that applies, in plan order (`bucket` first).
+    pub entries: Vec<Entry<'p>>,
     pub expires_in: Duration,
-    /// The largest upload the form admits.
+    /// The largest upload the signature admits.
     pub max_size: u64,
 }
 
-/// Checks a request against a profile. Returns every refusal, not just the first.
-pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_>) -> Result<Upload<'p>, Vec<Refusal>> {
+impl<'p> Filled<'p> {
+    /// The entry for `target`, if the request has one.
+    pub fn get(&self, target: Target) -> Option<&Entry<'p>> {
+        self.entries.iter().find(|e| e.target == target)
+    }
+}
+
+/// Checks a request against a profile's plan for `method`. Returns every refusal, not just the
+/// first.
+pub fn admit<'p>(
+    profile: &'p Profile,
+    request: &UploadRequest,
+    method: Method,
+    ctx: &Context<'_>,
+) -> Result<Filled<'p>, Vec<Refusal>> {
     let mut refusals = Vec::new();
     let mut refuse = |kind, field: String, message: String| refusals.push(Refusal { kind, field, message });
+    let put = method == Method::Put;
+
+    if let Some(reason) = profile.plan.unavailable(method) {
+        refuse(RefusalKind::MethodUnavailable, "method".into(), reason.to_owned());
+    }
 
     // Vars: every declared one present and valid, nothing undeclared.
     for name in request.vars.keys() {
@@ -144,8 +205,18 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
         }
     }
 
-    // Filename: only where the key ends in `${filename}`; reduced to its last path segment.
+    // Filename: only where the key ends in `${filename}`; reduced to its last path segment. A PUT
+    // URL signs the whole key, so it needs the name.
     let filename = match &request.filename {
+        None if profile.key.ends_with_filename() && (put || profile.filename_required) => {
+            let why = if profile.filename_required {
+                "required: this profile has the request name the file (`filename: request`)"
+            } else {
+                "required for a PUT: the URL signs the whole key, and this key ends in `${filename}`"
+            };
+            refuse(RefusalKind::FilenameRequired, "filename".into(), why.into());
+            None
+        }
         None => None,
         Some(_) if !profile.key.ends_with_filename() => {
             refuse(
@@ -164,61 +235,67 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
         },
     };
 
-    // Content type: narrowed to exact when named.
-    let content_type: Option<(Condition<'p>, Option<Cow<'p, str>>)> =
-        match (&profile.content_type, request.content_type.as_deref()) {
-            (None, None) => None,
-            (None, Some(_)) => {
+    // Content type: narrowed to exact when named; a PUT signs it exact, so it needs one.
+    let content_type: Option<Value<'p>> = match (&profile.content_type, request.content_type.as_deref()) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            refuse(
+                RefusalKind::ContentTypeNotAllowed,
+                "content_type".into(),
+                "this profile sets no content type; omit it".into(),
+            );
+            None
+        }
+        (Some(ContentTypeRule::Prefix(prefix)), None) if !put => Some(Value::Prefix(prefix.as_str().into())),
+        (Some(ContentTypeRule::Prefix(prefix)), None) => {
+            refuse(
+                RefusalKind::ContentTypeRequired,
+                "content_type".into(),
+                format!("required for a PUT (the URL signs it exact); a type starting with `{prefix}`"),
+            );
+            None
+        }
+        (Some(ContentTypeRule::OneOf(types)), None) => {
+            refuse(
+                RefusalKind::ContentTypeRequired,
+                "content_type".into(),
+                format!("required; one of {}", types.join(", ")),
+            );
+            None
+        }
+        (Some(ContentTypeRule::Exact(exact)), None) => Some(Value::Exact(exact.as_str().into())),
+        (Some(rule), Some(named)) => {
+            if is_single_media_type(named) && rule.admits(named) {
+                Some(Value::Exact(Cow::Owned(named.to_owned())))
+            } else {
                 refuse(
                     RefusalKind::ContentTypeNotAllowed,
                     "content_type".into(),
-                    "this profile sets no content type; omit it".into(),
+                    format!(
+                        "`{}` is not allowed; this profile accepts {} (one media type, like `image/png`)",
+                        named.escape_debug(),
+                        describe_rule(rule)
+                    ),
                 );
                 None
             }
-            (Some(ContentTypeRule::Prefix(prefix)), None) => Some((
-                Condition::StartsWith {
-                    field: "Content-Type".into(),
-                    prefix: prefix.as_str().into(),
-                },
-                None,
-            )),
-            (Some(ContentTypeRule::OneOf(types)), None) => {
-                refuse(
-                    RefusalKind::ContentTypeRequired,
-                    "content_type".into(),
-                    format!("required; one of {}", types.join(", ")),
-                );
-                None
-            }
-            (Some(ContentTypeRule::Exact(exact)), None) => Some((
-                Condition::eq("Content-Type", exact.as_str()),
-                Some(Cow::Borrowed(exact.as_str())),
-            )),
-            (Some(rule), Some(named)) => {
-                if rule.admits(named) && named.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-                    Some((
-                        Condition::eq("Content-Type", named.to_owned()),
-                        Some(Cow::Owned(named.to_owned())),
-                    ))
-                } else {
-                    refuse(
-                        RefusalKind::ContentTypeNotAllowed,
-                        "content_type".into(),
-                        format!(
-                            "`{}` is not allowed; this profile accepts {}",
-                            named.escape_debug(),
-                            describe_rule(rule)
-                        ),
-                    );
-                    None
-                }
-            }
-        };
+        }
+    };
 
-    // Size: an exact length when named.
+    // Size: an exact length when named; a PUT signs `Content-Length`, so it needs one.
     let size = &profile.size;
     let (min, max) = match request.size {
+        None if put => {
+            refuse(
+                RefusalKind::SizeRequired,
+                "size".into(),
+                format!(
+                    "required for a PUT (the URL signs the exact Content-Length); {}..={} bytes",
+                    size.min, size.max
+                ),
+            );
+            (size.min, size.max)
+        }
         None => (size.min, size.max),
         Some(bytes) if bytes >= size.min && bytes <= size.max => (bytes, bytes),
         Some(bytes) => {
@@ -274,52 +351,55 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
             Some(_) => {}
         }
     }
-    let mut metadata: Vec<(&str, String)> = Vec::with_capacity(profile.metadata.len());
+    let mut metadata: Vec<Option<String>> = Vec::with_capacity(profile.metadata.len());
     for rule in &profile.metadata {
         let field = format!("metadata.{}", rule.name);
         let value = match (&rule.value, request.metadata.get(&rule.name)) {
-            (MetadataValue::Fixed(template), _) => template.render(&values),
+            (MetadataValue::Fixed(template), _) => Some(template.render(&values)),
             (_, None) if rule.required => {
                 refuse(
                     RefusalKind::MetadataMissing,
                     field,
                     "missing; this profile requires it".into(),
                 );
-                continue;
+                None
             }
-            (_, None) => continue,
+            (_, None) => None,
             (MetadataValue::OneOf(allowed), Some(value)) => {
-                if !allowed.contains(value) {
+                if allowed.contains(value) {
+                    Some(value.clone())
+                } else {
                     refuse(
                         RefusalKind::MetadataInvalid,
                         field,
                         format!("must be one of {}", allowed.join(", ")),
                     );
-                    continue;
+                    None
                 }
-                value.clone()
             }
             (MetadataValue::Pattern(regex, source), Some(value)) => {
                 if let Err(why) = forbidden_char(value) {
                     refuse(RefusalKind::MetadataInvalid, field, why);
-                    continue;
-                }
-                if !regex.is_match(value) {
+                    None
+                } else if !regex.is_match(value) {
                     refuse(
                         RefusalKind::MetadataInvalid,
                         field,
                         format!("does not match `{source}`"),
                     );
-                    continue;
+                    None
+                } else {
+                    Some(value.clone())
                 }
-                value.clone()
             }
         };
-        metadata.push((&rule.field, value));
+        metadata.push(value);
     }
-    let metadata_bytes: usize = metadata
+    let metadata_bytes: usize = profile
+        .metadata
         .iter()
-        .map(|(f, v)| f.len() - "x-amz-meta-".len() + v.len())
+        .zip(&metadata)
+        .filter_map(|(rule, value)| value.as_ref().map(|v| rule.name.len() + v.len()))
         .sum();
     if metadata_bytes > MAX_METADATA_BYTES {
         refuse(
@@ -329,13 +409,47 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
         );
     }
 
-    let key = profile.key.render(&values);
-    let key_bytes = if filename.is_none() && profile.key.uses(Placeholder::Filename) {
-        // S3 substitutes at least one character for `${filename}`.
-        key.len() - "${filename}".len() + 1
-    } else {
-        key.len()
+    // Checksum: an algorithm the profile takes, a digest of the algorithm's length.
+    let checksum = match &request.checksum {
+        None if profile.checksum.required => {
+            let names: Vec<&str> = profile.checksum.algorithms.iter().map(|a| a.name()).collect();
+            refuse(
+                RefusalKind::ChecksumRequired,
+                "checksum".into(),
+                format!(
+                    "required: declare the file's checksum, one of {} (base64)",
+                    names.join(", ")
+                ),
+            );
+            None
+        }
+        None => None,
+        Some(checksum) => match check_checksum(profile, checksum) {
+            Ok(()) => Some(checksum),
+            Err(why) => {
+                refuse(RefusalKind::ChecksumInvalid, "checksum".into(), why);
+                None
+            }
+        },
     };
+
+    let key = profile.key.render(&values);
+    let filename_left = filename.is_none() && profile.key.ends_with_filename();
+    let signed_part = if filename_left {
+        &key[..key.len() - "${filename}".len()]
+    } else {
+        key.as_str()
+    };
+    // Values never contain `${`, but two adjacent ones can splice one (`x$` + `{filename}`).
+    if signed_part.contains("${") {
+        refuse(
+            RefusalKind::KeyInvalid,
+            "key".into(),
+            "the vars would render a key containing `${`, which S3 would read as a placeholder; change the vars".into(),
+        );
+    }
+    // S3 substitutes at least one character for `${filename}`.
+    let key_bytes = signed_part.len() + usize::from(filename_left);
     if key_bytes > MAX_KEY_BYTES {
         refuse(
             RefusalKind::KeyTooLong,
@@ -350,44 +464,126 @@ pub fn admit<'p>(profile: &'p Profile, request: &UploadRequest, ctx: &Context<'_
         return Err(refusals);
     }
 
-    let mut conditions = Vec::with_capacity(6 + profile.fields.len() + metadata.len());
-    let mut fields = Vec::with_capacity(4 + profile.fields.len() + metadata.len());
-    conditions.push(Condition::eq("bucket", profile.bucket.as_str()));
-    if filename.is_none() && profile.key.ends_with_filename() {
-        // S3 compares the policy against the form value before it substitutes ${filename}, so the
-        // condition is on the prefix (which always ends with `/`, so is never empty).
-        conditions.push(Condition::StartsWith {
-            field: "key".into(),
-            prefix: key[..key.len() - "${filename}".len()].to_owned().into(),
+    // Fill the plan in, rule by rule, in its order.
+    let mut entries = Vec::with_capacity(profile.plan.rules().len());
+    for rule in profile.plan.rules() {
+        let carrier = rule.carrier(method);
+        let named = |name: &'p str| match carrier {
+            Carrier::Named(fixed) => Some(Cow::Borrowed(fixed)),
+            Carrier::ProfileNamed => Some(Cow::Borrowed(name)),
+            Carrier::Url | Carrier::Length | Carrier::None => None,
+        };
+        let value = match rule.target {
+            Target::Bucket => Value::Exact(profile.bucket.as_str().into()),
+            Target::Key if filename_left => Value::Prefix(Cow::Owned(signed_part.to_owned())),
+            Target::Key => Value::Exact(Cow::Owned(key.clone())),
+            Target::Size => Value::Range { min, max },
+            Target::ContentType => match &content_type {
+                Some(value) => value.clone(),
+                None => continue,
+            },
+            Target::Field(i) => {
+                let (field, value) = &profile.fields[i];
+                let name = match method {
+                    Method::Post => named(field),
+                    Method::Put => put_header(field).map(Cow::Borrowed),
+                };
+                entries.push(Entry {
+                    target: rule.target,
+                    name,
+                    value: Value::Exact(value.as_str().into()),
+                });
+                continue;
+            }
+            Target::Metadata(i) => match metadata[i].take() {
+                Some(value) => {
+                    entries.push(Entry {
+                        target: rule.target,
+                        name: named(&profile.metadata[i].field),
+                        value: Value::Exact(value.into()),
+                    });
+                    continue;
+                }
+                None => continue,
+            },
+            Target::ChecksumAlgorithm => match checksum {
+                Some(checksum) => Value::Exact(checksum.algorithm.s3_name().into()),
+                None => continue,
+            },
+            Target::Checksum => match checksum {
+                Some(checksum) => {
+                    entries.push(Entry {
+                        target: rule.target,
+                        name: named(checksum.algorithm.field()),
+                        value: Value::Exact(Cow::Owned(checksum.value.clone())),
+                    });
+                    continue;
+                }
+                None => continue,
+            },
+            Target::NoOverwrite => Value::Exact("*".into()),
+        };
+        entries.push(Entry {
+            target: rule.target,
+            name: named(""),
+            value,
         });
-    } else {
-        conditions.push(Condition::eq("key", key.clone()));
-    }
-    fields.push(("key".into(), key.clone().into()));
-    conditions.push(Condition::ContentLengthRange { min, max });
-    if let Some((condition, field_value)) = content_type {
-        conditions.push(condition);
-        if let Some(value) = field_value {
-            fields.push(("Content-Type".into(), value));
-        }
-    }
-    for (field, value) in &profile.fields {
-        conditions.push(Condition::eq(field.as_str(), value.as_str()));
-        fields.push((field.as_str().into(), value.as_str().into()));
-    }
-    for (field, value) in metadata {
-        conditions.push(Condition::eq(field, value.clone()));
-        fields.push((field.into(), value.into()));
     }
 
-    Ok(Upload {
+    Ok(Filled {
         profile,
+        method,
         key,
-        conditions,
-        fields,
+        entries,
         expires_in: profile.expires_in,
         max_size: max,
     })
+}
+
+/// One media type, `type/subtype` with optional `; name=value` parameters: never a list, so a
+/// rule that admits `image/` cannot sign `image/png, text/html`.
+pub fn is_single_media_type(text: &str) -> bool {
+    if !text.chars().all(|c| c.is_ascii_graphic() || c == ' ') || text.contains(',') {
+        return false;
+    }
+    let mut parts = text.split(';');
+    let essence = parts.next().unwrap_or_default();
+    if essence != essence.trim() || !is_media_type(essence) {
+        return false;
+    }
+    parts.all(|param| {
+        let param = param.trim();
+        let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c));
+        matches!(param.split_once('='), Some((name, value)) if token(name)
+            && (token(value) || (value.len() >= 2 && value.starts_with('"') && value.ends_with('"') && !value[1..value.len() - 1].contains('"'))))
+    })
+}
+
+fn check_checksum(profile: &Profile, checksum: &ChecksumRequest) -> Result<(), String> {
+    use base64::Engine as _;
+    let algorithm = checksum.algorithm;
+    if !profile.checksum.algorithms.contains(&algorithm) {
+        let names: Vec<&str> = profile.checksum.algorithms.iter().map(|a| a.name()).collect();
+        return Err(format!(
+            "`{}` is not taken by this profile; use one of {}",
+            algorithm.name(),
+            names.join(", ")
+        ));
+    }
+    match base64::engine::general_purpose::STANDARD.decode(&checksum.value) {
+        Ok(digest) if digest.len() == algorithm.digest_bytes() => Ok(()),
+        Ok(digest) => Err(format!(
+            "a {} digest is {} bytes; this one is {}",
+            algorithm.name(),
+            algorithm.digest_bytes(),
+            digest.len()
+        )),
+        Err(_) => Err(format!(
+            "`value` is not base64; send the {} digest base64-encoded, as S3's `{}` takes it",
+            algorithm.name(),
+            algorithm.field()
+        )),
+    }
 }
 
 /// The rules no var pattern can loosen. Returns why the value is refused.

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 
-use super::raw::{RawByteSize, RawContentType, RawMetadata, RawProfile};
+use super::plan::{ChecksumRule, Method, Plan};
+use super::raw::{RawApps, RawByteSize, RawContentType, RawFilename, RawMetadata, RawProfile};
 use super::template::{Part, Placeholder, Template};
 use super::{
     ContentTypeRule, DEFAULT_EXPIRES_IN, DEFAULT_VAR_PATTERN, Diagnostic, MAX_EXPIRES_IN, MAX_KEY_BYTES,
@@ -32,7 +33,6 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "x-amz-server-side-encryption-context",
     "x-amz-server-side-encryption-bucket-key-enabled",
     "x-amz-website-redirect-location",
-    "x-amz-checksum-algorithm",
     "x-amz-object-lock-mode",
     "x-amz-object-lock-retain-until-date",
     "x-amz-object-lock-legal-hold",
@@ -113,7 +113,18 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
     let metadata = compile_metadata(&raw, &var_names, cache, &mut diags);
     let fields = compile_fields(&raw, &mut diags);
 
-    if let Some(apps) = &raw.apps {
+    let apps = match &raw.apps {
+        None => {
+            diags.push(Diagnostic::warning(
+                "apps",
+                "not given, so every app may use this profile; list the apps, or write `apps: all` to mean every app",
+            ));
+            None
+        }
+        Some(RawApps::Every(_)) => None,
+        Some(RawApps::List(apps)) => Some(apps.clone()),
+    };
+    if let Some(apps) = &apps {
         for (i, app) in apps.iter().enumerate() {
             if !is_simple_name(app) {
                 diags.push(Diagnostic::error(
@@ -125,19 +136,16 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
         if apps.is_empty() {
             diags.push(Diagnostic::warning(
                 "apps",
-                "the list is empty, so no app may use this profile; omit `apps` to allow every app",
+                "the list is empty, so no app may use this profile; write `apps: all` to allow every app",
             ));
         }
     }
 
+    let checksum = compile_checksum(&raw, &mut diags);
+    let overwrite = raw.overwrite.unwrap_or(true);
     if let Some(key) = &key {
         warn_unused_vars(&var_names, &vars, key, &metadata, &mut diags);
-        if key.placeholders().next().is_none() {
-            diags.push(Diagnostic::warning(
-                "key",
-                "the key has no placeholder, so every upload overwrites the same object; add `${uuid}` or `${filename}`",
-            ));
-        }
+        warn_key_shape(key, &var_names, overwrite, raw.filename, &mut diags);
     }
     if let Some(rule) = &content_type {
         warn_inline_rendering(rule, &fields, &mut diags);
@@ -162,9 +170,18 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
         content_type,
         metadata,
         fields,
-        apps: raw.apps,
+        apps,
+        checksum,
+        filename_required: raw.filename == Some(RawFilename::Request),
+        overwrite,
+        plan: Plan::default(),
         warnings: Vec::new(),
     };
+    profile.plan = Plan::build(&profile, raw.methods.as_deref());
+    check_methods(&profile, raw.methods.as_deref(), &mut diags);
+    if diags.iter().any(Diagnostic::is_error) {
+        return Err(sorted(diags));
+    }
     let policy_bytes = estimated_policy_bytes(&profile);
     if policy_bytes > POLICY_WARN_BYTES {
         diags.push(Diagnostic::warning(
@@ -234,8 +251,18 @@ fn check_bucket(bucket: &str, diags: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Compiles `pattern` as a full-match regex with a bounded size.
+/// Compiles `pattern` as a full-match regex with a bounded size. The pattern is parsed on its own
+/// first: `[a-z]{1,8})|(?:.*` is not a pattern, but wrapped in `^(?:…)$` it would compile to one
+/// that matches everything.
 fn full_match_regex(pattern: &str) -> Result<Regex, String> {
+    if let Err(error) = regex_syntax::Parser::new().parse(pattern) {
+        let text = error.to_string();
+        let reason = text.lines().last().unwrap_or("invalid").trim();
+        let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+        return Err(format!(
+            "`{pattern}` is not a valid regular expression on its own: {reason}"
+        ));
+    }
     RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(1 << 20)
         .build()
@@ -366,22 +393,51 @@ fn compile_key(text: &str, var_names: &[String], diags: &mut Vec<Diagnostic>) ->
     (diags.len() == before).then_some(template)
 }
 
-/// Why `text` may not be used: it contains a control or bidirectional character (which make a
-/// key display as something it is not). Phrased to follow "the value" or a field name.
+/// Why `text` may not be used: it contains a control, format or bidirectional character (which
+/// make a key display as something it is not, or hide part of it). Phrased to follow "the value"
+/// or a field name.
 pub(crate) fn forbidden_char(text: &str) -> Result<(), String> {
     match text.chars().find(|c| is_forbidden_char(*c)) {
         Some(bad) => Err(format!(
-            "contains the control or bidirectional character U+{:04X}",
+            "contains the invisible control or format character U+{:04X}",
             bad as u32
         )),
         None => Ok(()),
     }
 }
 
-/// Characters no value, key or field may contain: controls and bidirectional overrides.
-fn is_forbidden_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+/// Characters no value, key or field may contain: controls (Cc) and format characters (Cf: the
+/// bidirectional overrides, zero-width spaces and joiners, the soft hyphen, tag characters, …).
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control() || is_format_char(c)
+}
+
+/// Unicode general category Cf (Unicode 16.0, DerivedGeneralCategory.txt).
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 fn compile_expires_in(text: Option<&str>, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
@@ -489,7 +545,7 @@ fn compile_size(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Option<SizeRan
 }
 
 /// `type/subtype` with RFC 6838 token characters.
-fn is_media_type(text: &str) -> bool {
+pub(crate) fn is_media_type(text: &str) -> bool {
     let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c));
     matches!(text.split_once('/'), Some((kind, sub)) if token(kind) && token(sub))
 }
@@ -622,7 +678,20 @@ fn compile_metadata(
                         diags.push(Diagnostic::error(format!("{path}.one_of"), "the list is empty"));
                         continue;
                     }
-                    (Some(values), None) => MetadataValue::OneOf(values.clone()),
+                    (Some(values), None) => {
+                        let bad = values
+                            .iter()
+                            .enumerate()
+                            .find_map(|(i, v)| forbidden_char(v).err().map(|why| (i, why)));
+                        if let Some((i, why)) = bad {
+                            diags.push(Diagnostic::error(
+                                format!("{path}.one_of[{i}]"),
+                                format!("the value {why}"),
+                            ));
+                            continue;
+                        }
+                        MetadataValue::OneOf(values.clone())
+                    }
                     (None, Some(pattern)) => match cache.full_match(pattern) {
                         Ok(regex) => MetadataValue::Pattern(regex, pattern.clone()),
                         Err(message) => {
@@ -657,6 +726,8 @@ fn owned_field_hint(lower: &str) -> Option<&'static str> {
         "key" => Some("use the profile's `key`"),
         "bucket" => Some("use the profile's `bucket`"),
         "content-type" => Some("use `content_type`"),
+        "x-amz-checksum-algorithm" => Some("use `checksum`"),
+        _ if lower.starts_with("x-amz-checksum-") => Some("use `checksum`; the request declares the value"),
         "policy"
         | "x-amz-algorithm"
         | "x-amz-credential"
@@ -787,7 +858,131 @@ fn estimated_policy_bytes(profile: &Profile) -> usize {
     const FIXED: usize = 230;
     let explained: usize = super::conditions::explain(profile)
         .iter()
-        .map(|c| c.condition.to_json().len() + 2)
+        .filter_map(|c| c.condition.as_ref())
+        .map(|c| c.to_json().len() + 2)
         .sum();
     FIXED + explained
+}
+
+fn compile_checksum(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> ChecksumRule {
+    let Some(rule) = &raw.checksum else {
+        return ChecksumRule::default();
+    };
+    let mut algorithms = rule
+        .algorithms
+        .clone()
+        .unwrap_or_else(|| ChecksumRule::default().algorithms);
+    if algorithms.is_empty() {
+        diags.push(Diagnostic::error(
+            "checksum.algorithms",
+            "the list is empty; name at least one of crc32, crc32c, crc64nvme, sha1, sha256, or omit it",
+        ));
+    }
+    for (i, algorithm) in algorithms.iter().enumerate() {
+        if algorithms[..i].contains(algorithm) {
+            diags.push(Diagnostic::error(
+                format!("checksum.algorithms[{i}]"),
+                format!("`{}` is listed twice", algorithm.name()),
+            ));
+        }
+    }
+    algorithms.dedup();
+    ChecksumRule {
+        required: rule.required.unwrap_or(true),
+        algorithms,
+    }
+}
+
+/// A profile must be servable by at least one method, and every method it lists must be able to
+/// carry its rules.
+fn check_methods(profile: &Profile, listed: Option<&[Method]>, diags: &mut Vec<Diagnostic>) {
+    let plan = profile.plan();
+    if let Some(listed) = listed {
+        for (i, method) in listed.iter().enumerate() {
+            if listed[..i].contains(method) {
+                diags.push(Diagnostic::error(
+                    format!("methods[{i}]"),
+                    format!("{method} is listed twice"),
+                ));
+            } else if let Some(reason) = plan.unavailable(*method) {
+                diags.push(Diagnostic::error(format!("methods[{i}]"), reason.to_owned()));
+            }
+        }
+        if listed.is_empty() {
+            diags.push(Diagnostic::error(
+                "methods",
+                "the list is empty; name `post`, `put` or both",
+            ));
+        }
+    }
+    if plan.methods().is_empty() && listed.is_none_or(|l| !l.is_empty()) && !diags.iter().any(Diagnostic::is_error) {
+        let reasons: Vec<&str> = Method::ALL.iter().filter_map(|m| plan.unavailable(*m)).collect();
+        diags.push(Diagnostic::error(
+            "",
+            format!("no method can carry this profile: {}", reasons.join("; ")),
+        ));
+    }
+}
+
+/// Keys whose uploads can collide: two variable placeholders in one segment (`${tenant}-${user}`
+/// with `-` allowed in both renders `a-b` + `c` and `a` + `b-c` alike), a key without `${uuid}`
+/// (a second upload with the same values replaces the first), and `${filename}` left to the
+/// store (the uploader then chooses the whole rest of the key).
+fn warn_key_shape(
+    key: &Template,
+    var_names: &[String],
+    overwrite: bool,
+    filename: Option<RawFilename>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut segment: Vec<&str> = Vec::new();
+    let flush = |segment: &mut Vec<&str>, diags: &mut Vec<Diagnostic>| {
+        if segment.len() > 1 {
+            let names: Vec<String> = segment.iter().map(|n| format!("`${{{n}}}`")).collect();
+            diags.push(Diagnostic::warning(
+                "key",
+                format!(
+                    "{} share one key segment, so different values can render the same key (`a-b` + `c` and `a` + `b-c`); give each its own segment, like `${{{}}}/${{{}}}`",
+                    names.join(" and "),
+                    segment[0],
+                    segment[1]
+                ),
+            ));
+        }
+        segment.clear();
+    };
+    for part in key.parts() {
+        match part {
+            Part::Literal(text) if text.contains('/') => {
+                flush(&mut segment, diags);
+            }
+            Part::Literal(_) => {}
+            Part::Placeholder(Placeholder::Var(i), _) => segment.push(&var_names[*i]),
+            Part::Placeholder(Placeholder::App, _) => segment.push("app"),
+            Part::Placeholder(..) => {}
+        }
+    }
+    flush(&mut segment, diags);
+    if key.placeholders().next().is_none() {
+        diags.push(Diagnostic::warning(
+            "key",
+            "the key has no placeholder, so every upload overwrites the same object; add `${uuid}` or `${filename}`",
+        ));
+    } else if !key.uses(Placeholder::Uuid) && overwrite {
+        diags.push(Diagnostic::warning(
+            "key",
+            "the key has no `${uuid}`, so a second upload with the same values silently replaces the first; add `${uuid}`, or set `overwrite: false` (PUT only)",
+        ));
+    }
+    match (key.ends_with_filename(), filename) {
+        (true, None) => diags.push(Diagnostic::warning(
+            "key",
+            "a form signed without a `filename` lets the uploader choose everything after the prefix (any number of segments, `..`, any character S3 takes); write `filename: request` to have every request name the file (checked and signed exact), or `filename: store` to accept it",
+        )),
+        (false, Some(_)) => diags.push(Diagnostic::error(
+            "filename",
+            "the key does not end in `${filename}`, so there is no file name to decide; remove `filename`",
+        )),
+        _ => {}
+    }
 }

@@ -1,11 +1,12 @@
-//! POST policy conditions: the three forms S3 knows, their JSON, and a profile's condition list
-//! with placeholders shown (what `postgate explain` prints).
+//! POST policy conditions: the three forms S3 knows, their JSON, and a profile's plan with
+//! placeholders shown, as POST conditions and PUT headers (what `postgate explain` prints).
 //!
 //! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html>
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use super::plan::{Method, Target, put_header};
 use super::template::Part;
 use super::{ContentTypeRule, MetadataValue, Profile};
 
@@ -125,108 +126,189 @@ fn find_escape(bytes: &[u8]) -> Option<usize> {
         .map(|i| index + i)
 }
 
-/// A condition of a profile with placeholders shown, and a note for a reader.
+/// A PUT header and its value, placeholders shown.
+type Header<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// One rule of a profile's plan as one method carries it, placeholders shown as `${name}` and
+/// per-request values as `<…>`, with a note for a reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExplainedCondition<'a> {
-    pub condition: Condition<'a>,
+    /// The POST policy condition; `None` for rules that only PUT carries.
+    pub condition: Option<Condition<'a>>,
+    /// The PUT header and its value; `None` where the URL carries the value or PUT cannot.
+    pub header: Option<Header<'a>>,
     pub note: Option<String>,
+    /// The note for the PUT header where it differs from the POST one.
+    pub put_note: Option<String>,
 }
 
-fn explained(condition: Condition<'_>, note: Option<String>) -> ExplainedCondition<'_> {
-    ExplainedCondition { condition, note }
-}
-
-/// The condition list every form of this profile is signed with, placeholders shown as `${name}`
-/// and per-request values as `<…>`.
+/// The plan of a profile, rule by rule, followed by the signing fields of a POST form. Both
+/// carriers of every rule are shown; `conditions` and `put_headers` pick one.
 pub fn explain(profile: &Profile) -> Vec<ExplainedCondition<'_>> {
-    let mut list = vec![explained(Condition::eq("bucket", &profile.bucket), None)];
-
-    let key = profile.key.to_string();
-    if profile.key.ends_with_filename() {
-        let prefix: String = profile.key.parts()[..profile.key.parts().len() - 1]
-            .iter()
-            .map(|part| match part {
-                Part::Literal(text) => text.clone(),
-                Part::Placeholder(_, name) => format!("${{{name}}}"),
-            })
-            .collect();
-        list.push(explained(
-            Condition::StartsWith {
-                field: "key".into(),
-                prefix: prefix.into(),
-            },
-            Some("exact key instead when the request names a filename".into()),
-        ));
-    } else {
-        list.push(explained(Condition::eq("key", key), None));
-    }
-
-    list.push(explained(
-        Condition::ContentLengthRange {
-            min: profile.size.min,
-            max: profile.size.max,
-        },
-        Some("exact size instead when the request names one".into()),
-    ));
-
-    match &profile.content_type {
-        Some(ContentTypeRule::Prefix(prefix)) => list.push(explained(
-            Condition::StartsWith {
-                field: "Content-Type".into(),
-                prefix: prefix.as_str().into(),
-            },
-            Some("exact type instead when the request names one".into()),
-        )),
-        Some(ContentTypeRule::OneOf(types)) => list.push(explained(
-            Condition::eq("Content-Type", "<content_type>"),
-            Some(format!("the request names one of {}", types.join(", "))),
-        )),
-        Some(ContentTypeRule::Exact(exact)) => list.push(explained(Condition::eq("Content-Type", exact), None)),
-        None => {}
-    }
-
-    for (field, value) in &profile.fields {
-        list.push(explained(Condition::eq(field, value), None));
-    }
-
-    for rule in &profile.metadata {
-        let optional = (!rule.required).then_some("optional; absent when the request omits it");
-        let (value, note) = match &rule.value {
-            MetadataValue::Fixed(template) => (template.to_string(), None),
-            MetadataValue::OneOf(values) => (
-                format!("<metadata.{}>", rule.name),
-                Some(format!("one of {}", values.join(", "))),
+    let mut list = Vec::with_capacity(profile.plan.rules().len() + 4);
+    for rule in profile.plan.rules() {
+        let optional = rule.optional.then_some("optional; absent when the request omits it");
+        let (condition, header, note): (Option<Condition>, Option<Header>, Option<String>) = match rule.target {
+            Target::Bucket => (Some(Condition::eq("bucket", &profile.bucket)), None, None),
+            Target::Key if profile.key.ends_with_filename() && !profile.filename_required => (
+                Some(Condition::StartsWith {
+                    field: "key".into(),
+                    prefix: key_prefix(profile).into(),
+                }),
+                None,
+                Some("exact key instead when the request names a filename (a PUT must)".into()),
             ),
-            MetadataValue::Pattern(_, source) => (
-                format!("<metadata.{}>", rule.name),
-                Some(format!("matching `{source}`")),
+            Target::Key if profile.key.ends_with_filename() => (
+                Some(Condition::eq("key", profile.key.to_string())),
+                None,
+                Some("the request names the file (`filename: request`)".into()),
+            ),
+            Target::Key => (Some(Condition::eq("key", profile.key.to_string())), None, None),
+            Target::Size => (
+                Some(Condition::ContentLengthRange {
+                    min: profile.size.min,
+                    max: profile.size.max,
+                }),
+                Some(("Content-Length".into(), "<size>".into())),
+                Some("exact size instead when the request names one (a PUT must)".into()),
+            ),
+            Target::ContentType => match &profile.content_type {
+                Some(ContentTypeRule::Prefix(prefix)) => (
+                    Some(Condition::StartsWith {
+                        field: "Content-Type".into(),
+                        prefix: prefix.as_str().into(),
+                    }),
+                    Some(("Content-Type".into(), "<content_type>".into())),
+                    Some("exact type instead when the request names one (a PUT must)".into()),
+                ),
+                Some(ContentTypeRule::OneOf(types)) => (
+                    Some(Condition::eq("Content-Type", "<content_type>")),
+                    Some(("Content-Type".into(), "<content_type>".into())),
+                    Some(format!("the request names one of {}", types.join(", "))),
+                ),
+                Some(ContentTypeRule::Exact(exact)) => (
+                    Some(Condition::eq("Content-Type", exact)),
+                    Some(("Content-Type".into(), exact.as_str().into())),
+                    None,
+                ),
+                None => continue,
+            },
+            Target::Field(i) => {
+                let (field, value) = &profile.fields[i];
+                (
+                    Some(Condition::eq(field, value)),
+                    put_header(field).map(|h| (h.into(), value.as_str().into())),
+                    None,
+                )
+            }
+            Target::Metadata(i) => {
+                let rule = &profile.metadata[i];
+                let (value, note) = match &rule.value {
+                    MetadataValue::Fixed(template) => (template.to_string(), None),
+                    MetadataValue::OneOf(values) => (
+                        format!("<metadata.{}>", rule.name),
+                        Some(format!("one of {}", values.join(", "))),
+                    ),
+                    MetadataValue::Pattern(_, source) => (
+                        format!("<metadata.{}>", rule.name),
+                        Some(format!("matching `{source}`")),
+                    ),
+                };
+                (
+                    Some(Condition::eq(&rule.field, value.clone())),
+                    Some((rule.field.as_str().into(), value.into())),
+                    note,
+                )
+            }
+            Target::ChecksumAlgorithm => (
+                Some(Condition::eq("x-amz-checksum-algorithm", "<CHECKSUM.ALGORITHM>")),
+                None,
+                Some(checksum_note(profile)),
+            ),
+            Target::Checksum => (
+                Some(Condition::eq("x-amz-checksum-<algorithm>", "<checksum.value>")),
+                Some(("x-amz-checksum-<algorithm>".into(), "<checksum.value>".into())),
+                Some(checksum_note(profile)),
+            ),
+            Target::NoOverwrite => (
+                None,
+                Some(("If-None-Match".into(), "*".into())),
+                Some("the store refuses the upload when the key exists".into()),
             ),
         };
         let note = match (note, optional) {
-            (Some(note), Some(optional)) => Some(format!("{note}; {optional}")),
-            (note, optional) => note.or(optional.map(str::to_owned)),
+            (Some(note), Some(optional)) if !matches!(rule.target, Target::ChecksumAlgorithm | Target::Checksum) => {
+                Some(format!("{note}; {optional}"))
+            }
+            (note @ Some(_), _) => note,
+            (None, optional) => optional.map(str::to_owned),
         };
-        list.push(explained(Condition::eq(&rule.field, value), note));
+        let put_note = match rule.target {
+            Target::Size => Some(format!(
+                "the request's exact size, {} to {}",
+                super::compile::format_bytes(profile.size.min),
+                super::compile::format_bytes(profile.size.max)
+            )),
+            Target::ContentType => match &profile.content_type {
+                Some(ContentTypeRule::Prefix(prefix)) => Some(format!("the request's type, starting with `{prefix}`")),
+                _ => note.clone(),
+            },
+            _ => note.clone(),
+        };
+        list.push(ExplainedCondition {
+            condition: condition.filter(|_| profile.plan.allows(Method::Post)),
+            header: header.filter(|_| profile.plan.allows(Method::Put)),
+            note,
+            put_note,
+        });
     }
-
-    list.push(explained(Condition::eq("x-amz-algorithm", "AWS4-HMAC-SHA256"), None));
-    list.push(explained(
-        Condition::eq(
-            "x-amz-credential",
-            "<access-key-id>/<yyyymmdd>/<region>/s3/aws4_request",
-        ),
-        None,
-    ));
-    list.push(explained(Condition::eq("x-amz-date", "<yyyymmddThhmmssZ>"), None));
-    list.push(explained(
-        Condition::eq("x-amz-security-token", "<session-token>"),
-        Some("only when the store's credentials carry a session token".into()),
-    ));
+    if profile.plan.allows(Method::Post) {
+        let signing = |condition, note: Option<&str>| ExplainedCondition {
+            condition: Some(condition),
+            header: None,
+            note: note.map(str::to_owned),
+            put_note: None,
+        };
+        list.push(signing(Condition::eq("x-amz-algorithm", "AWS4-HMAC-SHA256"), None));
+        list.push(signing(
+            Condition::eq(
+                "x-amz-credential",
+                "<access-key-id>/<yyyymmdd>/<region>/s3/aws4_request",
+            ),
+            None,
+        ));
+        list.push(signing(Condition::eq("x-amz-date", "<yyyymmddThhmmssZ>"), None));
+        list.push(signing(
+            Condition::eq("x-amz-security-token", "<session-token>"),
+            Some("only when the store's credentials carry a session token"),
+        ));
+    }
     list
 }
 
-/// The human-readable explanation `postgate explain` prints: the profile's settings and its
-/// condition list with placeholders shown.
+fn checksum_note(profile: &Profile) -> String {
+    let names: Vec<&str> = profile.checksum.algorithms.iter().map(|a| a.name()).collect();
+    let when = if profile.checksum.required {
+        "required"
+    } else {
+        "when the request declares a checksum"
+    };
+    format!("{when}: {}", names.join(", "))
+}
+
+/// The key's text before `${filename}`, placeholders shown.
+fn key_prefix(profile: &Profile) -> String {
+    profile.key.parts()[..profile.key.parts().len() - 1]
+        .iter()
+        .map(|part| match part {
+            Part::Literal(text) => text.clone(),
+            Part::Placeholder(_, name) => format!("${{{name}}}"),
+        })
+        .collect()
+}
+
+/// The human-readable explanation `postgate explain` prints: the profile's settings, the
+/// methods that carry it, its POST condition list and its PUT headers, placeholders shown.
 pub fn explain_text(profile: &Profile) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "profile {}", profile.name);
@@ -253,15 +335,44 @@ pub fn explain_text(profile: &Profile) -> String {
             let _ = writeln!(out, "  apps         (every app)");
         }
     }
-    let _ = writeln!(out, "conditions:");
-    for item in explain(profile) {
-        let json = item.condition.to_json();
-        match &item.note {
-            Some(note) => {
-                let _ = writeln!(out, "  {json:<56}  # {note}");
-            }
+    for method in Method::ALL {
+        match profile.plan.unavailable(method) {
             None => {
-                let _ = writeln!(out, "  {json}");
+                let _ = writeln!(out, "  {:<12} yes", method.as_str());
+            }
+            Some(reason) => {
+                let _ = writeln!(out, "  {:<12} no: {reason}", method.as_str());
+            }
+        }
+    }
+    let explained = explain(profile);
+    if profile.plan.allows(Method::Post) {
+        let _ = writeln!(out, "conditions (POST):");
+        for item in &explained {
+            let Some(condition) = &item.condition else { continue };
+            let json = condition.to_json();
+            match &item.note {
+                Some(note) => {
+                    let _ = writeln!(out, "  {json:<56}  # {note}");
+                }
+                None => {
+                    let _ = writeln!(out, "  {json}");
+                }
+            }
+        }
+    }
+    if profile.plan.allows(Method::Put) {
+        let _ = writeln!(out, "signed headers (PUT; bucket and key in the URL):");
+        for item in &explained {
+            let Some((name, value)) = &item.header else { continue };
+            let line = format!("{name}: {value}");
+            match &item.put_note {
+                Some(note) => {
+                    let _ = writeln!(out, "  {line:<56}  # {note}");
+                }
+                None => {
+                    let _ = writeln!(out, "  {line}");
+                }
             }
         }
     }

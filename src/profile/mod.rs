@@ -7,6 +7,7 @@
 pub mod admit;
 pub mod compile;
 pub mod conditions;
+pub mod plan;
 pub mod raw;
 pub mod template;
 pub mod yaml;
@@ -16,8 +17,9 @@ use std::time::Duration;
 
 use regex::Regex;
 
-pub use admit::{Context, Refusal, RefusalKind, Upload, UploadRequest, admit};
+pub use admit::{ChecksumRequest, Context, Entry, Filled, Refusal, RefusalKind, UploadRequest, Value, admit};
 pub use compile::{RegexCache, compile, compile_cached};
+pub use plan::{ChecksumAlgorithm, ChecksumRule, Method, Plan};
 pub use raw::RawProfile;
 pub use template::{Placeholder, Template};
 
@@ -214,6 +216,12 @@ pub struct Profile {
     pub(crate) metadata: Vec<MetadataRule>,
     pub(crate) fields: Vec<(String, String)>,
     pub(crate) apps: Option<Vec<String>>,
+    pub(crate) checksum: ChecksumRule,
+    /// The request must name the file (`filename: request`).
+    pub(crate) filename_required: bool,
+    /// `false`: an upload must not replace an existing object.
+    pub(crate) overwrite: bool,
+    pub(crate) plan: Plan,
     pub(crate) warnings: Vec<Diagnostic>,
 }
 
@@ -258,6 +266,20 @@ impl Profile {
     }
     pub fn allows_app(&self, app: &str) -> bool {
         self.apps.as_ref().is_none_or(|apps| apps.iter().any(|a| a == app))
+    }
+    pub fn checksum(&self) -> &ChecksumRule {
+        &self.checksum
+    }
+    /// Whether a request must name the file of a key ending in `${filename}`.
+    pub fn filename_required(&self) -> bool {
+        self.filename_required
+    }
+    pub fn overwrite(&self) -> bool {
+        self.overwrite
+    }
+    /// The profile's constraints in form order, and the methods that can carry them.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings

@@ -54,12 +54,70 @@ pub struct RawProfile {
     #[serde(default, deserialize_with = "unique_keys")]
     #[schemars(extend("propertyNames" = { "enum": crate::profile::compile::KNOWN_FIELDS }))]
     pub fields: IndexMap<String, String>,
-    /// The apps that may request this profile. Omitted: every app.
+    /// The apps that may request this profile: a list of app names, or `all` for every app.
+    /// Omitted: every app, with a warning (say `all` to mean it).
     #[serde(default)]
-    pub apps: Option<Vec<String>>,
+    pub apps: Option<RawApps>,
+    /// How uploads may be carried: `post` (a form), `put` (a presigned URL). Default: every
+    /// method that can carry the profile's rules.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub methods: Option<Vec<crate::profile::Method>>,
+    /// Checksums the request declares (`x-amz-checksum-*`), which the store verifies.
+    #[serde(default)]
+    pub checksum: Option<RawChecksum>,
+    /// Who names the file in a key ending in `${filename}`: `request` (the request must give the
+    /// `filename`; the gateway checks it and signs the whole key) or `store` (a POST form may
+    /// leave it to the store, and the uploader then chooses everything after the key's prefix).
+    /// Omitted: `store`, with a warning.
+    #[serde(default)]
+    pub filename: Option<RawFilename>,
+    /// `false`: never replace an existing object (`If-None-Match: *`; PUT only). Default `true`.
+    #[serde(default)]
+    pub overwrite: Option<bool>,
     /// Allow a public `acl` (`public-read`, `public-read-write`, `authenticated-read`).
     #[serde(default)]
     pub public: bool,
+}
+
+/// `apps`: the names of the apps that may use the profile, or `all`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawApps {
+    /// `all`: every app.
+    Every(RawEveryApp),
+    /// These apps only.
+    List(Vec<String>),
+}
+
+/// The word `all`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawEveryApp {
+    All,
+}
+
+/// Who names the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFilename {
+    /// The request names the file; the whole key is signed.
+    Request,
+    /// A POST form may leave `${filename}` to the store.
+    Store,
+}
+
+/// The checksum rule.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawChecksum {
+    /// Whether every request must declare a checksum; default `true` when `checksum` is given.
+    #[serde(default)]
+    pub required: Option<bool>,
+    /// The algorithms a request may use; default all of them.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub algorithms: Option<Vec<crate::profile::ChecksumAlgorithm>>,
 }
 
 /// A var: a value supplied per request.

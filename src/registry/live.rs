@@ -29,8 +29,8 @@ pub enum AppsSource {
 #[derive(Debug, Clone)]
 pub struct Source {
     pub policies: PathBuf,
-    /// The store names profiles may use.
-    pub stores: Vec<String>,
+    /// The stores profiles may use.
+    pub stores: Arc<super::Stores>,
     pub apps: AppsSource,
 }
 

@@ -21,8 +21,40 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::auth::AppKeys;
+use crate::profile::Method;
 use crate::profile::{self, Diagnostic, Profile, ProfileName, RegexCache};
 use crate::ratelimit::Limiters;
+use crate::sign::{Credentials, Store};
+
+/// The configured stores by name, each with the credentials that sign for it.
+pub type Stores = BTreeMap<String, Arc<Store>>;
+
+/// Stores of these names that take POST, without credentials: for commands and tests that
+/// compile profiles but never sign (`postgate check`, `explain`).
+pub fn unsigned_stores(names: &[&str]) -> Stores {
+    names
+        .iter()
+        .map(|name| ((*name).to_owned(), Arc::new(unsigned_store(name, true))))
+        .collect()
+}
+
+/// A store of this name, taking POST or not, without credentials (it never signs).
+pub fn unsigned_store(name: &str, post: bool) -> Store {
+    let credentials = Credentials {
+        access_key_id: String::new(),
+        secret_access_key: crate::secret::Secret::new(""),
+        session_token: None,
+        expires_at: None,
+    };
+    Store::new(
+        name,
+        "us-east-1",
+        crate::sign::Endpoint::Aws,
+        crate::sign::Addressing::Auto,
+        credentials,
+    )
+    .with_post(post)
+}
 
 /// The largest profile file read, in bytes; larger files are refused unread.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024;
@@ -57,11 +89,19 @@ pub struct Snapshot {
     pub limiters: Arc<Limiters>,
     /// SHA-256 of each profile's file text, so a reload reuses the profiles whose text is unchanged.
     pub digests: BTreeMap<String, [u8; 32]>,
+    /// The stores the profiles sign for; every profile's store is here (`build` refuses the set
+    /// otherwise), and can carry at least one of the profile's methods.
+    pub stores: Arc<Stores>,
 }
 
 impl Snapshot {
     pub fn get(&self, name: &str) -> Option<&Arc<Profile>> {
         self.profiles.get(name)
+    }
+
+    /// The store that signs for `profile`. Always there for a profile of this snapshot.
+    pub fn store_of(&self, profile: &Profile) -> Option<&Arc<Store>> {
+        self.stores.get(profile.store())
     }
 }
 
@@ -200,8 +240,8 @@ fn not_utf8(bytes: &[u8], valid_up_to: usize) -> Diagnostic {
 }
 
 /// Compiles every file into one snapshot, or returns every diagnostic (errors and warnings) if
-/// any file fails. `stores` are the store names profiles may use.
-pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Diagnostic>> {
+/// any file fails. `stores` are the stores profiles may use.
+pub fn build(files: &[SourceFile], stores: &Arc<Stores>) -> Result<Snapshot, Vec<Diagnostic>> {
     build_reusing(files, stores, None)
 }
 
@@ -209,7 +249,7 @@ pub fn build(files: &[SourceFile], stores: &[String]) -> Result<Snapshot, Vec<Di
 /// compiled on every core (each thread with its own regex cache), then merged in file order.
 pub fn build_reusing(
     files: &[SourceFile],
-    stores: &[String],
+    stores: &Arc<Stores>,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, Vec<Diagnostic>> {
     let threads = std::thread::available_parallelism()
@@ -256,18 +296,35 @@ pub fn build_reusing(
         }
         match compiled.profile {
             Ok(profile) => {
-                if !stores.iter().any(|s| s == profile.store()) {
-                    diags.push(
-                        Diagnostic::error(
-                            "store",
-                            format!(
-                                "no store named `{}` is configured; configured: {}",
-                                profile.store(),
-                                stores.join(", ")
-                            ),
-                        )
-                        .in_file(&shown),
-                    );
+                match stores.get(profile.store()) {
+                    None => {
+                        let names: Vec<&str> = stores.keys().map(String::as_str).collect();
+                        diags.push(
+                            Diagnostic::error(
+                                "store",
+                                format!(
+                                    "no store named `{}` is configured; configured: {}",
+                                    profile.store(),
+                                    names.join(", ")
+                                ),
+                            )
+                            .in_file(&shown),
+                        );
+                    }
+                    Some(store) if !store.post && profile.plan().methods() == [Method::Post] => {
+                        diags.push(
+                            Diagnostic::error(
+                                "store",
+                                format!(
+                                    "store `{}` takes no POST uploads (`post: false`) and this profile is POST-only ({})",
+                                    profile.store(),
+                                    profile.plan().unavailable(Method::Put).unwrap_or_default()
+                                ),
+                            )
+                            .in_file(&shown),
+                        );
+                    }
+                    Some(_) => {}
                 }
                 diags.extend(profile.warnings().iter().cloned().map(|d| d.in_file(&shown)));
                 digests.insert(stem.clone(), compiled.digest);
@@ -287,6 +344,7 @@ pub fn build_reusing(
         apps: Arc::default(),
         limiters: Arc::default(),
         digests,
+        stores: stores.clone(),
     })
 }
 
@@ -331,12 +389,16 @@ fn compile_file(file: &SourceFile, previous: Option<&Snapshot>, regexes: &mut Re
 }
 
 /// `read_dir` then `build`: the whole directory, all or nothing.
-pub fn load(dir: &Path, stores: &[String]) -> Result<Snapshot, Vec<Diagnostic>> {
+pub fn load(dir: &Path, stores: &Arc<Stores>) -> Result<Snapshot, Vec<Diagnostic>> {
     load_reusing(dir, stores, None)
 }
 
 /// `load`, reusing the unchanged profiles of `previous`.
-pub fn load_reusing(dir: &Path, stores: &[String], previous: Option<&Snapshot>) -> Result<Snapshot, Vec<Diagnostic>> {
+pub fn load_reusing(
+    dir: &Path,
+    stores: &Arc<Stores>,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Vec<Diagnostic>> {
     let (files, mut read_errors) = read_dir(dir).map_err(|d| vec![d])?;
     match build_reusing(&files, stores, previous) {
         Ok(snapshot) if read_errors.is_empty() => Ok(snapshot),

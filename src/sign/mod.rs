@@ -1,22 +1,24 @@
-//! The signer: an admitted `Upload` + a `Store` + `now` → a `PresignedPost` (`{url, fields}` as
-//! the AWS SDKs return it).
+//! The signers: a request + a profile + a `Store` + `now` → a signed upload. `sign` is the one way
+//! in: it picks the method, admits the request against the profile's plan (`profile::admit`) and
+//! renders the filled plan as a POST form (`post`) or a presigned PUT URL (`put`).
 //!
-//! Pure: `now` is a parameter; no IO. Builds the POST policy document (expiration + conditions),
-//! base64-encodes it and signs it with SigV4.
-//! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-HTTPPOSTConstructPolicy.html>
+//! Pure: `now` is a parameter; no IO.
 
+pub mod post;
+pub mod put;
 pub mod sigv4;
 
-use std::borrow::Cow;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
 
-use crate::profile::conditions::{Condition, write_json_string};
-use crate::profile::{Upload, push_digits};
+use crate::profile::conditions::write_json_string;
+use crate::profile::{Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit, push_digits};
 use crate::secret::Secret;
+
+pub use post::{FieldStyle, PresignedPost, policy_document};
+pub use put::PresignedPut;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -58,6 +60,8 @@ pub struct Store {
     pub endpoint: Endpoint,
     pub addressing: Addressing,
     pub credentials: Credentials,
+    /// Whether the store takes POST uploads (R2 and B2 do not).
+    pub post: bool,
     /// The derived signing key for one day, reused until the date changes.
     signing_key_cache: Mutex<Option<(String, [u8; 32])>>,
 }
@@ -76,8 +80,30 @@ impl Store {
             endpoint,
             addressing,
             credentials,
+            post: true,
             signing_key_cache: Mutex::new(None),
         }
+    }
+
+    /// The store, taking POST uploads or not.
+    pub fn with_post(mut self, post: bool) -> Store {
+        self.post = post;
+        self
+    }
+
+    /// Where an object is: the URL's `scheme://host` part, the `Host` header, and the
+    /// URI-encoded path (with the bucket for path-style addressing).
+    pub fn object_location(&self, bucket: &str, key: &str) -> (String, String, String) {
+        let bucket_url = self.bucket_url(bucket);
+        let (scheme, rest) = bucket_url.split_once("://").unwrap_or(("https", &bucket_url));
+        let (host, base) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, ""),
+        };
+        let mut path = base.trim_end_matches('/').to_owned();
+        path.push('/');
+        sigv4::uri_encode(&mut path, key, true);
+        (format!("{scheme}://{host}"), host.to_owned(), path)
     }
 
     /// The URL a form for `bucket` is posted to.
@@ -99,7 +125,7 @@ impl Store {
         }
     }
 
-    fn signing_key(&self, date: &str) -> [u8; 32] {
+    pub(crate) fn signing_key(&self, date: &str) -> [u8; 32] {
         let mut cache = self.signing_key_cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_date, key)) = cache.as_ref()
             && cached_date == date
@@ -109,54 +135,6 @@ impl Store {
         let key = sigv4::signing_key(self.credentials.secret_access_key.expose(), date, &self.region, "s3");
         *cache = Some((date.to_owned(), key));
         key
-    }
-}
-
-/// A signed form: post `fields` (in order) and then the file to `url`. Field names and fixed
-/// values are borrowed from the profile.
-#[derive(Debug, Clone)]
-pub struct PresignedPost<'p> {
-    pub url: String,
-    pub fields: Vec<(Cow<'p, str>, Cow<'p, str>)>,
-    pub key: String,
-    pub expires_at: OffsetDateTime,
-    pub max_size: u64,
-    /// True when the store's credentials expire before the profile's `expires_in`.
-    pub expiry_clamped: bool,
-    /// The POST policy document that was signed (not base64).
-    pub policy: String,
-}
-
-impl PresignedPost<'_> {
-    /// The members of `{url, fields, key, expires_at, max_size}` as compact JSON, without the
-    /// braces, so an edge can add its own members. (Hand-written: it is on the signing path.)
-    pub fn write_json_members(&self, out: &mut String) {
-        out.reserve(256 + self.fields.iter().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>());
-        out.push_str("\"url\":");
-        write_json_string(out, &self.url);
-        out.push_str(",\"fields\":{");
-        for (i, (name, value)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            write_json_string(out, name);
-            out.push(':');
-            write_json_string(out, value);
-        }
-        out.push_str("},\"key\":");
-        write_json_string(out, &self.key);
-        out.push_str(",\"expires_at\":");
-        write_json_string(out, &format_rfc3339(self.expires_at));
-        out.push_str(",\"max_size\":");
-        out.push_str(&self.max_size.to_string());
-    }
-
-    /// `{url, fields, key, expires_at, max_size}` as compact JSON.
-    pub fn to_json(&self) -> String {
-        let mut out = String::from("{");
-        self.write_json_members(&mut out);
-        out.push('}');
-        out
     }
 }
 
@@ -179,86 +157,182 @@ pub fn format_rfc3339(at: OffsetDateTime) -> String {
     out
 }
 
-/// The POST policy document: `{"expiration": …, "conditions": […]}`, spaced as botocore does.
-pub fn policy_document(expiration: OffsetDateTime, conditions: &[Condition]) -> String {
-    policy_document_parts(expiration, &[conditions])
+/// What every signed upload answers, around its `fields` or `headers`.
+pub(crate) struct Answer<'a> {
+    pub method: &'static str,
+    pub url: &'a str,
+    pub key: &'a str,
+    pub expires_at: OffsetDateTime,
+    pub max_size: u64,
 }
 
-/// `policy_document` over the concatenation of `parts`.
-fn policy_document_parts(expiration: OffsetDateTime, parts: &[&[Condition]]) -> String {
-    let count: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = String::with_capacity(96 + count * 64);
-    out.push_str("{\"expiration\": ");
-    write_json_string(&mut out, &format_rfc3339(expiration));
-    out.push_str(", \"conditions\": [");
-    for (i, condition) in parts.iter().flat_map(|p| p.iter()).enumerate() {
-        if i > 0 {
-            out.push_str(", ");
+impl Answer<'_> {
+    /// `"method", "url", "<pairs_name>": {pairs}, "key", "expires_at", "max_size"` as compact JSON
+    /// members. (Hand-written: it is on the signing path.)
+    pub fn write_json_members<'p>(
+        &self,
+        pairs_name: &str,
+        pairs: impl Iterator<Item = (&'p str, &'p str)> + Clone,
+        out: &mut String,
+    ) {
+        out.reserve(256 + pairs.clone().map(|(n, v)| n.len() + v.len() + 6).sum::<usize>());
+        out.push_str("\"method\":");
+        write_json_string(out, self.method);
+        out.push_str(",\"url\":");
+        write_json_string(out, self.url);
+        out.push_str(",\"");
+        out.push_str(pairs_name);
+        out.push_str("\":{");
+        for (i, (name, value)) in pairs.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(out, name);
+            out.push(':');
+            write_json_string(out, value);
         }
-        condition.write_json(&mut out);
+        out.push_str("},\"key\":");
+        write_json_string(out, self.key);
+        out.push_str(",\"expires_at\":");
+        write_json_string(out, &format_rfc3339(self.expires_at));
+        out.push_str(",\"max_size\":");
+        out.push_str(&self.max_size.to_string());
     }
-    out.push_str("]}");
-    out
 }
 
-/// Signs an admitted upload. Infallible: everything that could be wrong was refused earlier.
-pub fn presign<'p>(upload: Upload<'p>, store: &Store, now: OffsetDateTime) -> PresignedPost<'p> {
+/// A signed upload, carried one way or the other.
+#[derive(Debug, Clone)]
+pub enum Signed<'p> {
+    Post(PresignedPost<'p>),
+    Put(PresignedPut<'p>),
+}
+
+impl Signed<'_> {
+    pub fn method(&self) -> Method {
+        match self {
+            Signed::Post(_) => Method::Post,
+            Signed::Put(_) => Method::Put,
+        }
+    }
+
+    /// True when the store's credentials expire before the profile's `expires_in`.
+    pub fn expiry_clamped(&self) -> bool {
+        match self {
+            Signed::Post(post) => post.expiry_clamped,
+            Signed::Put(put) => put.expiry_clamped,
+        }
+    }
+
+    /// The signature (for a log fingerprint).
+    pub fn signature(&self) -> &str {
+        match self {
+            Signed::Post(post) => post.fields.last().map(|(_, v)| v.as_ref()).unwrap_or_default(),
+            Signed::Put(put) => put.url.rsplit('=').next().unwrap_or_default(),
+        }
+    }
+
+    /// The members of the answer (`method`, `url`, `fields` or `headers`, `key`, `expires_at`,
+    /// `max_size`) as compact JSON, without the braces, so an edge can add its own members.
+    pub fn write_json_members(&self, out: &mut String) {
+        match self {
+            Signed::Post(post) => post.write_json_members(out),
+            Signed::Put(put) => put.write_json_members(out),
+        }
+    }
+
+    /// The answer as compact JSON.
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        self.write_json_members(&mut out);
+        out.push('}');
+        out
+    }
+
+    /// A curl config (`curl -K`) that sends the upload; the caller adds the file (`-F file=@…`
+    /// for a POST form, `-T …` for a PUT).
+    pub fn curl_config(&self) -> String {
+        let quote = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
+        match self {
+            Signed::Post(post) => {
+                let mut out = format!("url = \"{}\"\n", quote(&post.url));
+                for (name, value) in &post.fields {
+                    out.push_str(&format!("form-string = \"{}={}\"\n", quote(name), quote(value)));
+                }
+                out
+            }
+            Signed::Put(put) => {
+                let mut out = format!("url = \"{}\"\nrequest = \"PUT\"\n", quote(&put.url));
+                for (name, value) in put.client_headers() {
+                    out.push_str(&format!("header = \"{}: {}\"\n", quote(name), quote(value)));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The method a request is carried with: the one it asks for, if the profile and the store
+/// allow it; else POST where both do, else PUT.
+pub fn choose_method(profile: &Profile, store: &Store, requested: Option<Method>) -> Result<Method, Refusal> {
+    let refuse = |message: String| Refusal {
+        kind: RefusalKind::MethodUnavailable,
+        field: "method".into(),
+        message,
+    };
+    let plan = profile.plan();
+    let store_refuses_post = || {
+        format!(
+            "store `{}` does not take POST uploads (`post: false`); ask for `put`",
+            store.name
+        )
+    };
+    match requested {
+        Some(method) => match plan.unavailable(method) {
+            Some(reason) => Err(refuse(reason.to_owned())),
+            None if method == Method::Post && !store.post => Err(refuse(store_refuses_post())),
+            None => Ok(method),
+        },
+        None if plan.allows(Method::Post) && store.post => Ok(Method::Post),
+        None if plan.allows(Method::Put) => Ok(Method::Put),
+        None => Err(refuse(store_refuses_post())),
+    }
+}
+
+/// Signs one request: the one way every caller (the API, the dev pages, `postgate sign`, the
+/// benches) turns a request into a signed upload. `ctx.now` is the signing time.
+pub fn sign<'p>(
+    profile: &'p Profile,
+    store: &Store,
+    request: &UploadRequest,
+    ctx: &Context<'_>,
+    style: FieldStyle,
+) -> Result<Signed<'p>, Vec<Refusal>> {
+    let method = choose_method(profile, store, request.method).map_err(|refusal| vec![refusal])?;
+    let filled = admit(profile, request, method, ctx)?;
+    Ok(match method {
+        Method::Post => Signed::Post(post::post_form(filled, store, ctx.now, style)),
+        Method::Put => Signed::Put(put::put_url(filled, store, ctx.now)),
+    })
+}
+
+/// When a signature made at `now` for `expires_in` stops working: never after the store's
+/// credentials expire. Returns the whole-second signing time, the expiry, and whether the
+/// credentials cut it short.
+pub(crate) fn validity(
+    store: &Store,
+    now: OffsetDateTime,
+    expires_in: Duration,
+) -> (OffsetDateTime, OffsetDateTime, bool) {
     let now = now.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(now);
-    let mut expires_at = now + upload.expires_in;
-    let mut expiry_clamped = false;
-    if let Some(limit) = store.credentials.expires_at
-        && limit < expires_at
-    {
-        expires_at = limit.max(now);
-        expiry_clamped = true;
-    }
-
-    let amz_date = amz_date(now);
-    let date = &amz_date[..8];
-    let credential = format!(
-        "{}/{date}/{}/s3/aws4_request",
-        store.credentials.access_key_id, store.region
-    );
-
-    let mut signing = vec![
-        ("x-amz-algorithm", ALGORITHM.to_owned()),
-        ("x-amz-credential", credential),
-        ("x-amz-date", amz_date.clone()),
-    ];
-    if let Some(token) = &store.credentials.session_token {
-        signing.push(("x-amz-security-token", token.expose().to_owned()));
-    }
-    let signing_conditions: Vec<Condition> = signing
-        .iter()
-        .map(|(field, value)| Condition::eq(*field, value))
-        .collect();
-    let policy = policy_document_parts(expires_at, &[&upload.conditions, &signing_conditions]);
-    let policy_b64 = STANDARD.encode(policy.as_bytes());
-    let signature = sigv4::signature(&store.signing_key(date), policy_b64.as_bytes());
-
-    let mut fields = upload.fields;
-    fields.reserve(signing.len() + 2);
-    fields.extend(
-        signing
-            .into_iter()
-            .map(|(field, value)| (Cow::Borrowed(field), Cow::Owned(value))),
-    );
-    fields.push(("policy".into(), policy_b64.into()));
-    fields.push(("x-amz-signature".into(), signature.into()));
-
-    PresignedPost {
-        url: store.bucket_url(&upload.profile.bucket),
-        fields,
-        key: upload.key,
-        expires_at,
-        max_size: upload.max_size,
-        expiry_clamped,
-        policy,
+    let expires_at = now + expires_in;
+    match store.credentials.expires_at {
+        Some(limit) if limit < expires_at => (now, limit.max(now), true),
+        _ => (now, expires_at, false),
     }
 }
 
 /// `YYYYMMDDTHHMMSSZ`, the SigV4 date.
-fn amz_date(at: OffsetDateTime) -> String {
+pub(crate) fn amz_date(at: OffsetDateTime) -> String {
     let mut out = String::with_capacity(16);
     push_digits(&mut out, at.year().unsigned_abs(), 4);
     push_digits(&mut out, u8::from(at.month()).into(), 2);
@@ -292,6 +366,7 @@ mod tests {
             policy: String::new(),
         };
         let expected = serde_json::json!({
+            "method": "POST",
             "url": "https://b.s3.eu-west-1.amazonaws.com/",
             "fields": {"key": "a/\"q\"/${filename}", "x-amz-meta-note": "ünï\n"},
             "key": "a/\"q\"/${filename}",
@@ -302,17 +377,21 @@ mod tests {
         assert_eq!(post.to_json(), serde_json::to_string(&expected).unwrap());
     }
 
-    fn upload_for(profile: &crate::profile::Profile) -> Upload<'_> {
+    fn presign<'p>(profile: &'p crate::profile::Profile, store: &Store, now: OffsetDateTime) -> PresignedPost<'p> {
         let ctx = crate::profile::Context {
             app: "web",
-            now: datetime!(2026-11-21 12:00:00 UTC),
+            now,
             uuid: uuid::Uuid::nil(),
         };
-        crate::profile::admit(profile, &Default::default(), &ctx).unwrap()
+        match sign(profile, store, &Default::default(), &ctx, FieldStyle::Botocore).unwrap() {
+            Signed::Post(post) => post,
+            Signed::Put(_) => panic!("a PUT"),
+        }
     }
 
     fn profile(expires_in: &str) -> crate::profile::Profile {
-        let yaml = format!("bucket: b-1\nkey: \"k/${{uuid}}\"\nsize: {{ max: 10 }}\nexpires_in: {expires_in}\n");
+        let yaml =
+            format!("bucket: b-1\nkey: \"k/${{uuid}}\"\nsize: {{ max: 10 }}\nexpires_in: {expires_in}\napps: all\n");
         crate::profile::parse(&crate::profile::ProfileName::new("p").unwrap(), &yaml).unwrap()
     }
 
@@ -330,7 +409,7 @@ mod tests {
     fn a_session_token_is_a_field_and_a_condition() {
         let profile = profile("10m");
         let now = datetime!(2026-11-21 12:00:00 UTC);
-        let post = presign(upload_for(&profile), &store_with(Some("TOKEN/123"), None), now);
+        let post = presign(&profile, &store_with(Some("TOKEN/123"), None), now);
         assert!(
             post.fields
                 .contains(&("x-amz-security-token".into(), "TOKEN/123".into()))
@@ -340,7 +419,7 @@ mod tests {
             "{}",
             post.policy
         );
-        let post = presign(upload_for(&profile), &store_with(None, None), now);
+        let post = presign(&profile, &store_with(None, None), now);
         assert!(!post.fields.iter().any(|(n, _)| n == "x-amz-security-token"));
         assert!(!post.policy.contains("x-amz-security-token"));
     }
@@ -349,11 +428,11 @@ mod tests {
     fn forms_never_outlive_the_credentials() {
         let profile = profile("1h");
         let now = datetime!(2026-11-21 12:00:00.750 UTC);
-        let post = presign(upload_for(&profile), &store_with(None, None), now);
+        let post = presign(&profile, &store_with(None, None), now);
         assert_eq!(post.expires_at, datetime!(2026-11-21 13:00:00 UTC));
         assert!(!post.expiry_clamped);
         let soon = datetime!(2026-11-21 12:20:00 UTC);
-        let post = presign(upload_for(&profile), &store_with(Some("t"), Some(soon)), now);
+        let post = presign(&profile, &store_with(Some("t"), Some(soon)), now);
         assert_eq!(post.expires_at, soon);
         assert!(post.expiry_clamped);
         assert!(

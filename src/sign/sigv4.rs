@@ -1,4 +1,5 @@
-//! AWS Signature Version 4 for POST policies: the signing key chain and the signature.
+//! AWS Signature Version 4: the signing key chain, the signature of a POST policy, and presigned
+//! URLs (query-string authentication).
 //!
 //! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-authentication-HTTPPOST.html>.
 //! For a POST form the string to sign is the base64 policy itself.
@@ -35,4 +36,133 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 /// The lowercase hex signature of `string_to_sign`.
 pub fn signature(signing_key: &[u8; 32], string_to_sign: &[u8]) -> String {
     hex::encode(hmac(signing_key, string_to_sign))
+}
+
+/// SigV4's URI encoding: every byte but `A-Za-z0-9-_.~` as `%XX` (uppercase), and `/` too unless
+/// `keep_slash` (object key paths keep theirs; S3 does not encode the path twice).
+pub fn uri_encode(out: &mut String, text: &str, keep_slash: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(byte)),
+            b'/' if keep_slash => out.push('/'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 15)]));
+            }
+        }
+    }
+}
+
+/// One request to presign with query parameters (a presigned URL).
+/// Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>
+pub struct QueryRequest<'a> {
+    /// `PUT`, `GET`, …
+    pub method: &'a str,
+    /// The `Host` header's value (`bucket.s3.eu-west-1.amazonaws.com`, `127.0.0.1:9000`).
+    pub host: &'a str,
+    /// The absolute path, already URI-encoded (`/bucket/videos/movie%20file.mp4`).
+    pub path: &'a str,
+    /// The operation's own parameters (`uploadId`, `partNumber`), raw; they come first in the URL.
+    pub params: &'a [(&'a str, &'a str)],
+    /// Headers the client must send with exactly these values, besides `Host`.
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// Who signs and when.
+pub struct QuerySigner<'a> {
+    pub access_key_id: &'a str,
+    pub session_token: Option<&'a str>,
+    /// The key of `signing_key` for `amz_date`'s day, region and `s3`.
+    pub signing_key: &'a [u8; 32],
+    pub region: &'a str,
+    /// `YYYYMMDDTHHMMSSZ`.
+    pub amz_date: &'a str,
+    /// `X-Amz-Expires`, 1 to 604800.
+    pub expires_in: u64,
+}
+
+/// The query string of a presigned URL (without `?`): the operation's parameters, then
+/// `X-Amz-Algorithm`, `-Credential`, `-Date`, `-Expires`, `-SignedHeaders`, `-Security-Token`,
+/// `-Signature`, in botocore's order. The payload is `UNSIGNED-PAYLOAD`.
+pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> String {
+    use sha2::Digest as _;
+
+    let date = &signer.amz_date[..8];
+    let scope = format!("{date}/{}/s3/aws4_request", signer.region);
+    let credential = format!("{}/{scope}", signer.access_key_id);
+
+    // Headers: lowercase names, sorted; values trimmed with inner runs of spaces collapsed.
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(request.headers.len() + 1);
+    headers.push(("host".to_owned(), request.host.to_owned()));
+    for (name, value) in request.headers {
+        headers.push((
+            name.to_ascii_lowercase(),
+            value.split_whitespace().collect::<Vec<_>>().join(" "),
+        ));
+    }
+    headers.sort();
+    let signed_headers = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
+
+    let expires = signer.expires_in.to_string();
+    let mut params: Vec<(&str, &str)> = request.params.to_vec();
+    params.push(("X-Amz-Algorithm", super::ALGORITHM));
+    params.push(("X-Amz-Credential", &credential));
+    params.push(("X-Amz-Date", signer.amz_date));
+    params.push(("X-Amz-Expires", &expires));
+    params.push(("X-Amz-SignedHeaders", &signed_headers));
+    if let Some(token) = signer.session_token {
+        params.push(("X-Amz-Security-Token", token));
+    }
+    let encoded: Vec<(String, String)> = params
+        .iter()
+        .map(|(name, value)| {
+            let (mut n, mut v) = (String::new(), String::new());
+            uri_encode(&mut n, name, false);
+            uri_encode(&mut v, value, false);
+            (n, v)
+        })
+        .collect();
+    let mut sorted: Vec<&(String, String)> = encoded.iter().collect();
+    sorted.sort();
+    let canonical_query = sorted
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+
+    let mut canonical = String::with_capacity(256 + canonical_query.len());
+    canonical.push_str(request.method);
+    canonical.push('\n');
+    canonical.push_str(request.path);
+    canonical.push('\n');
+    canonical.push_str(&canonical_query);
+    canonical.push('\n');
+    for (name, value) in &headers {
+        canonical.push_str(name);
+        canonical.push(':');
+        canonical.push_str(value);
+        canonical.push('\n');
+    }
+    canonical.push('\n');
+    canonical.push_str(&signed_headers);
+    canonical.push_str("\nUNSIGNED-PAYLOAD");
+
+    let string_to_sign = format!(
+        "{}\n{}\n{scope}\n{}",
+        super::ALGORITHM,
+        signer.amz_date,
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let signature = signature(signer.signing_key, string_to_sign.as_bytes());
+
+    let mut query = encoded
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    query.push_str("&X-Amz-Signature=");
+    query.push_str(&signature);
+    query
 }

@@ -1,5 +1,5 @@
 // Browser uploads in real headless Chromium against `postgate dev`: the JavaScript page served at
-// `/` (presign with fetch, upload with XMLHttpRequest) and the no-JavaScript form at `/form/{profile}`
+// `/` (presign with fetch, upload with XMLHttpRequest: a POST form, or a PUT with signed headers) and the no-JavaScript form at `/form/{profile}`
 // (signed server-side, posted straight to the store, redirected back to `/uploaded`). Every upload
 // is checked in the store's data directory, byte for byte.
 //
@@ -73,6 +73,40 @@ test('the JavaScript page uploads a PNG under the signed key', async () => {
   assert.equal((await page.locator('#etag').textContent()).replaceAll('"', ''), md5);
   const progress = page.locator('#progress');
   assert.equal(await progress.evaluate((p) => p.value === p.max && p.max > 0), true, 'the progress bar is full');
+  await page.close();
+});
+
+test('the JavaScript page uploads a photo by PUT with its SHA-256', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${gateway}/`);
+  const png = makePng(8, 8);
+
+  await page.getByLabel('Profile').selectOption('photos');
+  await page.getByLabel('user', { exact: true }).fill('alice');
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'cat.png', mimeType: 'image/png', buffer: png });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+
+  const key = await success(page);
+  assert.match(key, /^photos\/alice\/[0-9a-f-]{36}\/cat\.png$/);
+  assert.deepEqual(await readFile(path.join(data, 'user-content', key)), png);
+  await page.close();
+});
+
+test('the JavaScript page uploads a document by PUT when asked to', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${gateway}/`);
+  const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n'), Buffer.alloc(2048, 0x20)]);
+
+  await page.getByLabel('Profile').selectOption('documents');
+  await page.getByLabel('user', { exact: true }).fill('bob');
+  await page.getByLabel('kind', { exact: true }).selectOption('contract');
+  await page.getByLabel('Method', { exact: true }).selectOption('PUT');
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'lease.pdf', mimeType: 'application/pdf', buffer: pdf });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+
+  const key = await success(page);
+  assert.match(key, /^documents\/bob\/\d{4}-\d{2}-\d{2}\/[0-9a-f-]{36}\/lease\.pdf$/);
+  assert.deepEqual(await readFile(path.join(data, 'user-documents', key)), pdf);
   await page.close();
 });
 

@@ -2,7 +2,8 @@
 //! golden profiles; the outcome of each (rendered form fields or refusals) is one snapshot.
 
 use indexmap::IndexMap;
-use postgate::profile::{self, Context, ProfileName, UploadRequest, admit};
+use postgate::profile::{self, Context, Method, ProfileName, UploadRequest, admit};
+use postgate::sign::{FieldStyle, sign};
 use serde::Deserialize;
 use time::macros::datetime;
 use uuid::Uuid;
@@ -30,32 +31,36 @@ fn load_profile(name: &str) -> profile::Profile {
     .unwrap()
 }
 
-fn outcome(case: &Case) -> String {
-    let profile = load_profile(&case.profile);
-    let ctx = Context {
+fn context(case: &Case) -> Context<'_> {
+    Context {
         app: case.app.as_deref().unwrap_or("web"),
         now: datetime!(2026-11-21 12:34:56 UTC),
         uuid: Uuid::parse_str("019a9f3c-0000-7000-8000-000000000001").unwrap(),
-    };
-    match admit(&profile, &case.request, &ctx) {
-        Ok(upload) => {
-            let mut out = format!("ok (max_size {})\n", upload.max_size);
-            for (name, value) in &upload.fields {
-                out.push_str(&format!("  field {name} = {value:?}\n"));
+    }
+}
+
+/// The filled plan for each method, or the refusals.
+fn outcome(case: &Case) -> String {
+    let profile = load_profile(&case.profile);
+    let mut out = String::new();
+    for method in Method::ALL {
+        match admit(&profile, &case.request, method, &context(case)) {
+            Ok(filled) => {
+                out.push_str(&format!("{method}: ok (max_size {})\n", filled.max_size));
+                for entry in &filled.entries {
+                    let name = entry.name.as_deref().unwrap_or("(url or length)");
+                    out.push_str(&format!("  {:?} {name} {:?}\n", entry.target, entry.value));
+                }
             }
-            for condition in &upload.conditions {
-                out.push_str(&format!("  condition {}\n", condition.to_json()));
+            Err(refusals) => {
+                out.push_str(&format!("{method}: refused\n"));
+                for refusal in refusals {
+                    out.push_str(&format!("  {:?} {}\n", refusal.kind, refusal));
+                }
             }
-            out
-        }
-        Err(refusals) => {
-            let mut out = "refused\n".to_owned();
-            for refusal in refusals {
-                out.push_str(&format!("  {:?} {}\n", refusal.kind, refusal));
-            }
-            out
         }
     }
+    out
 }
 
 #[test]
@@ -69,31 +74,30 @@ fn admission_cases() {
     insta::assert_snapshot!(all);
 }
 
-/// Every field an admitted upload returns is covered by a condition on the same field.
+/// Every admitted case, signed by both renderers, passes the one coverage checker.
 #[test]
-fn every_field_is_covered() {
+fn every_signed_case_is_covered() {
     let text = std::fs::read_to_string(repo_path("tests/data/admit.yaml")).unwrap();
     let cases: IndexMap<String, Case> = serde_yaml::from_str(&text).unwrap();
-    let ctx = Context {
-        app: "web",
-        now: datetime!(2026-11-21 12:34:56 UTC),
-        uuid: Uuid::nil(),
-    };
-    let mut checked = 0;
-    for case in cases.values() {
+    let store = crate::http::aws_store();
+    let mut checked = [0, 0];
+    for (name, case) in &cases {
         let profile = load_profile(&case.profile);
-        let Ok(upload) = admit(&profile, &case.request, &ctx) else {
-            continue;
-        };
-        for (field, _) in &upload.fields {
-            let covered = upload.conditions.iter().any(|c| match c {
-                profile::conditions::Condition::Eq { field: f, .. }
-                | profile::conditions::Condition::StartsWith { field: f, .. } => f.eq_ignore_ascii_case(field),
-                profile::conditions::Condition::ContentLengthRange { .. } => false,
-            });
-            assert!(covered, "{field} is not covered");
+        for (i, method) in Method::ALL.into_iter().enumerate() {
+            let request = UploadRequest {
+                method: Some(method),
+                ..case.request.clone()
+            };
+            let ctx = context(case);
+            let Ok(signed) = sign(&profile, &store, &request, &ctx, FieldStyle::Botocore) else {
+                continue;
+            };
+            crate::coverage::check(&profile, &signed, ctx.now).unwrap_or_else(|e| panic!("{name} {method}: {e}"));
+            checked[i] += 1;
         }
-        checked += 1;
     }
-    assert!(checked >= 5, "only {checked} admitted cases");
+    assert!(
+        checked[0] >= 5 && checked[1] >= 3,
+        "only {checked:?} signed cases (POST, PUT)"
+    );
 }

@@ -61,5 +61,13 @@ fn dependencies_point_one_way() {
         if path.starts_with("src/registry/") {
             assert!(!text.contains("crate::http"), "{path} depends on http");
         }
+        if path.starts_with("src/config/") {
+            for module in ["registry", "http"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+        }
     }
 }

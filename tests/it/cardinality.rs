@@ -11,7 +11,7 @@ use postgate::http;
 use postgate::metrics::{self, Outcome, PRESIGN_DURATION_BUCKETS, ReloadResult, Trigger, UNKNOWN_PROFILE};
 use serde_json::json;
 
-use crate::http::{KEYS, aws_store, policies_copy, registry, state};
+use crate::http::{KEYS, policies_copy, registry, state};
 
 const REQUESTS: usize = 10_000;
 /// Every random string starts with this, so one search of `/metrics` finds any of them.
@@ -83,7 +83,7 @@ fn valid_body(rng: &mut Rng, profile: &str) -> Option<serde_json::Value> {
 #[actix_web::test]
 async fn hostile_traffic_leaves_every_metric_family_bounded() {
     let dir = policies_copy();
-    let state = state(registry(dir.path()), aws_store());
+    let state = state(registry(dir.path()));
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let loaded: Vec<String> = state.registry.current().profiles.keys().cloned().collect();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

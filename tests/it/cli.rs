@@ -22,7 +22,7 @@ fn check_passes_on_the_example_policies() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "policies: 5 profiles ok, 0 warnings\n"
+        "policies: 6 profiles ok, 0 warnings\n"
     );
 }
 

@@ -12,7 +12,7 @@ use actix_web::{App, test as actix_test};
 use postgate::http;
 use serde_json::{Value, json};
 
-use crate::http::{aws_store, key, policies_copy, registry, state};
+use crate::http::{key, policies_copy, registry, state};
 use crate::serve::{Running, free_port, get, postgate, wait_ready};
 
 /// Var values and filenames an attacker would try, each alone.
@@ -124,7 +124,7 @@ async fn hostile_vars_and_filenames_are_refused_or_confined() {
         "bucket: user-content\nkey: \"loose/${user}/${uuid}/${filename}\"\nvars:\n  user: { pattern: \"(?s).+\" }\nsize: { max: 1MiB }\napps: [web]\n",
     )
     .unwrap();
-    let state = state(registry(dir.path()), aws_store());
+    let state = state(registry(dir.path()));
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
 
     let corpus = corpus();

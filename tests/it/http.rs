@@ -20,7 +20,9 @@ use postgate::registry::{AppsSource, Registry, Source};
 use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 use serde_json::{Value, json};
 
-use crate::e2e::{S3Server, SignedForm, check_rejections, check_uploads};
+use crate::e2e::{
+    S3Server, SignedForm, SignedPut, SignedUpload, check_put_rejections, check_rejections, check_uploads,
+};
 use crate::repo_path;
 
 pub const KEYS: &[(&str, &str)] = &[
@@ -65,9 +67,14 @@ pub fn registry(dir: &Path) -> Arc<Registry> {
 }
 
 pub fn registry_with(dir: &Path, limits: AppLimits, clock: RateClock) -> Arc<Registry> {
+    registry_signing(dir, limits, clock, aws_store())
+}
+
+/// A registry of `dir` whose one store, `default`, is `store`.
+pub fn registry_signing(dir: &Path, limits: AppLimits, clock: RateClock, store: Store) -> Arc<Registry> {
     let source = Source {
         policies: dir.to_owned(),
-        stores: vec!["default".into()],
+        stores: Arc::new([("default".to_owned(), Arc::new(store))].into_iter().collect()),
         apps: AppsSource::Fixed(app_keys(), limits),
     };
     Arc::new(Registry::start_with_clock(source, false, Arc::new(Metrics::new()), None, clock).unwrap())
@@ -83,10 +90,9 @@ pub fn aws_store() -> Store {
     Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials)
 }
 
-pub fn state(registry: Arc<Registry>, store: Store) -> web::Data<AppState> {
+pub fn state(registry: Arc<Registry>) -> web::Data<AppState> {
     web::Data::new(AppState {
         registry,
-        stores: [("default".to_owned(), Arc::new(store))].into_iter().collect(),
         max_body_bytes: 64 * 1024,
         dev_pages: None,
     })
@@ -179,7 +185,7 @@ async fn respond_with_headers<B: MessageBody>(
 #[actix_web::test]
 async fn api_contract() {
     let dir = policies_copy();
-    let state = state(registry(dir.path()), aws_store());
+    let state = state(registry(dir.path()));
     let service = service!(state);
     let avatars = "/v1/profiles/avatars/presign";
     let cases = vec![
@@ -399,7 +405,7 @@ fn machine_codes_are_stable() {
 #[actix_web::test]
 async fn a_signed_form_from_the_api() {
     let dir = policies_copy();
-    let state = state(registry(dir.path()), aws_store());
+    let state = state(registry(dir.path()));
     let service = service!(state);
     let body = json!({"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 1234, "metadata": {"purpose": "avatar"}});
     let (status, _, form) = respond(&service, &presign("ok", "/v1/profiles/avatars/presign", "web", body)).await;
@@ -459,7 +465,7 @@ async fn a_signed_form_from_the_api() {
 #[actix_web::test]
 async fn cors_answers_allowed_origins_only() {
     let dir = policies_copy();
-    let state = state(registry(dir.path()), aws_store());
+    let state = state(registry(dir.path()));
     let service = service!(state);
     let preflight = |origin: &str| {
         actix_test::TestRequest::default()
@@ -497,7 +503,7 @@ async fn cors_answers_allowed_origins_only() {
 #[actix_web::test]
 async fn metrics_parse_as_prometheus_text() {
     let dir = policies_copy();
-    let state = state(registry(dir.path()), aws_store());
+    let state = state(registry(dir.path()));
     let service = service!(state);
     let ok = json!({"vars": {"user": "alice"}, "metadata": {"purpose": "avatar"}});
     respond(
@@ -573,7 +579,7 @@ async fn metrics_parse_as_prometheus_text() {
     );
     assert_eq!(value("postgate_config_last_reload_successful", &[]), Some(1.0));
     assert_eq!(value("postgate_config_generation", &[]), Some(1.0));
-    assert_eq!(value("postgate_profiles_loaded", &[]), Some(5.0));
+    assert_eq!(value("postgate_profiles_loaded", &[]), Some(6.0));
     assert!(value("postgate_config_hash", &[]).unwrap() > 0.0);
     assert!(value("postgate_config_last_reload_success_timestamp_seconds", &[]).unwrap() > 1.7e9);
     assert_eq!(
@@ -602,12 +608,22 @@ async fn api_form<B: MessageBody>(
     profile: &str,
     app: &str,
     request: &UploadRequest,
-) -> SignedForm {
+) -> SignedUpload {
     let mut body = json!({ "vars": request.vars, "metadata": request.metadata });
     for (name, value) in [
         ("filename", json!(request.filename)),
         ("content_type", json!(request.content_type)),
         ("size", json!(request.size)),
+        ("method", json!(request.method.map(|m| m.as_str().to_ascii_lowercase()))),
+        (
+            "checksum",
+            json!(
+                request
+                    .checksum
+                    .as_ref()
+                    .map(|c| json!({"algorithm": c.algorithm.name(), "value": c.value}))
+            ),
+        ),
     ] {
         if !value.is_null() {
             body[name] = value;
@@ -621,16 +637,29 @@ async fn api_form<B: MessageBody>(
         .to_request();
     let response = actix_test::call_service(service, req).await;
     assert_eq!(response.status(), 200);
-    let form: Value = serde_json::from_slice(&actix_test::read_body(response).await).unwrap();
-    SignedForm {
-        url: form["url"].as_str().unwrap().to_owned(),
-        fields: form["fields"]
+    let answer: Value = serde_json::from_slice(&actix_test::read_body(response).await).unwrap();
+    let pairs = |name: &str| -> Vec<(String, String)> {
+        answer[name]
             .as_object()
             .unwrap()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-            .collect(),
-        key: form["key"].as_str().unwrap().to_owned(),
+            .collect()
+    };
+    let url = answer["url"].as_str().unwrap().to_owned();
+    let key = answer["key"].as_str().unwrap().to_owned();
+    match answer["method"].as_str().unwrap() {
+        "POST" => SignedUpload::Form(SignedForm {
+            url,
+            fields: pairs("fields"),
+            key,
+        }),
+        "PUT" => SignedUpload::Put(SignedPut {
+            url,
+            headers: pairs("headers"),
+            key,
+        }),
+        other => panic!("method {other}"),
     }
 }
 
@@ -638,13 +667,22 @@ async fn api_form<B: MessageBody>(
 async fn forms_from_the_api_upload_and_every_constraint_holds() {
     let server = S3Server::start().await;
     let dir = policies_copy();
-    let state = state(registry(dir.path()), server.store());
+    let state = state(registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        server.store(),
+    ));
     let service = service!(state);
     check_uploads(&server, async |profile: &str, app: &str, request: &UploadRequest| {
         api_form(&service, profile, app, request).await
     })
     .await;
     check_rejections(&server, async |profile: &str, app: &str, request: &UploadRequest| {
+        api_form(&service, profile, app, request).await
+    })
+    .await;
+    check_put_rejections(&server, async |profile: &str, app: &str, request: &UploadRequest| {
         api_form(&service, profile, app, request).await
     })
     .await;
@@ -664,10 +702,9 @@ async fn get_text<B: MessageBody>(
 async fn dev_pages_sign_forms_and_escape_what_they_show() {
     let dir = policies_copy();
     let registry = registry(dir.path());
-    let off = state(registry.clone(), aws_store());
+    let off = state(registry.clone());
     let on = web::Data::new(AppState {
         registry,
-        stores: [("default".to_owned(), Arc::new(aws_store()))].into_iter().collect(),
         max_body_bytes: 64 * 1024,
         dev_pages: Some(http::DevPages {
             key: "dev-key-web-local".into(),

@@ -6,6 +6,7 @@ mod canary;
 mod cardinality;
 mod cli;
 mod compile;
+pub mod coverage;
 mod e2e;
 mod hostile;
 mod hostile_yaml;

@@ -13,7 +13,7 @@ use postgate::ratelimit::{AppLimits, RateClock, RateLimit};
 use postgate::registry::{AppsSource, Registry, Source};
 use serde_json::Value;
 
-use crate::http::{aws_store, key, policies_copy, registry_with, state};
+use crate::http::{key, policies_copy, registry_with, state};
 use crate::sample;
 
 #[actix_web::test]
@@ -29,10 +29,7 @@ async fn a_flooding_app_leaves_a_steady_app_its_whole_share() {
     let mut limits = AppLimits::new();
     limits.set("mobile", RateLimit::new(flood_rate, Some(flood_burst)).unwrap());
     limits.set("web", RateLimit::new(5.0, Some(1)).unwrap());
-    let state = state(
-        registry_with(dir.path(), limits, RateClock::manual(time.clone())),
-        aws_store(),
-    );
+    let state = state(registry_with(dir.path(), limits, RateClock::manual(time.clone())));
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let presign = |app: &str| {
         actix_test::TestRequest::post()
@@ -93,7 +90,7 @@ async fn a_flooding_app_leaves_a_steady_app_its_whole_share() {
 #[actix_web::test]
 async fn the_limit_comes_before_the_profile_and_the_body() {
     let dir = policies_copy();
-    let state = state(crate::http::registry(dir.path()), aws_store());
+    let state = state(crate::http::registry(dir.path()));
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let request = |path: &str, body: &str| {
         actix_test::TestRequest::post()
@@ -161,7 +158,7 @@ fn limits_follow_reloads_and_keep_the_state_of_unchanged_apps() {
     let time = FakeRelativeClock::default();
     let source = Source {
         policies: dir.path().to_owned(),
-        stores: vec!["default".into()],
+        stores: std::sync::Arc::new(postgate::registry::unsigned_stores(&["default"])),
         apps: AppsSource::ConfigFile(Some(config_path.clone())),
     };
     let registry =

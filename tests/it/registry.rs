@@ -6,8 +6,8 @@ use postgate::registry;
 
 const GOOD: &str = "bucket: user-content\nkey: \"u/${uuid}\"\nsize: { max: 1MiB }\n";
 
-fn stores() -> Vec<String> {
-    vec!["default".to_owned()]
+fn stores() -> std::sync::Arc<registry::Stores> {
+    std::sync::Arc::new(registry::unsigned_stores(&["default"]))
 }
 
 fn messages(diags: &[postgate::profile::Diagnostic], dir: &std::path::Path) -> Vec<String> {

@@ -10,10 +10,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use postgate::metrics::Trigger;
-use postgate::profile::{Context, admit};
+use postgate::profile::Context;
 use postgate::registry::Registry;
 use postgate::registry::watch::{self, Reloader, WatchSettings};
-use postgate::sign::{Addressing, Credentials, Endpoint, Store, presign};
+use postgate::sign::{Addressing, Credentials, Endpoint, FieldStyle, Store, sign};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -58,10 +58,12 @@ impl SigningLoad {
                     now,
                     uuid: Uuid::now_v7(),
                 };
-                match snapshot.get("avatars").map(|p| admit(p, &request, &ctx)) {
-                    Some(Ok(upload)) => {
-                        let post = presign(upload, &store, now);
-                        assert!(!post.fields.is_empty());
+                match snapshot
+                    .get("avatars")
+                    .map(|p| sign(p, &store, &request, &ctx, FieldStyle::Botocore))
+                {
+                    Some(Ok(signed)) => {
+                        assert!(!signed.to_json().is_empty());
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {
@@ -187,7 +189,7 @@ fn valid_invalid_valid() {
         .metric("postgate_config_last_reload_successful", &[])
         == 1.0));
     assert_eq!(h.metric("postgate_config_generation", &[]), 2.0);
-    assert_eq!(h.metric("postgate_profiles_loaded", &[]), 5.0);
+    assert_eq!(h.metric("postgate_profiles_loaded", &[]), 6.0);
 
     // An emptied directory does not replace a non-empty set.
     let failures = h.reloads("watch", "failure");
@@ -196,12 +198,12 @@ fn valid_invalid_valid() {
     }
     assert!(wait_until(5, || h.reloads("watch", "failure") > failures));
     assert_eq!(h.generation(), 2);
-    assert_eq!(h.registry.current().profiles.len(), 5);
+    assert_eq!(h.registry.current().profiles.len(), 6);
     let report = h.registry.reload(Trigger::Admin);
     assert!(
         report.diagnostics[0]
             .to_string()
-            .contains("refusing to replace the 5 served"),
+            .contains("refusing to replace the 6 served"),
         "{report:?}"
     );
     h.finish();

@@ -1,0 +1,391 @@
+//! The upload plan: one ordered list per profile of the constraints an upload must meet, each on
+//! one named value of the upload (bucket, key, size, content type, each pinned field, each
+//! metadata entry, the checksum, no-overwrite), with its kind and the POST form field and PUT
+//! header that carry it.
+//!
+//! The compiler builds the plan once; admission fills it in for one request (`admit::Filled`);
+//! the renderers in `sign` turn a filled plan into a POST form or a PUT URL; `explain`, the
+//! profile endpoint and the policy-size estimate print or measure the same plan. Nothing else
+//! lists constraints, so a constraint cannot be signed in one carrier and forgotten in another.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::{ContentTypeRule, MetadataValue, Profile};
+
+/// How an upload is carried to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// A presigned POST: an HTML form or `FormData` with a signed policy.
+    Post,
+    /// A presigned PUT URL: a raw body with signed headers.
+    Put,
+}
+
+impl Method {
+    pub const ALL: [Method; 2] = [Method::Post, Method::Put];
+
+    /// `POST` or `PUT`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The checksum algorithms S3 verifies on upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64nvme,
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    pub const ALL: [ChecksumAlgorithm; 5] = [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32c,
+        ChecksumAlgorithm::Crc64nvme,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256,
+    ];
+
+    /// The name a profile and a request use: `sha256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Crc32 => "crc32",
+            ChecksumAlgorithm::Crc32c => "crc32c",
+            ChecksumAlgorithm::Crc64nvme => "crc64nvme",
+            ChecksumAlgorithm::Sha1 => "sha1",
+            ChecksumAlgorithm::Sha256 => "sha256",
+        }
+    }
+
+    /// The value of `x-amz-checksum-algorithm`: `SHA256`.
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Crc32 => "CRC32",
+            ChecksumAlgorithm::Crc32c => "CRC32C",
+            ChecksumAlgorithm::Crc64nvme => "CRC64NVME",
+            ChecksumAlgorithm::Sha1 => "SHA1",
+            ChecksumAlgorithm::Sha256 => "SHA256",
+        }
+    }
+
+    /// The form field and header carrying the value: `x-amz-checksum-sha256`.
+    pub fn field(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Crc32 => "x-amz-checksum-crc32",
+            ChecksumAlgorithm::Crc32c => "x-amz-checksum-crc32c",
+            ChecksumAlgorithm::Crc64nvme => "x-amz-checksum-crc64nvme",
+            ChecksumAlgorithm::Sha1 => "x-amz-checksum-sha1",
+            ChecksumAlgorithm::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    /// The digest's length in bytes (its base64 form is what S3 takes).
+    pub fn digest_bytes(self) -> usize {
+        match self {
+            ChecksumAlgorithm::Crc32 | ChecksumAlgorithm::Crc32c => 4,
+            ChecksumAlgorithm::Crc64nvme => 8,
+            ChecksumAlgorithm::Sha1 => 20,
+            ChecksumAlgorithm::Sha256 => 32,
+        }
+    }
+}
+
+/// What a profile says about checksums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChecksumRule {
+    /// Whether every request must declare one.
+    pub required: bool,
+    /// The algorithms a request may use.
+    pub algorithms: Vec<ChecksumAlgorithm>,
+}
+
+impl Default for ChecksumRule {
+    fn default() -> ChecksumRule {
+        ChecksumRule {
+            required: false,
+            algorithms: ChecksumAlgorithm::ALL.to_vec(),
+        }
+    }
+}
+
+/// The value of the upload a rule constrains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Bucket,
+    Key,
+    Size,
+    ContentType,
+    /// A pinned field: the profile's `fields[i]`.
+    Field(usize),
+    /// A metadata entry: the profile's `metadata[i]`.
+    Metadata(usize),
+    /// `x-amz-checksum-algorithm`, which names the algorithm in a POST form.
+    ChecksumAlgorithm,
+    /// `x-amz-checksum-<algorithm>`: the declared digest.
+    Checksum,
+    /// The object must not exist yet (`If-None-Match: *`).
+    NoOverwrite,
+}
+
+/// How a rule constrains its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The profile decides the value (placeholders filled per signature).
+    Fixed,
+    /// The request supplies the value; a rule of the profile checks it.
+    Request,
+    /// Fixed up to a prefix; the rest is the uploader's (a key ending in `${filename}` left to
+    /// the store, a content-type prefix).
+    Prefix,
+    /// A size range; exact when the request declares a size.
+    Range,
+}
+
+/// Where one method carries a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    /// In the URL (bucket and key of a PUT, the bucket of a POST).
+    Url,
+    /// A form field or header of this name; the checksum's name follows the algorithm.
+    Named(&'static str),
+    /// A form field or header named by the profile (pinned fields, metadata).
+    ProfileNamed,
+    /// POST: `content-length-range`; PUT: the exact `Content-Length`.
+    Length,
+    /// This method cannot carry the value (the rule then makes the method unavailable).
+    None,
+}
+
+/// One constraint on one value of the upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub target: Target,
+    pub kind: Kind,
+    /// Whether a request may leave the value out (optional metadata, a checksum not required).
+    pub optional: bool,
+    pub post: Carrier,
+    pub put: Carrier,
+}
+
+/// Why a method is unavailable for a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub method: Method,
+    pub reason: String,
+}
+
+/// A profile's rules, in the order forms list them, and which methods can carry them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    rules: Vec<Rule>,
+    /// The methods the profile can be served with, and why each other one is not.
+    methods: Vec<Method>,
+    unavailable: Vec<Unavailable>,
+}
+
+/// Pinned fields that only a POST form knows, with why PUT cannot carry them.
+pub const POST_ONLY_FIELDS: &[(&str, &str)] = &[
+    (
+        "success_action_redirect",
+        "the store redirects a browser after a POST form; a PUT has no redirect",
+    ),
+    (
+        "success_action_status",
+        "it sets the status of a POST form's answer; a PUT always answers 200",
+    ),
+];
+
+/// The header that carries a pinned form field in a PUT, `None` for POST-only fields.
+pub fn put_header(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "acl" => "x-amz-acl",
+        "tagging" => "x-amz-tagging",
+        "Cache-Control" => "Cache-Control",
+        "Content-Disposition" => "Content-Disposition",
+        "Content-Encoding" => "Content-Encoding",
+        "Content-Language" => "Content-Language",
+        "Expires" => "Expires",
+        "x-amz-storage-class" => "x-amz-storage-class",
+        "x-amz-server-side-encryption" => "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-aws-kms-key-id" => "x-amz-server-side-encryption-aws-kms-key-id",
+        "x-amz-server-side-encryption-context" => "x-amz-server-side-encryption-context",
+        "x-amz-server-side-encryption-bucket-key-enabled" => "x-amz-server-side-encryption-bucket-key-enabled",
+        "x-amz-website-redirect-location" => "x-amz-website-redirect-location",
+        "x-amz-object-lock-mode" => "x-amz-object-lock-mode",
+        "x-amz-object-lock-retain-until-date" => "x-amz-object-lock-retain-until-date",
+        "x-amz-object-lock-legal-hold" => "x-amz-object-lock-legal-hold",
+        _ => return None,
+    })
+}
+
+impl Plan {
+    /// The plan of a compiled profile; `allowed` is the profile's `methods` (`None`: every
+    /// method that can carry the profile). The compiler refuses a profile whose plan has no
+    /// method.
+    pub fn build(profile: &Profile, allowed: Option<&[Method]>) -> Plan {
+        let mut rules = Vec::with_capacity(6 + profile.fields.len() + profile.metadata.len());
+        let fixed = |target, post, put| Rule {
+            target,
+            kind: Kind::Fixed,
+            optional: false,
+            post,
+            put,
+        };
+        rules.push(fixed(Target::Bucket, Carrier::Named("bucket"), Carrier::Url));
+        rules.push(Rule {
+            kind: if profile.key.ends_with_filename() && !profile.filename_required {
+                Kind::Prefix
+            } else {
+                Kind::Fixed
+            },
+            ..fixed(Target::Key, Carrier::Named("key"), Carrier::Url)
+        });
+        rules.push(Rule {
+            kind: Kind::Range,
+            ..fixed(Target::Size, Carrier::Length, Carrier::Length)
+        });
+        if let Some(rule) = &profile.content_type {
+            let kind = match rule {
+                ContentTypeRule::Prefix(_) => Kind::Prefix,
+                ContentTypeRule::OneOf(_) => Kind::Request,
+                ContentTypeRule::Exact(_) => Kind::Fixed,
+            };
+            rules.push(Rule {
+                kind,
+                ..fixed(
+                    Target::ContentType,
+                    Carrier::Named("Content-Type"),
+                    Carrier::Named("Content-Type"),
+                )
+            });
+        }
+        for (i, (field, _)) in profile.fields.iter().enumerate() {
+            let put = if put_header(field).is_some() {
+                Carrier::ProfileNamed
+            } else {
+                Carrier::None
+            };
+            rules.push(fixed(Target::Field(i), Carrier::ProfileNamed, put));
+        }
+        for (i, rule) in profile.metadata.iter().enumerate() {
+            rules.push(Rule {
+                target: Target::Metadata(i),
+                kind: match rule.value {
+                    MetadataValue::Fixed(_) => Kind::Fixed,
+                    _ => Kind::Request,
+                },
+                optional: !rule.required,
+                post: Carrier::ProfileNamed,
+                put: Carrier::ProfileNamed,
+            });
+        }
+        let optional = !profile.checksum.required;
+        rules.push(Rule {
+            target: Target::ChecksumAlgorithm,
+            kind: Kind::Request,
+            optional,
+            post: Carrier::Named("x-amz-checksum-algorithm"),
+            // A PUT names the algorithm by the header it sends.
+            put: Carrier::Url,
+        });
+        rules.push(Rule {
+            target: Target::Checksum,
+            kind: Kind::Request,
+            optional,
+            post: Carrier::ProfileNamed,
+            put: Carrier::ProfileNamed,
+        });
+        if !profile.overwrite {
+            rules.push(fixed(
+                Target::NoOverwrite,
+                Carrier::None,
+                Carrier::Named("If-None-Match"),
+            ));
+        }
+
+        let mut methods = Vec::new();
+        let mut unavailable = Vec::new();
+        for method in Method::ALL {
+            let blocked = rules.iter().find(|rule| rule.carrier(method) == Carrier::None);
+            let reason = match (blocked, allowed) {
+                (Some(rule), _) => Some(why_not(profile, method, rule.target)),
+                (None, Some(list)) if !list.contains(&method) => {
+                    Some(format!("the profile's `methods` does not list {}", method.as_str()))
+                }
+                _ => None,
+            };
+            match reason {
+                Some(reason) => unavailable.push(Unavailable { method, reason }),
+                None => methods.push(method),
+            }
+        }
+        Plan {
+            rules,
+            methods,
+            unavailable,
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The methods the profile can be served with, POST first.
+    pub fn methods(&self) -> &[Method] {
+        &self.methods
+    }
+
+    pub fn allows(&self, method: Method) -> bool {
+        self.methods.contains(&method)
+    }
+
+    /// Why `method` is unavailable; `None` when it is available.
+    pub fn unavailable(&self, method: Method) -> Option<&str> {
+        self.unavailable
+            .iter()
+            .find(|u| u.method == method)
+            .map(|u| u.reason.as_str())
+    }
+}
+
+impl Rule {
+    pub fn carrier(&self, method: Method) -> Carrier {
+        match method {
+            Method::Post => self.post,
+            Method::Put => self.put,
+        }
+    }
+}
+
+fn why_not(profile: &Profile, method: Method, target: Target) -> String {
+    match (method, target) {
+        (Method::Put, Target::Field(i)) => {
+            let field = &profile.fields[i].0;
+            let why = POST_ONLY_FIELDS
+                .iter()
+                .find(|(name, _)| name == field)
+                .map_or("PUT has no header for it", |(_, why)| why);
+            format!("fields.{field} makes the profile POST-only: {why}")
+        }
+        (Method::Post, Target::NoOverwrite) => "`overwrite: false` makes the profile PUT-only: S3 takes no \
+             condition on an existing object with a POST form, and a form can be replayed until it expires"
+            .to_owned(),
+        (method, target) => format!("{method} cannot carry {target:?}"),
+    }
+}

@@ -1,0 +1,192 @@
+//! The one checker of what a signed upload may be, whatever was asked: used by the admission
+//! cases (tests/it/admit.rs), the property test (tests/it/properties.rs) and the fuzz target
+//! (fuzz/fuzz_targets/presign.rs, which includes this file by path). It reads the signed output
+//! only (the POST policy and fields, the PUT URL and headers), never the plan that made it.
+//!
+//! POST: every form field but `policy` and `x-amz-signature` is covered by a condition on the
+//! same field with the same value (or prefix); no condition is duplicated; no `starts-with` is
+//! empty; the size range lies inside the profile's. PUT: every header the client is told to send
+//! is signed, every signed header but `host` is one the client is told to send (or
+//! `content-length`, the exact size inside the profile's range). Both: the expiry is within the
+//! profile's `expires_in`; the key starts with the template's fixed prefix, is at most 1024
+//! bytes, has no dot or empty segment, no control or format character, and no `${` but a
+//! trailing `${filename}` left to the store (POST only).
+
+use postgate::profile::{Profile, compile::is_forbidden_char};
+use postgate::sign::{PresignedPost, PresignedPut, Signed};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// Checks one signed upload of `profile` made at `now`; the error says what is wrong.
+pub fn check(profile: &Profile, signed: &Signed, now: OffsetDateTime) -> Result<(), String> {
+    let key = match signed {
+        Signed::Post(post) => check_post(profile, post, now)?,
+        Signed::Put(put) => check_put(profile, put, now)?,
+    };
+    check_key(profile, key, matches!(signed, Signed::Post(_)))
+}
+
+fn check_post<'a>(profile: &Profile, post: &'a PresignedPost, now: OffsetDateTime) -> Result<&'a str, String> {
+    let policy: Value = serde_json::from_str(&post.policy).map_err(|e| format!("the policy is not JSON: {e}"))?;
+    let conditions = policy["conditions"].as_array().ok_or("no condition list")?;
+    let field = |name: &str| {
+        post.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    };
+    let mut covered = Vec::new();
+    let mut range = None;
+    for condition in conditions {
+        match condition {
+            Value::Object(map) => {
+                for (name, value) in map {
+                    if let Some(sent) = field(name)
+                        && Some(sent) != value.as_str()
+                    {
+                        return Err(format!("field {name} = {sent:?} differs from its condition {value}"));
+                    }
+                    covered.push(name.to_ascii_lowercase());
+                }
+            }
+            Value::Array(items) if items[0] == "starts-with" => {
+                let name = items[1].as_str().unwrap_or_default().trim_start_matches('$');
+                let prefix = items[2].as_str().unwrap_or_default();
+                if prefix.is_empty() {
+                    return Err(format!("an empty starts-with in {}", post.policy));
+                }
+                if let Some(sent) = field(name)
+                    && !sent.starts_with(prefix)
+                {
+                    return Err(format!("{name} does not start with {prefix:?}"));
+                }
+                covered.push(name.to_ascii_lowercase());
+            }
+            Value::Array(items) if items[0] == "content-length-range" => {
+                range = Some((
+                    items[1].as_u64().unwrap_or(u64::MAX),
+                    items[2].as_u64().unwrap_or(u64::MAX),
+                ));
+            }
+            other => return Err(format!("unexpected condition {other}")),
+        }
+    }
+    let mut distinct = covered.clone();
+    distinct.sort();
+    distinct.dedup();
+    if distinct.len() != covered.len() {
+        return Err(format!("a duplicated condition in {}", post.policy));
+    }
+    for (name, _) in &post.fields {
+        let lower = name.to_ascii_lowercase();
+        if lower != "policy" && lower != "x-amz-signature" && !covered.contains(&lower) {
+            return Err(format!("field {name} is not covered by {}", post.policy));
+        }
+    }
+    let (min, max) = range.ok_or("no content-length-range")?;
+    if min > max || max > profile.size().max || min < profile.size().min {
+        return Err(format!("range {min}..={max} outside the profile's"));
+    }
+    if post.expires_at > now + profile.expires_in() {
+        return Err("the form outlives the profile's expires_in".into());
+    }
+    if field("key") != Some(post.key.as_str()) {
+        return Err("the key field is not the key".into());
+    }
+    Ok(&post.key)
+}
+
+fn check_put<'a>(profile: &Profile, put: &'a PresignedPut, now: OffsetDateTime) -> Result<&'a str, String> {
+    let (_, query) = put.url.split_once('?').ok_or("a PUT URL without a query")?;
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .map(percent_decode)
+    };
+    let signed_headers = param("X-Amz-SignedHeaders").ok_or("no X-Amz-SignedHeaders")?;
+    let signed: Vec<&str> = signed_headers.split(';').collect();
+    if !signed.contains(&"host") {
+        return Err("host is not signed".into());
+    }
+    let mut sent: Vec<String> = put.client_headers().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    for name in &sent {
+        if !signed.contains(&name.as_str()) {
+            return Err(format!("header {name} is not signed ({signed_headers})"));
+        }
+    }
+    let length = put
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .ok_or("no exact Content-Length is signed")?;
+    if length < profile.size().min || length > profile.size().max || length != put.max_size {
+        return Err(format!("Content-Length {length} outside the profile's range"));
+    }
+    sent.push("content-length".into());
+    sent.push("host".into());
+    for name in &signed {
+        if !sent.iter().any(|s| s == name) {
+            return Err(format!("signed header {name} is not one the client is told to send"));
+        }
+    }
+    if sent.len() != signed.len() {
+        return Err(format!("a header is given twice: {sent:?}"));
+    }
+    let expires: u64 = param("X-Amz-Expires")
+        .and_then(|v| v.parse().ok())
+        .ok_or("no X-Amz-Expires")?;
+    if expires > profile.expires_in().as_secs() || put.expires_at > now + profile.expires_in() {
+        return Err("the URL outlives the profile's expires_in".into());
+    }
+    if query
+        .split('&')
+        .any(|pair| pair.to_ascii_lowercase().starts_with("x-amz-meta-"))
+    {
+        return Err("metadata hoisted into the query".into());
+    }
+    Ok(&put.key)
+}
+
+fn check_key(profile: &Profile, key: &str, post: bool) -> Result<(), String> {
+    if !key.starts_with(profile.key().literal_prefix()) {
+        return Err(format!("{key:?} does not start with the template's prefix"));
+    }
+    if key.len() > 1024 {
+        return Err(format!("a key of {} bytes", key.len()));
+    }
+    if key.chars().any(is_forbidden_char) {
+        return Err(format!("a forbidden character in {key:?}"));
+    }
+    let left = if post { key.strip_suffix("/${filename}") } else { None };
+    let body = left.unwrap_or(key);
+    if body.contains("${") {
+        return Err(format!("`${{` in the signed part of {key:?}"));
+    }
+    for segment in body.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("an empty or dot segment in {key:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
