@@ -142,6 +142,21 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
             store.data_dir.display()
         );
     }
+    if registry.current().get("invoices").is_some() {
+        println!();
+        println!("Or sign a presigned PUT (the exact size is signed), then send the file as the body:");
+        println!();
+        println!(
+            "  curl -sf -X POST '{gateway}/v1/profiles/invoices/presign?format=curl' -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d \"{{\\\"method\\\":\\\"put\\\",\\\"vars\\\":{{\\\"supplier\\\":\\\"acme\\\"}},\\\"size\\\":$(wc -c < Cargo.toml)}}\" -o put.curl",
+            dev_key("web")
+        );
+        println!("  curl -sS -K put.curl -T Cargo.toml");
+        println!();
+        println!(
+            "That object lands under {}/finance-inbox/invoices/acme/.",
+            store.data_dir.display()
+        );
+    }
     println!();
 
     let mut config = config;

@@ -3,8 +3,8 @@
 //! level, and every kind of answer — forms, each error, listings, metrics, a refused and an
 //! accepted SIGHUP reload — then the CLI runs with the same environment. No canary may show up
 //! anywhere but where S3 needs it: the session token in a form's `x-amz-security-token` field
-//! (and inside its base64 policy). The JSON log has one line per presign request with its
-//! fields, and never a form's policy or signature.
+//! (and inside its base64 policy), or a PUT URL's `X-Amz-Security-Token`. The JSON log has one
+//! line per presign request with its fields, and never a form's policy or a signature.
 
 use std::process::{Command, Output, Stdio};
 
@@ -152,6 +152,26 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
     for canary in never_shown() {
         assert!(!curl.contains(&canary), "the curl form shows `{canary}`");
     }
+
+    // A PUT URL carries the session token once, as its signed `X-Amz-Security-Token`.
+    let (status, text) = post(
+        &presign_url("invoices"),
+        &[&bearer(MOBILE_KEY), json],
+        r#"{"method": "put", "vars": {"supplier": "acme"}, "size": 10}"#,
+    );
+    presigns += 1;
+    assert_eq!(status, 200, "{text}");
+    for canary in never_shown() {
+        assert!(!text.contains(&canary), "the PUT answer shows `{canary}`:\n{text}");
+    }
+    assert_eq!(text.matches(SESSION_TOKEN).count(), 1, "{text}");
+    let put: Value = serde_json::from_str(&text).unwrap();
+    let url = put["url"].as_str().unwrap();
+    assert!(
+        url.contains(&format!("&X-Amz-Security-Token={SESSION_TOKEN}&")),
+        "{url}"
+    );
+    let put_signature = url.rsplit("X-Amz-Signature=").next().unwrap().to_owned();
 
     // Every kind of error.
     let large = format!("{{\"vars\": {{\"user\": \"{}\"}}}}", "a".repeat(70 * 1024));
@@ -323,6 +343,16 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
     ] {
         assert!(outcomes.contains(&outcome), "no `{outcome}` line: {outcomes:?}");
     }
+    // The PUT's line carries its signature's fingerprint, never the signature.
+    let fingerprint = hex::encode(&Sha256::digest(put_signature.as_bytes())[..6]);
+    assert!(
+        presign_lines
+            .iter()
+            .any(|l| l["fields"]["signature"] == fingerprint.as_str()),
+        "no presign line with the PUT's fingerprint {fingerprint}"
+    );
+    assert!(!stderr.contains(&put_signature), "the log shows a PUT URL's signature");
+
     // Each form's line carries its signature's fingerprint; no line carries a form's policy or
     // signature.
     for form in &forms {

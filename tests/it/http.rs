@@ -463,6 +463,113 @@ async fn a_signed_form_from_the_api() {
 }
 
 #[actix_web::test]
+async fn a_signed_put_url_from_the_api() {
+    let dir = policies_copy();
+    let state = state(registry(dir.path()));
+    let service = service!(state);
+    let body = json!({"method": "put", "vars": {"user": "bob"}, "filename": "a.pdf", "content_type": "application/pdf", "size": 2048, "metadata": {"kind": "invoice"}});
+    let (status, _, answer) = respond(
+        &service,
+        &presign("put", "/v1/profiles/documents/presign", "web", body.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["method"], "PUT");
+    assert_eq!(answer["max_size"], 2048);
+    assert!(answer.get("fields").is_none());
+    let url = answer["url"].as_str().unwrap();
+    let key = answer["key"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "https://user-documents.s3.eu-west-1.amazonaws.com/{key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&"
+        )),
+        "{url}"
+    );
+    assert!(url.contains("&X-Amz-SignedHeaders=content-disposition%3Bcontent-length%3Bcontent-type%3Bhost%3Bx-amz-acl%3Bx-amz-meta-app%3Bx-amz-meta-kind&"), "{url}");
+    assert_eq!(
+        answer["headers"],
+        json!({"Content-Type": "application/pdf", "x-amz-acl": "private", "Content-Disposition": "attachment",
+               "x-amz-meta-kind": "invoice", "x-amz-meta-app": "web"})
+    );
+
+    // The curl format: the URL, the method and every header but Content-Length.
+    let (status, _, text) = respond(
+        &service,
+        &presign("curl", "/v1/profiles/documents/presign?format=curl", "web", body),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap();
+    assert!(text.starts_with("url = \"https://user-documents."), "{text}");
+    assert!(
+        text.contains("\nrequest = \"PUT\"\nheader = \"Content-Type: application/pdf\"\n"),
+        "{text}"
+    );
+    assert!(
+        !text.to_ascii_lowercase().contains("header = \"content-length"),
+        "{text}"
+    );
+
+    // A POST-only profile refuses a PUT, naming why.
+    let body = json!({"method": "put", "vars": {"user": "bob"}, "filename": "a.png", "content_type": "image/png", "size": 10, "metadata": {"purpose": "avatar"}});
+    let (status, _, problem) = respond(&service, &presign("put", "/v1/profiles/avatars/presign", "web", body)).await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["code"], "method-unavailable");
+    assert!(
+        problem["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("success_action_status makes the profile POST-only")
+    );
+}
+
+/// A store declared without POST (`post: false`, as R2 and B2) gets PUT answers; asking it for
+/// POST is a clear 422; a POST-only profile on it refuses the whole set.
+#[actix_web::test]
+async fn a_store_without_post_gets_put_urls() {
+    let dir = policies_copy();
+    std::fs::remove_file(dir.path().join("avatars.yaml")).unwrap();
+    std::fs::remove_file(dir.path().join("attachments.yaml")).unwrap();
+    let registry = registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        aws_store().with_post(false),
+    );
+    let service = service!(state(registry));
+    let body = json!({"vars": {"supplier": "acme"}, "size": 100});
+    let (status, _, answer) = respond(
+        &service,
+        &presign("default", "/v1/profiles/invoices/presign", "web", body),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["method"], "PUT");
+
+    let body = json!({"method": "post", "vars": {"supplier": "acme"}});
+    let (status, _, problem) = respond(&service, &presign("post", "/v1/profiles/invoices/presign", "web", body)).await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["code"], "method-unavailable");
+    assert_eq!(
+        problem["errors"][0]["detail"],
+        "store `default` does not take POST uploads (`post: false`); ask for `put`"
+    );
+
+    // A POST-only profile cannot be served by that store: the set is refused at load.
+    let stores = std::sync::Arc::new(
+        [("default".to_owned(), Arc::new(aws_store().with_post(false)))]
+            .into_iter()
+            .collect::<postgate::registry::Stores>(),
+    );
+    let diags = postgate::registry::load(&crate::repo_path("policies"), &stores).unwrap_err();
+    let text: Vec<String> = diags.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
+    assert!(
+        text.iter().any(|t| t.ends_with("avatars.yaml: store: store `default` takes no POST uploads (`post: false`) and this profile is POST-only (fields.success_action_status makes the profile POST-only: it sets the status of a POST form's answer; a PUT always answers 200)")),
+        "{text:#?}"
+    );
+}
+
+#[actix_web::test]
 async fn cors_answers_allowed_origins_only() {
     let dir = policies_copy();
     let state = state(registry(dir.path()));

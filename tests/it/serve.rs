@@ -232,7 +232,7 @@ async fn dev_mode_prints_a_curl_pair_that_uploads() {
     let stdout = child.0.stdout.take().unwrap();
     let lines = read_banner(stdout);
     let commands: Vec<&String> = lines.iter().filter(|l| l.trim_start().starts_with("curl ")).collect();
-    assert_eq!(commands.len(), 2, "{lines:?}");
+    assert_eq!(commands.len(), 4, "{lines:?}");
     std::fs::copy(repo_path("Cargo.toml"), work.path().join("Cargo.toml")).unwrap();
     for command in &commands {
         let output = Command::new("sh")
@@ -250,6 +250,13 @@ async fn dev_mode_prints_a_curl_pair_that_uploads() {
     let stored = find_file(&data.path().join("user-content/avatars/alice"), "hello.png");
     assert_eq!(
         std::fs::read(stored).unwrap(),
+        std::fs::read(repo_path("Cargo.toml")).unwrap()
+    );
+    let invoices = data.path().join("finance-inbox/invoices/acme");
+    let put: Vec<_> = std::fs::read_dir(&invoices).unwrap().flatten().collect();
+    assert_eq!(put.len(), 1, "one object from the PUT pair");
+    assert_eq!(
+        std::fs::read(put[0].path()).unwrap(),
         std::fs::read(repo_path("Cargo.toml")).unwrap()
     );
 
@@ -300,7 +307,7 @@ fn read_banner(stdout: std::process::ChildStdout) -> Vec<String> {
     });
     let mut lines = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
-        let done = line.starts_with("The object lands under");
+        let done = line.starts_with("That object lands under");
         lines.push(line);
         if done {
             break;
