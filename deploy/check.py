@@ -106,7 +106,9 @@ def manifests(app_path, secrets_path):
 
     # Every app a profile names has keys, and every keys_file is a key of the mounted Secret.
     apps = config.get("apps", {})
-    named = {app for p in profile_files() for app in (yaml.safe_load(p.read_text()).get("apps") or [])}
+    # `apps: all` (every app) names none; a list names each of its apps.
+    listed = (yaml.safe_load(p.read_text()).get("apps") for p in profile_files())
+    named = {app for apps_of in listed if isinstance(apps_of, list) for app in apps_of}
     for app in sorted(named - apps.keys()):
         problems.append(f"a profile names app `{app}`, which deploy/k8s/config/postgate.yaml does not declare")
     key_secret = find(secrets, "Secret", volumes.get("app-keys", {}).get("secret", {}).get("secretName"))
