@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora: corpus/compile/ from the example and golden profiles, corpus/presign/
-# from the admission cases of tests/data/admit.yaml (converted to request JSON by the `seed` bin).
+# from the admission cases of tests/data/admit.yaml (as request JSON, and again asked as a PUT).
 # Existing corpus files (what earlier runs found) are kept.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,7 +25,10 @@ for name, case in cases.items():
     request = json.dumps(case.get("request"), separators=(",", ":"), ensure_ascii=False)
     (out / name).write_text(f"{profile}\n{request}")
     first.setdefault(profile, request)
-    written += 1
+    # The same request asked as a PUT, so the fuzzer starts on both renderers.
+    put = json.dumps({**(case.get("request") or {}), "method": "put"}, separators=(",", ":"), ensure_ascii=False)
+    (out / f"{name}-put").write_text(f"{profile}\n{put}")
+    written += 2
 for path in sorted((root / "policies").glob("*.yaml")):
     request = first.get(path.stem, "{}")
     (out / f"inline-{path.stem}").write_text(f"{path.read_text()}\n%%\n{request}")
