@@ -4,6 +4,8 @@
 //! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-authentication-HTTPPOST.html>.
 //! For a POST form the string to sign is the base64 policy itself.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -94,50 +96,60 @@ pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> St
     let credential = format!("{}/{scope}", signer.access_key_id);
 
     // Headers: lowercase names, sorted; values trimmed with inner runs of spaces collapsed.
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(request.headers.len() + 1);
-    headers.push(("host".to_owned(), request.host.to_owned()));
+    let mut headers: Vec<(Cow<str>, Cow<str>)> = Vec::with_capacity(request.headers.len() + 1);
+    headers.push(("host".into(), request.host.into()));
     for (name, value) in request.headers {
-        headers.push((
-            name.to_ascii_lowercase(),
-            value.split_whitespace().collect::<Vec<_>>().join(" "),
-        ));
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(*name)
+        };
+        headers.push((name, canonical_value(value)));
     }
-    headers.sort();
-    let signed_headers = headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(";");
+    headers.sort_unstable();
+    let mut signed_headers = String::with_capacity(headers.iter().map(|(n, _)| n.len() + 1).sum());
+    for (i, (name, _)) in headers.iter().enumerate() {
+        if i > 0 {
+            signed_headers.push(';');
+        }
+        signed_headers.push_str(name);
+    }
 
     let expires = signer.expires_in.to_string();
-    let mut params: Vec<(&str, &str)> = request.params.to_vec();
-    params.push(("X-Amz-Algorithm", super::ALGORITHM));
-    params.push(("X-Amz-Credential", &credential));
-    params.push(("X-Amz-Date", signer.amz_date));
-    params.push(("X-Amz-Expires", &expires));
-    params.push(("X-Amz-SignedHeaders", &signed_headers));
-    if let Some(token) = signer.session_token {
-        params.push(("X-Amz-Security-Token", token));
+    let mut params: Vec<(Cow<str>, Cow<str>)> = Vec::with_capacity(request.params.len() + 6);
+    for (name, value) in request.params {
+        params.push((encoded(name), encoded(value)));
     }
-    let encoded: Vec<(String, String)> = params
-        .iter()
-        .map(|(name, value)| {
-            let (mut n, mut v) = (String::new(), String::new());
-            uri_encode(&mut n, name, false);
-            uri_encode(&mut v, value, false);
-            (n, v)
-        })
-        .collect();
-    let mut sorted: Vec<&(String, String)> = encoded.iter().collect();
-    sorted.sort();
-    let canonical_query = sorted
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    params.push(("X-Amz-Algorithm".into(), super::ALGORITHM.into()));
+    params.push(("X-Amz-Credential".into(), encoded(&credential)));
+    params.push(("X-Amz-Date".into(), encoded(signer.amz_date)));
+    params.push(("X-Amz-Expires".into(), encoded(&expires)));
+    params.push(("X-Amz-SignedHeaders".into(), encoded(&signed_headers)));
+    if let Some(token) = signer.session_token {
+        params.push(("X-Amz-Security-Token".into(), encoded(token)));
+    }
+    let mut order: Vec<usize> = (0..params.len()).collect();
+    order.sort_unstable_by(|a, b| params[*a].cmp(&params[*b]));
 
-    let mut canonical = String::with_capacity(256 + canonical_query.len());
+    let mut canonical = String::with_capacity(
+        192 + request.path.len()
+            + params.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
+            + headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
+            + signed_headers.len(),
+    );
     canonical.push_str(request.method);
     canonical.push('\n');
     canonical.push_str(request.path);
     canonical.push('\n');
-    canonical.push_str(&canonical_query);
+    for (i, index) in order.iter().enumerate() {
+        if i > 0 {
+            canonical.push('&');
+        }
+        let (name, value) = &params[*index];
+        canonical.push_str(name);
+        canonical.push('=');
+        canonical.push_str(value);
+    }
     canonical.push('\n');
     for (name, value) in &headers {
         canonical.push_str(name);
@@ -149,20 +161,50 @@ pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> St
     canonical.push_str(&signed_headers);
     canonical.push_str("\nUNSIGNED-PAYLOAD");
 
-    let string_to_sign = format!(
-        "{}\n{}\n{scope}\n{}",
-        super::ALGORITHM,
-        signer.amz_date,
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
+    let mut digest = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(canonical.as_bytes()), &mut digest).expect("64 hex digits");
+    let mut string_to_sign = String::with_capacity(32 + signer.amz_date.len() + scope.len() + 64);
+    string_to_sign.push_str(super::ALGORITHM);
+    string_to_sign.push('\n');
+    string_to_sign.push_str(signer.amz_date);
+    string_to_sign.push('\n');
+    string_to_sign.push_str(&scope);
+    string_to_sign.push('\n');
+    string_to_sign.push_str(std::str::from_utf8(&digest).expect("hex is ASCII"));
     let signature = signature(signer.signing_key, string_to_sign.as_bytes());
 
-    let mut query = encoded
-        .iter()
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    let mut query = String::with_capacity(canonical.len());
+    for (i, (name, value)) in params.iter().enumerate() {
+        if i > 0 {
+            query.push('&');
+        }
+        query.push_str(name);
+        query.push('=');
+        query.push_str(value);
+    }
     query.push_str("&X-Amz-Signature=");
     query.push_str(&signature);
     query
+}
+
+/// A header value as SigV4 signs it: trimmed, inner runs of spaces collapsed to one.
+fn canonical_value(value: &str) -> Cow<'_, str> {
+    let trimmed = value.trim();
+    if !trimmed.contains("  ") && !trimmed.contains(['\t', '\n', '\r']) {
+        return Cow::Borrowed(trimmed);
+    }
+    Cow::Owned(trimmed.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// `text` URI-encoded (every byte but `A-Za-z0-9-_.~`); borrowed when nothing needs encoding.
+fn encoded(text: &str) -> Cow<'_, str> {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    uri_encode(&mut out, text, false);
+    Cow::Owned(out)
 }
