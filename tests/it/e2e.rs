@@ -35,6 +35,13 @@ const BUCKETS: &[&str] = &[
     "other-bucket",
 ];
 
+/// One Garage test at a time (they share its buckets).
+static GARAGE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn garage_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    GARAGE_TURN.lock().await
+}
+
 /// Which server answers.
 enum Backend {
     /// s3s + s3s-fs in this process, over a temporary directory.
@@ -94,7 +101,8 @@ impl S3Server {
 
     /// The Garage server `tests/garage/start.sh` started, from its `GARAGE_*` variables; `None`
     /// when they are not set (the tests then say so and pass, unless `POSTGATE_REQUIRE_GARAGE`
-    /// is set, as in CI).
+    /// is set, as in CI). Tests share its buckets and compare listings, so one holds it at a
+    /// time: keep the guard of `garage_turn` for the whole test.
     pub fn garage() -> Option<S3Server> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let Some(endpoint) = var("GARAGE_ENDPOINT") else {
@@ -830,6 +838,7 @@ async fn an_expired_policy_is_rejected() {
 /// rejection is rejected, wrong secrets and expired forms are refused.
 #[tokio::test]
 async fn garage_enforces_the_same_forms() {
+    let _turn = garage_turn().await;
     let Some(server) = S3Server::garage() else {
         return;
     };

@@ -772,7 +772,22 @@ async fn api_form<B: MessageBody>(
 
 #[actix_web::test]
 async fn forms_from_the_api_upload_and_every_constraint_holds() {
-    let server = S3Server::start().await;
+    check_api_against(S3Server::start().await).await;
+}
+
+/// The same through the API against Garage (`tests/garage/`; skipped, saying so, when it is not
+/// running, unless `POSTGATE_REQUIRE_GARAGE` is set, as in CI).
+#[actix_web::test]
+async fn garage_takes_forms_and_put_urls_from_the_api() {
+    let _turn = crate::e2e::garage_turn().await;
+    if let Some(server) = S3Server::garage() {
+        check_api_against(server).await;
+    }
+}
+
+/// Every example upload (POST and PUT), every POST rejection and every PUT change, with
+/// uploads signed through the HTTP API.
+async fn check_api_against(server: S3Server) {
     let dir = policies_copy();
     let state = state(registry_signing(
         dir.path(),
