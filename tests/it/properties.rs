@@ -1,7 +1,7 @@
 //! Properties over generated profiles and requests: whatever an admitted request asks, the signed
 //! form stays inside what its profile allows.
 
-use postgate::profile::{self, Context, Method, ProfileName, UploadRequest};
+use postgate::profile::{self, ChecksumRequest, Context, Method, ProfileName, UploadRequest};
 use postgate::secret::Secret;
 use postgate::sign::{Addressing, Credentials, Endpoint, FieldStyle, Store, sign};
 use proptest::prelude::*;
@@ -36,19 +36,55 @@ fn content_type_rule() -> impl Strategy<Value = String> {
     ]
 }
 
+/// The settings that decide the methods and what a request must give: `overwrite: false`
+/// (PUT-only), `filename: request`, a required checksum, a POST-only field.
+fn settings() -> impl Strategy<Value = (bool, bool, bool, bool)> {
+    (
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.3),
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.2),
+    )
+}
+
 fn profile_yaml() -> impl Strategy<Value = String> {
-    (key_template(), 1u64..=5 * 1024 * 1024 * 1024, 1u64..=7 * 24 * 3600, content_type_rule(), any::<bool>()).prop_map(
-        |(key, max, expires, content_type, with_metadata)| {
+    (
+        key_template(),
+        1u64..=5 * 1024 * 1024 * 1024,
+        1u64..=7 * 24 * 3600,
+        content_type_rule(),
+        any::<bool>(),
+        settings(),
+    )
+        .prop_map(|(key, max, expires, content_type, with_metadata, settings)| {
+            let (no_overwrite, filename_request, checksum_required, post_only) = settings;
             let metadata = if with_metadata {
                 "metadata:\n  owner: \"${user}\"\n  note: { pattern: \".{0,40}\", required: false }\n"
             } else {
                 ""
             };
+            let mut extra = String::new();
+            // overwrite: false and a POST-only field together would leave no method.
+            if no_overwrite {
+                extra.push_str("overwrite: false\n");
+            } else if post_only {
+                extra.push_str("  success_action_status: \"201\"\n");
+            }
+            let mut settings = String::new();
+            if filename_request && key.ends_with("/${filename}") {
+                settings.push_str("filename: request\n");
+            }
+            if checksum_required {
+                settings.push_str("checksum: { algorithms: [sha256, crc32c] }\n");
+            }
+            if extra.starts_with("overwrite") {
+                settings.push_str(&extra);
+                extra.clear();
+            }
             format!(
-                "bucket: user-content\nkey: \"{key}\"\nvars:\n  user: {{ pattern: \".{{1,80}}\" }}\nsize: {{ max: {max} }}\nexpires_in: {expires}s\n{content_type}{metadata}fields:\n  Content-Disposition: attachment\napps: all\n"
+                "bucket: user-content\nkey: \"{key}\"\nvars:\n  user: {{ pattern: \".{{1,80}}\" }}\nsize: {{ max: {max} }}\nexpires_in: {expires}s\n{content_type}{metadata}{settings}fields:\n  Content-Disposition: attachment\n{extra}apps: all\n"
             )
-        },
-    )
+        })
 }
 
 /// Values from a hostile alphabet: separators, dots, placeholders, controls, bidi, non-ASCII —
@@ -82,15 +118,28 @@ fn request() -> impl Strategy<Value = UploadRequest> {
         ),
         prop::option::weighted(0.4, prop_oneof![9 => 1u64..=1024, 1 => 0u64..=6 * 1024 * 1024 * 1024]),
         prop::option::weighted(0.2, hostile()),
+        prop::option::weighted(
+            0.4,
+            prop_oneof![
+                Just(("sha256", "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=")),
+                Just(("crc32c", "AAAAAA==")),
+                Just(("sha1", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")),
+                Just(("sha256", "AAAA")),
+                Just(("crc32", "not base64")),
+            ],
+        ),
     )
-        .prop_map(|(user, filename, content_type, size, note)| UploadRequest {
+        .prop_map(|(user, filename, content_type, size, note, checksum)| UploadRequest {
             vars: [("user".to_owned(), user)].into_iter().collect(),
             filename,
             content_type: content_type.map(str::to_owned),
             size,
             metadata: note.map(|n| ("note".to_owned(), n)).into_iter().collect(),
             method: None,
-            checksum: None,
+            checksum: checksum.map(|(algorithm, value)| ChecksumRequest {
+                algorithm: serde_json::from_value(serde_json::Value::String(algorithm.into())).unwrap(),
+                value: value.into(),
+            }),
         })
 }
 
