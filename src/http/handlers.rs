@@ -38,7 +38,7 @@ pub struct PresignQuery {
     post,
     path = "/v1/profiles/{name}/presign",
     tag = "signing",
-    summary = "Sign a form for one upload",
+    summary = "Sign one upload: a POST form or a presigned PUT URL",
     params(
         ("name" = String, Path, description = "The profile's name", example = "avatars"),
         ("format" = Option<String>, Query, description = "`json` (default) or `curl` (a `curl -K` config)", example = "json"),
@@ -49,7 +49,7 @@ pub struct PresignQuery {
         "metadata": {"purpose": "avatar"}
     })),
     responses(
-        (status = 200, description = "The signed form", headers(("Cache-Control" = String, description = "no-store")),
+        (status = 200, description = "The signed upload: `method` POST with `fields`, or PUT with `headers`", headers(("Cache-Control" = String, description = "no-store")),
             content((PresignResponse = "application/json"), (String = "text/plain"))),
         (status = 400, description = "`malformed-json`, `invalid-request`, `invalid-format`, `body-unreadable`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
@@ -57,7 +57,7 @@ pub struct PresignQuery {
         (status = 404, description = "`unknown-profile`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The profile refuses the request; `errors` lists every field to fix", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The profile refuses the request; `errors` lists every field to fix, each with its code (`var-invalid`, `size-required`, `method-unavailable`, `checksum-invalid`, …: the table in README.md)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`rate-limited`: the app is over its rate limit", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Whole seconds until the app's next request is admitted (at least 1)"))),
     ),

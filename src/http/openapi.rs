@@ -65,7 +65,7 @@ pub struct Health {
 #[openapi(
     info(
         title = "postgate",
-        description = "Signs S3 presigned POST forms for named upload profiles.",
+        description = "Signs S3 uploads for named upload profiles: presigned POST forms and presigned PUT URLs.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(

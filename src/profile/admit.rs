@@ -471,7 +471,7 @@ pub fn admit<'p>(
         let named = |name: &'p str| match carrier {
             Carrier::Named(fixed) => Some(Cow::Borrowed(fixed)),
             Carrier::ProfileNamed => Some(Cow::Borrowed(name)),
-            Carrier::Url | Carrier::Length | Carrier::None => None,
+            Carrier::Url | Carrier::Length | Carrier::Implied | Carrier::None => None,
         };
         let value = match rule.target {
             Target::Bucket => Value::Exact(profile.bucket.as_str().into()),

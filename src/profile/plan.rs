@@ -168,6 +168,9 @@ pub enum Carrier {
     ProfileNamed,
     /// POST: `content-length-range`; PUT: the exact `Content-Length`.
     Length,
+    /// Carried by another rule's carrier: a PUT names the checksum's algorithm by the header
+    /// that carries the digest.
+    Implied,
     /// This method cannot carry the value (the rule then makes the method unavailable).
     None,
 }
@@ -301,8 +304,7 @@ impl Plan {
             kind: Kind::Request,
             optional,
             post: Carrier::Named("x-amz-checksum-algorithm"),
-            // A PUT names the algorithm by the header it sends.
-            put: Carrier::Url,
+            put: Carrier::Implied,
         });
         rules.push(Rule {
             target: Target::Checksum,

@@ -50,3 +50,54 @@ fn example_policies() {
         insta::assert_snapshot!(compiled(path));
     });
 }
+
+/// The upload plan of every example profile, rule by rule: the value, its kind, whether the
+/// request may leave it out, and what carries it in a POST form and in a PUT URL.
+#[test]
+fn example_plans() {
+    use postgate::profile::plan::{Carrier, Method, Target};
+    insta::glob!("../../policies", "*.yaml", |path| {
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        let profile = profile::parse(
+            &ProfileName::new(stem).unwrap(),
+            &std::fs::read_to_string(path).unwrap(),
+        )
+        .unwrap();
+        let plan = profile.plan();
+        let target = |target: Target| match target {
+            Target::Field(i) => format!("fields.{}", profile.fields()[i].0),
+            Target::Metadata(i) => format!("metadata.{}", profile.metadata()[i].name),
+            other => format!("{other:?}"),
+        };
+        let carrier = |carrier: Carrier, rule_target: Target, method: Method| match carrier {
+            Carrier::Named(name) => name.to_owned(),
+            Carrier::ProfileNamed => match (rule_target, method) {
+                (Target::Field(i), Method::Put) => postgate::profile::plan::put_header(&profile.fields()[i].0)
+                    .unwrap_or("-")
+                    .to_owned(),
+                (Target::Field(i), Method::Post) => profile.fields()[i].0.clone(),
+                (Target::Metadata(i), _) => profile.metadata()[i].field.clone(),
+                (_, _) => "x-amz-checksum-<algorithm>".to_owned(),
+            },
+            other => format!("({other:?})"),
+        };
+        let mut out = String::new();
+        for method in Method::ALL {
+            match plan.unavailable(method) {
+                None => out.push_str(&format!("{method}: yes\n")),
+                Some(why) => out.push_str(&format!("{method}: no: {why}\n")),
+            }
+        }
+        for rule in plan.rules() {
+            out.push_str(&format!(
+                "{:<28} {:<8} {:<9} POST {:<32} PUT {}\n",
+                target(rule.target),
+                format!("{:?}", rule.kind),
+                if rule.optional { "optional" } else { "" },
+                carrier(rule.post, rule.target, Method::Post),
+                carrier(rule.put, rule.target, Method::Put),
+            ));
+        }
+        insta::assert_snapshot!(out);
+    });
+}
