@@ -331,10 +331,7 @@ impl GatewayConfig {
         });
         let endpoint = match endpoint_text {
             None => Endpoint::Aws,
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                Endpoint::Custom(url.trim_end_matches('/').to_owned())
-            }
-            Some(url) => return Err(fail(format!("endpoint `{url}` is not an http(s) URL"))),
+            Some(url) => Endpoint::Custom(normalize_endpoint(&url).map_err(fail)?),
         };
 
         let creds = &config.credentials;
@@ -378,6 +375,36 @@ impl GatewayConfig {
         };
         Ok(Store::new(name, &region, endpoint, config.addressing, credentials).with_post(config.post.unwrap_or(true)))
     }
+}
+
+/// An endpoint as signatures need it: `scheme://host[:port][/path]` with the host lowercased, the
+/// scheme's default port dropped and no trailing `/` (the `Host` header a client sends is what
+/// SigV4 signs). Credentials in the URL, a query or a fragment are refused.
+fn normalize_endpoint(url: &str) -> Result<String, String> {
+    let not_url = || format!("endpoint `{url}` is not an http(s) URL like `https://s3.example.com`");
+    let (scheme, rest) = url.split_once("://").ok_or_else(not_url)?;
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return Err(not_url()),
+    };
+    if rest.contains(['?', '#']) {
+        return Err(format!(
+            "endpoint `{url}` has a query or fragment; give `scheme://host[:port]`"
+        ));
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return Err("the endpoint carries credentials (`user@`); set them under `credentials`".to_owned());
+    }
+    if authority.is_empty() {
+        return Err(not_url());
+    }
+    let mut host = authority.to_ascii_lowercase();
+    if let Some(stripped) = host.strip_suffix(default_port) {
+        host = stripped.to_owned();
+    }
+    Ok(format!("{scheme}://{host}{}", path.trim_end_matches('/')))
 }
 
 impl GatewayConfig {
@@ -514,6 +541,30 @@ mod tests {
             GatewayConfig::default().resolve_store("archive", &env),
             Err(ConfigError::UnknownStore(_))
         ));
+    }
+
+    #[test]
+    fn endpoints_are_normalized_for_signing() {
+        for (given, expected) in [
+            ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+            ("https://S3.Example.COM:443", "https://s3.example.com"),
+            ("http://minio:80/base/", "http://minio/base"),
+            ("https://minio:9000", "https://minio:9000"),
+        ] {
+            assert_eq!(normalize_endpoint(given).as_deref(), Ok(expected), "{given}");
+        }
+        for bad in [
+            "ftp://x",
+            "s3.example.com",
+            "https://key:secret@s3.example.com",
+            "https://s3?x=1",
+            "https://#f",
+            "https://",
+        ] {
+            assert!(normalize_endpoint(bad).is_err(), "{bad}");
+        }
+        let error = normalize_endpoint("https://key:secret@s3.example.com").unwrap_err();
+        assert!(!error.contains("secret"), "{error}");
     }
 
     #[test]

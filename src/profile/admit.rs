@@ -19,6 +19,10 @@ use super::plan::{Carrier, ChecksumAlgorithm, Method, Target, put_header};
 use super::template::Values;
 use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, Profile};
 
+/// The Content-Type a PUT signs for a profile without a content-type rule: what S3 stores for a
+/// form without one, and never a type a browser renders.
+pub const UNRULED_PUT_TYPE: &str = "application/octet-stream";
+
 /// The longest filename a request may name, in bytes (what common filesystems allow).
 pub const MAX_FILENAME_BYTES: usize = 255;
 
@@ -237,6 +241,7 @@ pub fn admit<'p>(
 
     // Content type: narrowed to exact when named; a PUT signs it exact, so it needs one.
     let content_type: Option<Value<'p>> = match (&profile.content_type, request.content_type.as_deref()) {
+        (None, None) if put => Some(Value::Exact(UNRULED_PUT_TYPE.into())),
         (None, None) => None,
         (None, Some(_)) => {
             refuse(
@@ -394,6 +399,18 @@ pub fn admit<'p>(
             }
         };
         metadata.push(value);
+    }
+    // A PUT carries metadata as headers, and header values are ASCII (`fetch` refuses others).
+    if put {
+        for (rule, value) in profile.metadata.iter().zip(&metadata) {
+            if value.as_ref().is_some_and(|v| !v.is_ascii()) {
+                refuse(
+                    RefusalKind::MetadataInvalid,
+                    format!("metadata.{}", rule.name),
+                    "is not ASCII, which a PUT header cannot carry; ask for a POST form, or use ASCII".into(),
+                );
+            }
+        }
     }
     let metadata_bytes: usize = profile
         .metadata

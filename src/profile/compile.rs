@@ -48,14 +48,26 @@ const PUBLIC_ACLS: &[&str] = &[
     "aws-exec-read",
 ];
 
-/// Types browsers render inline, where an uploaded file can run script in the bucket's origin.
+/// Types browsers render inline, where an uploaded file can run script in the bucket's origin
+/// (besides every `+xml` type, which browsers render as XML).
 const INLINE_RENDERED: &[&str] = &[
     "text/html",
-    "image/svg+xml",
-    "application/xhtml+xml",
     "text/xml",
     "application/xml",
+    "text/xsl",
+    "multipart/x-mixed-replace",
 ];
+
+/// Whether browsers render `media_type` inline (parameters ignored).
+fn renders_inline(media_type: &str) -> bool {
+    let essence = media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    INLINE_RENDERED.contains(&essence.as_str()) || essence.ends_with("+xml")
+}
 
 /// Names under `vars` that would shadow a built-in placeholder.
 const BUILT_INS: &[&str] = &["filename", "uuid", "date", "app"];
@@ -406,10 +418,28 @@ pub(crate) fn forbidden_char(text: &str) -> Result<(), String> {
     }
 }
 
-/// Characters no value, key or field may contain: controls (Cc) and format characters (Cf: the
-/// bidirectional overrides, zero-width spaces and joiners, the soft hyphen, tag characters, …).
+/// Characters no value, key or field may contain: controls (Cc), format characters (Cf: the
+/// bidirectional overrides, zero-width spaces and joiners, the soft hyphen, tag characters, …),
+/// the line and paragraph separators, and the other characters Unicode says to show as nothing
+/// (default-ignorable: combining grapheme joiner, Hangul fillers, variation selectors).
 pub fn is_forbidden_char(c: char) -> bool {
-    c.is_control() || is_format_char(c)
+    c.is_control()
+        || is_format_char(c)
+        || matches!(
+            c,
+            '\u{034F}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{E0100}'..='\u{E01EF}'
+        )
 }
 
 /// Unicode general category Cf (Unicode 16.0, DerivedGeneralCategory.txt).
@@ -839,7 +869,23 @@ fn warn_inline_rendering(rule: &ContentTypeRule, fields: &[(String, String)], di
     if attachment {
         return;
     }
-    let admitted: Vec<&str> = INLINE_RENDERED.iter().copied().filter(|t| rule.admits(t)).collect();
+    if let ContentTypeRule::Prefix(prefix) = rule {
+        // Unnamed, the type is the uploader's to finish: `video/mp4,text/html` starts with
+        // `video/`, and browsers may read the last type of such a list.
+        diags.push(Diagnostic::warning(
+            "content_type.prefix",
+            format!(
+                "a form signed without a named type lets the uploader send any type starting with `{prefix}` (like `{prefix}x,text/html`), which a browser may render; add `Content-Disposition: attachment` under `fields`, or use `one_of`"
+            ),
+        ));
+        return;
+    }
+    let types: &[String] = match rule {
+        ContentTypeRule::OneOf(types) => types,
+        ContentTypeRule::Exact(exact) => std::slice::from_ref(exact),
+        ContentTypeRule::Prefix(_) => &[],
+    };
+    let admitted: Vec<&str> = types.iter().map(String::as_str).filter(|t| renders_inline(t)).collect();
     if !admitted.is_empty() {
         diags.push(Diagnostic::warning(
             "content_type",

@@ -191,7 +191,11 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition<'_>> {
                     Some(("Content-Type".into(), exact.as_str().into())),
                     None,
                 ),
-                None => continue,
+                None => (
+                    None,
+                    Some(("Content-Type".into(), super::admit::UNRULED_PUT_TYPE.into())),
+                    Some("no content_type rule: what a form without a type stores too".into()),
+                ),
             },
             Target::Field(i) => {
                 let (field, value) = &profile.fields[i];

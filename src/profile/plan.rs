@@ -168,8 +168,9 @@ pub enum Carrier {
     ProfileNamed,
     /// POST: `content-length-range`; PUT: the exact `Content-Length`.
     Length,
-    /// Carried by another rule's carrier: a PUT names the checksum's algorithm by the header
-    /// that carries the digest.
+    /// Carried without a field or header of its own: a PUT names the checksum's algorithm by
+    /// the header that carries the digest; a POST form without a content-type rule sends no
+    /// `Content-Type` (its policy refuses one) and the store stores its default type.
     Implied,
     /// This method cannot carry the value (the rule then makes the method unavailable).
     None,
@@ -212,13 +213,16 @@ pub const POST_ONLY_FIELDS: &[(&str, &str)] = &[
         "success_action_status",
         "it sets the status of a POST form's answer; a PUT always answers 200",
     ),
+    (
+        "tagging",
+        "a POST form takes tags as an XML document and a PUT as `key=value&…`; one value cannot be both",
+    ),
 ];
 
 /// The header that carries a pinned form field in a PUT, `None` for POST-only fields.
 pub fn put_header(field: &str) -> Option<&'static str> {
     Some(match field {
         "acl" => "x-amz-acl",
-        "tagging" => "x-amz-tagging",
         "Cache-Control" => "Cache-Control",
         "Content-Disposition" => "Content-Disposition",
         "Content-Encoding" => "Content-Encoding",
@@ -263,23 +267,22 @@ impl Plan {
             kind: Kind::Range,
             ..fixed(Target::Size, Carrier::Length, Carrier::Length)
         });
-        if let Some(rule) = &profile.content_type {
-            let kind = match rule {
-                ContentTypeRule::Prefix(_) => Kind::Prefix,
-                ContentTypeRule::OneOf(_) => Kind::Request,
-                ContentTypeRule::Exact(_) => Kind::Fixed,
-            };
-            rules.push(Rule {
-                kind,
-                ..fixed(
-                    Target::ContentType,
-                    Carrier::Named("Content-Type"),
-                    Carrier::Named("Content-Type"),
-                )
-            });
-        }
-        for (i, (field, _)) in profile.fields.iter().enumerate() {
-            let put = if put_header(field).is_some() {
+        // Without a rule a POST form sends no Content-Type (its policy refuses one, and the store
+        // stores its default), while a PUT signs `application/octet-stream`: an unsigned type
+        // would be the uploader's to choose (`text/html`).
+        let (kind, post) = match &profile.content_type {
+            Some(ContentTypeRule::Prefix(_)) => (Kind::Prefix, Carrier::Named("Content-Type")),
+            Some(ContentTypeRule::OneOf(_)) => (Kind::Request, Carrier::Named("Content-Type")),
+            Some(ContentTypeRule::Exact(_)) => (Kind::Fixed, Carrier::Named("Content-Type")),
+            None => (Kind::Fixed, Carrier::Implied),
+        };
+        rules.push(Rule {
+            kind,
+            ..fixed(Target::ContentType, post, Carrier::Named("Content-Type"))
+        });
+        for (i, (field, value)) in profile.fields.iter().enumerate() {
+            // A header value is ASCII (browsers refuse others in `fetch`).
+            let put = if put_header(field).is_some() && value.is_ascii() {
                 Carrier::ProfileNamed
             } else {
                 Carrier::None
@@ -377,6 +380,10 @@ impl Rule {
 
 fn why_not(profile: &Profile, method: Method, target: Target) -> String {
     match (method, target) {
+        (Method::Put, Target::Field(i)) if put_header(&profile.fields[i].0).is_some() => format!(
+            "fields.{} is not ASCII, which a PUT header cannot carry: the profile is POST-only",
+            profile.fields[i].0
+        ),
         (Method::Put, Target::Field(i)) => {
             let field = &profile.fields[i].0;
             let why = POST_ONLY_FIELDS

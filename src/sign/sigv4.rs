@@ -187,13 +187,21 @@ pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> St
     query
 }
 
-/// A header value as SigV4 signs it: trimmed, inner runs of spaces collapsed to one.
+/// A header value as SigV4 signs it: ASCII spaces trimmed, inner runs of them collapsed to one
+/// (other whitespace is the value's own: admission refuses controls, and PUT values are ASCII).
 fn canonical_value(value: &str) -> Cow<'_, str> {
-    let trimmed = value.trim();
-    if !trimmed.contains("  ") && !trimmed.contains(['\t', '\n', '\r']) {
+    let trimmed = value.trim_matches(' ');
+    if !trimmed.contains("  ") {
         return Cow::Borrowed(trimmed);
     }
-    Cow::Owned(trimmed.split_whitespace().collect::<Vec<_>>().join(" "))
+    let mut out = String::with_capacity(trimmed.len());
+    for (i, word) in trimmed.split(' ').filter(|w| !w.is_empty()).enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    Cow::Owned(out)
 }
 
 /// `text` URI-encoded (every byte but `A-Za-z0-9-_.~`); borrowed when nothing needs encoding.

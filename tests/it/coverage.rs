@@ -4,26 +4,110 @@
 //! only (the POST policy and fields, the PUT URL and headers), never the plan that made it.
 //!
 //! POST: every form field but `policy` and `x-amz-signature` is covered by a condition on the
-//! same field with the same value (or prefix); no condition is duplicated; no `starts-with` is
-//! empty; the size range lies inside the profile's. PUT: every header the client is told to send
-//! is signed, every signed header but `host` is one the client is told to send (or
-//! `content-length`, the exact size inside the profile's range). Both: the expiry is within the
-//! profile's `expires_in`; the key starts with the template's fixed prefix, is at most 1024
+//! same field with the same value (or prefix) and sent once; no condition is duplicated; no
+//! `starts-with` is empty, and the key's is the key up to a trailing `${filename}`; the bucket
+//! condition names the profile's bucket; the size range lies inside the profile's; the policy's
+//! expiration is within `expires_in`. PUT: every header the client is told to send is signed,
+//! every signed header but `host` is one the client is told to send (or `content-length`, the
+//! exact size inside the profile's range); the URL's bucket and path are the profile's bucket
+//! and the key; nothing is hoisted into the query. Both: every rule the profile requires is
+//! there (the content type, within its rule — `application/octet-stream` for a PUT without one —,
+//! every pinned field, fixed and required metadata, a required checksum, `If-None-Match: *`
+//! under `overwrite: false`); the key starts with the template's fixed prefix, is at most 1024
 //! bytes, has no dot or empty segment, no control or format character, and no `${` but a
 //! trailing `${filename}` left to the store (POST only).
 
-use postgate::profile::{Profile, compile::is_forbidden_char};
+use postgate::profile::plan::put_header;
+use postgate::profile::{ContentTypeRule, MetadataValue, Profile, compile::is_forbidden_char};
 use postgate::sign::{PresignedPost, PresignedPut, Signed};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 /// Checks one signed upload of `profile` made at `now`; the error says what is wrong.
 pub fn check(profile: &Profile, signed: &Signed, now: OffsetDateTime) -> Result<(), String> {
-    let key = match signed {
-        Signed::Post(post) => check_post(profile, post, now)?,
-        Signed::Put(put) => check_put(profile, put, now)?,
+    let (key, sent) = match signed {
+        Signed::Post(post) => (
+            check_post(profile, post, now)?,
+            post.fields
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        ),
+        Signed::Put(put) => (
+            check_put(profile, put, now)?,
+            put.headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        ),
     };
+    check_required(profile, &sent, matches!(signed, Signed::Put(_)))?;
     check_key(profile, key, matches!(signed, Signed::Post(_)))
+}
+
+/// Every rule the profile requires is in what the client sends (form fields or headers).
+fn check_required(profile: &Profile, sent: &[(String, String)], put: bool) -> Result<(), String> {
+    let get = |name: &str| {
+        let found: Vec<&str> = sent
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(*one)),
+            _ => Err(format!("{name} is sent {} times", found.len())),
+        }
+    };
+    let content_type = get("Content-Type")?;
+    match (profile.content_type(), content_type) {
+        (Some(ContentTypeRule::Exact(exact)), got) if got != Some(exact.as_str()) => {
+            return Err(format!("Content-Type {got:?} is not {exact}"));
+        }
+        (Some(ContentTypeRule::OneOf(types)), got) if !got.is_some_and(|t| types.iter().any(|x| x == t)) => {
+            return Err(format!("Content-Type {got:?} is not one of {types:?}"));
+        }
+        (Some(ContentTypeRule::Prefix(prefix)), Some(got)) if !got.starts_with(prefix.as_str()) => {
+            return Err(format!("Content-Type {got} does not start with {prefix}"));
+        }
+        (Some(ContentTypeRule::Prefix(_)), None) if put => return Err("a PUT without a Content-Type".into()),
+        (None, got) if put && got != Some("application/octet-stream") => {
+            return Err(format!("a PUT without a content-type rule signs Content-Type {got:?}"));
+        }
+        (None, Some(got)) if !put => return Err(format!("a form without a content-type rule sends {got}")),
+        _ => {}
+    }
+    for (field, value) in profile.fields() {
+        let name = if put { put_header(field) } else { Some(field.as_str()) };
+        if let Some(name) = name
+            && get(name)? != Some(value.as_str())
+        {
+            return Err(format!("the pinned {name}: {value} is not sent as pinned"));
+        }
+    }
+    for rule in profile.metadata() {
+        let required = rule.required || matches!(rule.value, MetadataValue::Fixed(_));
+        if required && get(&rule.field)?.is_none() {
+            return Err(format!("{} is required but not sent", rule.field));
+        }
+    }
+    let checksums = sent
+        .iter()
+        .filter(|(n, _)| {
+            let lower = n.to_ascii_lowercase();
+            lower.starts_with("x-amz-checksum-") && lower != "x-amz-checksum-algorithm"
+        })
+        .count();
+    if checksums > 1 || (profile.checksum().required && checksums == 0) {
+        return Err(format!(
+            "{checksums} checksums sent (required: {})",
+            profile.checksum().required
+        ));
+    }
+    if put && !profile.overwrite() && get("If-None-Match")? != Some("*") {
+        return Err("overwrite: false without If-None-Match: *".into());
+    }
+    Ok(())
 }
 
 fn check_post<'a>(profile: &Profile, post: &'a PresignedPost, now: OffsetDateTime) -> Result<&'a str, String> {
@@ -49,7 +133,7 @@ fn check_post<'a>(profile: &Profile, post: &'a PresignedPost, now: OffsetDateTim
                     covered.push(name.to_ascii_lowercase());
                 }
             }
-            Value::Array(items) if items[0] == "starts-with" => {
+            Value::Array(items) if items.first().is_some_and(|op| op == "starts-with") => {
                 let name = items[1].as_str().unwrap_or_default().trim_start_matches('$');
                 let prefix = items[2].as_str().unwrap_or_default();
                 if prefix.is_empty() {
@@ -60,9 +144,15 @@ fn check_post<'a>(profile: &Profile, post: &'a PresignedPost, now: OffsetDateTim
                 {
                     return Err(format!("{name} does not start with {prefix:?}"));
                 }
+                if name.eq_ignore_ascii_case("key") && post.key.strip_suffix("${filename}") != Some(prefix) {
+                    return Err(format!(
+                        "the key's prefix {prefix:?} is not {:?} up to `${{filename}}`",
+                        post.key
+                    ));
+                }
                 covered.push(name.to_ascii_lowercase());
             }
-            Value::Array(items) if items[0] == "content-length-range" => {
+            Value::Array(items) if items.first().is_some_and(|op| op == "content-length-range") => {
                 range = Some((
                     items[1].as_u64().unwrap_or(u64::MAX),
                     items[2].as_u64().unwrap_or(u64::MAX),
@@ -76,6 +166,28 @@ fn check_post<'a>(profile: &Profile, post: &'a PresignedPost, now: OffsetDateTim
     distinct.dedup();
     if distinct.len() != covered.len() {
         return Err(format!("a duplicated condition in {}", post.policy));
+    }
+    let mut names: Vec<String> = post.fields.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    names.sort();
+    let count = names.len();
+    names.dedup();
+    if names.len() != count {
+        return Err("a form field is sent twice".into());
+    }
+    let bucket = conditions.iter().find_map(|c| {
+        c.as_object()?
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("bucket"))
+            .map(|(_, v)| v)
+    });
+    if bucket.and_then(Value::as_str) != Some(profile.bucket()) {
+        return Err(format!("the bucket condition {bucket:?} is not {}", profile.bucket()));
+    }
+    let expiration = policy["expiration"].as_str().ok_or("no expiration")?;
+    let expiration = OffsetDateTime::parse(expiration, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("expiration {expiration}: {e}"))?;
+    if expiration > now + profile.expires_in() {
+        return Err("the policy outlives the profile's expires_in".into());
     }
     for (name, _) in &post.fields {
         let lower = name.to_ascii_lowercase();
@@ -146,6 +258,20 @@ fn check_put<'a>(profile: &Profile, put: &'a PresignedPut, now: OffsetDateTime) 
     {
         return Err("metadata hoisted into the query".into());
     }
+    let (before_query, _) = put.url.split_once('?').unwrap_or((&put.url, ""));
+    let (_, location) = before_query.split_once("://").ok_or("a PUT URL without a scheme")?;
+    let (host, path) = location.split_at(location.find('/').unwrap_or(location.len()));
+    let path = percent_decode(path);
+    let virtual_hosted = host.starts_with(&format!("{}.", profile.bucket())) && path == format!("/{}", put.key);
+    let path_style = path.ends_with(&format!("/{}/{}", profile.bucket(), put.key));
+    if !(virtual_hosted || path_style) {
+        return Err(format!(
+            "the URL {} is not bucket {} and key {}",
+            put.url,
+            profile.bucket(),
+            put.key
+        ));
+    }
     Ok(&put.key)
 }
 
@@ -173,15 +299,16 @@ fn check_key(profile: &Profile, key: &str, post: bool) -> Result<(), String> {
 }
 
 fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16).map(|d| d as u8);
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16)
+            && let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
         {
-            out.push(byte);
+            out.push(high << 4 | low);
             i += 3;
             continue;
         }
