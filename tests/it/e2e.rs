@@ -875,6 +875,8 @@ const PUT_CHANGES: &[&str] = &[
     "wrong checksum",
     "checksum header dropped",
     "overwrite where forbidden",
+    "acl header added",
+    "copy source added",
     "tampered signature",
     "another key",
 ];
@@ -895,6 +897,11 @@ const S3S_PUT: &[(&str, u16, &str, bool)] = &[
     ("wrong checksum", 400, "BadDigest", true),
     ("checksum header dropped", 403, "SignatureDoesNotMatch", false),
     ("overwrite where forbidden", 412, "PreconditionFailed", false),
+    // Not enforced: s3s takes an unsigned `x-amz-acl` (s3s-fs then ignores ACLs) …
+    ("acl header added", 200, "", true),
+    // … and an unsigned `x-amz-copy-source`, which turns the PUT into a CopyObject of an object
+    // the URL never named.
+    ("copy source added", 200, "CopyObjectResult", true),
     ("tampered signature", 403, "SignatureDoesNotMatch", false),
     ("another key", 403, "SignatureDoesNotMatch", false),
 ];
@@ -911,6 +918,8 @@ const GARAGE_PUT: &[(&str, u16, &str, bool)] = &[
     ("checksum header dropped", 400, "is not present", false),
     // Not enforced: Garage 2.5 ignores `If-None-Match: *` on PutObject and replaces the object.
     ("overwrite where forbidden", 200, "", true),
+    ("acl header added", 400, "should be signed", false),
+    ("copy source added", 400, "should be signed", false),
     ("tampered signature", 403, "Invalid signature", false),
     ("another key", 403, "Invalid signature", false),
 ];
@@ -942,6 +951,8 @@ fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: Option<&st
 pub async fn check_put_rejections(server: &S3Server, sign: impl AsyncFn(&str, &str, &UploadRequest) -> SignedUpload) {
     let table = if server.is_garage() { GARAGE_PUT } else { S3S_PUT };
     let bytes = file_bytes(1000);
+    // An object the changes may point at (the first upload of "overwrite where forbidden").
+    let mut existing = String::new();
     for name in PUT_CHANGES {
         let (_, expected_status, expected_code, expected_written) = table
             .iter()
@@ -969,6 +980,12 @@ pub async fn check_put_rejections(server: &S3Server, sign: impl AsyncFn(&str, &s
             "overwrite where forbidden" => {
                 let (status, answer) = put_upload(&url, &headers, body.clone()).await;
                 assert_eq!(status, 200, "{name}: the first upload: {answer}");
+                existing = format!("user-content/{}", put.key);
+            }
+            "acl header added" => set_header(&mut headers, "x-amz-acl", Some("public-read")),
+            "copy source added" => {
+                assert!(!existing.is_empty(), "{name} runs after an upload");
+                set_header(&mut headers, "x-amz-copy-source", Some(&existing));
             }
             "tampered signature" => {
                 let at = url.len() - 1;
