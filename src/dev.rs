@@ -1,6 +1,8 @@
 //! `postgate dev`'s embedded S3-compatible store: s3s-fs serving a local directory with real
-//! SigV4 and POST-policy checks, plus the two things a browser upload needs that s3s-fs 0.14
-//! lacks — `${filename}` substitution and CORS answers.
+//! SigV4 and POST-policy checks, plus what a browser upload needs that s3s-fs 0.14 lacks —
+//! `${filename}` substitution and CORS answers — and the refusal S3 gives a presigned request
+//! carrying `x-amz-*` headers it did not sign (s3s takes them: an unsigned `x-amz-copy-source`
+//! would turn a presigned PUT into a copy).
 //!
 //! Development only (cargo feature `dev-store`); production builds leave it out.
 
@@ -151,6 +153,17 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let unsigned = unsigned_amz_headers(&req);
+    if !unsigned.is_empty() {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>There were headers present in the request which were not signed</Message><HeadersNotSigned>{}</HeadersNotSigned></Error>",
+            xml_escape(&unsigned.join(", "))
+        );
+        let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        add_cors(&mut response, origin.as_ref());
+        return Ok(response);
+    }
     let mut file_name = None;
     let req = if is_form {
         let (mut parts, body) = req.into_parts();
@@ -178,6 +191,28 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
     }
     add_cors(&mut response, origin.as_ref());
     Ok(response)
+}
+
+/// The `x-amz-*` headers of a presigned request (query-string SigV4) that its
+/// `X-Amz-SignedHeaders` does not list, lowercased. Empty for other requests.
+fn unsigned_amz_headers<B>(req: &Request<B>) -> Vec<String> {
+    let Some(query) = req.uri().query() else {
+        return Vec::new();
+    };
+    let Some(signed) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("X-Amz-SignedHeaders="))
+    else {
+        return Vec::new();
+    };
+    let signed = signed.replace("%3B", ";").replace("%3b", ";");
+    let signed: Vec<&str> = signed.split(';').collect();
+    req.headers()
+        .keys()
+        .map(|name| name.as_str())
+        .filter(|name| name.starts_with("x-amz-") && !signed.contains(name))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// s3s answers a form upload with the key as the form sent it: put the file's name into the
@@ -265,6 +300,25 @@ fn plain(status: StatusCode, text: &'static str) -> DevResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presigned_requests_name_their_unsigned_amz_headers() {
+        let request = |uri: &str, headers: &[(&str, &str)]| {
+            let mut builder = Request::builder().method(Method::PUT).uri(uri);
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(()).unwrap()
+        };
+        let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=content-length%3Bhost%3Bx-amz-meta-a&X-Amz-Signature=0";
+        let signed_only = request(presigned, &[("x-amz-meta-a", "1"), ("content-type", "x/y")]);
+        assert!(unsigned_amz_headers(&signed_only).is_empty());
+        let extra = request(presigned, &[("x-amz-meta-a", "1"), ("x-amz-copy-source", "b/other")]);
+        assert_eq!(unsigned_amz_headers(&extra), ["x-amz-copy-source"]);
+        // Header-signed requests are s3s's to check.
+        let plain = request("/b/k", &[("x-amz-copy-source", "b/other")]);
+        assert!(unsigned_amz_headers(&plain).is_empty());
+    }
 
     #[test]
     fn finds_the_file_part_name() {

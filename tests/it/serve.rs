@@ -294,6 +294,50 @@ async fn dev_mode_prints_a_curl_pair_that_uploads() {
     );
     let stored = find_file(&data.path().join("user-content/avatars/bob"), "photo.png");
     assert_eq!(std::fs::read(stored).unwrap(), file_bytes(300));
+
+    // A presigned PUT with an `x-amz-*` header it did not sign is refused, as S3 refuses it
+    // (s3s alone would take it); the same PUT as signed uploads.
+    let (status, body) = post(
+        &format!("{base}/v1/profiles/documents/presign"),
+        &[
+            "Authorization: Bearer dev-key-web-local",
+            "Content-Type: application/json",
+        ],
+        r#"{"method": "put", "vars": {"user": "bob"}, "filename": "a.pdf", "content_type": "application/pdf", "size": 2000, "metadata": {"kind": "invoice"}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let put: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let send = |extra: Option<(&str, &str)>| {
+        let mut request = reqwest::Client::new()
+            .put(put["url"].as_str().unwrap())
+            .body(file_bytes(2000));
+        for (name, value) in put["headers"].as_object().unwrap() {
+            request = request.header(name, value.as_str().unwrap());
+        }
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let response = send(Some(("x-amz-copy-source", "user-content/elsewhere")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("<HeadersNotSigned>x-amz-copy-source</HeadersNotSigned>")
+    );
+    assert!(
+        !data.path().join("user-documents/documents/bob").exists(),
+        "nothing is written"
+    );
+    let response = send(None).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let stored = data.path().join("user-documents").join(put["key"].as_str().unwrap());
+    assert_eq!(std::fs::read(stored).unwrap(), file_bytes(2000));
 }
 
 /// The banner `postgate dev` prints, up to its last line.
