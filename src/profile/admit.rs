@@ -240,7 +240,7 @@ pub fn admit<'p>(
     };
 
     // Content type: narrowed to exact when named; a PUT signs it exact, so it needs one.
-    let content_type: Option<Value<'p>> = match (&profile.content_type, request.content_type.as_deref()) {
+    let mut content_type: Option<Value<'p>> = match (&profile.content_type, request.content_type.as_deref()) {
         (None, None) if put => Some(Value::Exact(UNRULED_PUT_TYPE.into())),
         (None, None) => None,
         (None, Some(_)) => {
@@ -481,68 +481,42 @@ pub fn admit<'p>(
         return Err(refusals);
     }
 
-    // Fill the plan in, rule by rule, in its order.
+    // Fill the plan in, rule by rule, in its order: each rule's value, and the name its carrier
+    // gives it for this method (`ProfileNamed` resolves to the profile's own name for it).
     let mut entries = Vec::with_capacity(profile.plan.rules().len());
     for rule in profile.plan.rules() {
-        let carrier = rule.carrier(method);
-        let named = |name: &'p str| match carrier {
-            Carrier::Named(fixed) => Some(Cow::Borrowed(fixed)),
-            Carrier::ProfileNamed => Some(Cow::Borrowed(name)),
-            Carrier::Url | Carrier::Length | Carrier::Implied | Carrier::None => None,
-        };
-        let value = match rule.target {
-            Target::Bucket => Value::Exact(profile.bucket.as_str().into()),
-            Target::Key if filename_left => Value::Prefix(Cow::Owned(signed_part.to_owned())),
-            Target::Key => Value::Exact(Cow::Owned(key.clone())),
-            Target::Size => Value::Range { min, max },
-            Target::ContentType => match &content_type {
-                Some(value) => value.clone(),
-                None => continue,
-            },
+        let filled: Option<(&'p str, Value<'p>)> = match rule.target {
+            Target::Bucket => Some(("", Value::Exact(profile.bucket.as_str().into()))),
+            Target::Key if filename_left => Some(("", Value::Prefix(Cow::Owned(signed_part.to_owned())))),
+            Target::Key => Some(("", Value::Exact(Cow::Owned(key.clone())))),
+            Target::Size => Some(("", Value::Range { min, max })),
+            Target::ContentType => content_type.take().map(|value| ("", value)),
             Target::Field(i) => {
                 let (field, value) = &profile.fields[i];
                 let name = match method {
-                    Method::Post => named(field),
-                    Method::Put => put_header(field).map(Cow::Borrowed),
+                    Method::Post => field.as_str(),
+                    Method::Put => put_header(field).unwrap_or_default(),
                 };
-                entries.push(Entry {
-                    target: rule.target,
-                    name,
-                    value: Value::Exact(value.as_str().into()),
-                });
-                continue;
+                Some((name, Value::Exact(value.as_str().into())))
             }
-            Target::Metadata(i) => match metadata[i].take() {
-                Some(value) => {
-                    entries.push(Entry {
-                        target: rule.target,
-                        name: named(&profile.metadata[i].field),
-                        value: Value::Exact(value.into()),
-                    });
-                    continue;
-                }
-                None => continue,
-            },
-            Target::ChecksumAlgorithm => match checksum {
-                Some(checksum) => Value::Exact(checksum.algorithm.s3_name().into()),
-                None => continue,
-            },
-            Target::Checksum => match checksum {
-                Some(checksum) => {
-                    entries.push(Entry {
-                        target: rule.target,
-                        name: named(checksum.algorithm.field()),
-                        value: Value::Exact(Cow::Owned(checksum.value.clone())),
-                    });
-                    continue;
-                }
-                None => continue,
-            },
-            Target::NoOverwrite => Value::Exact("*".into()),
+            Target::Metadata(i) => metadata[i]
+                .take()
+                .map(|value| (profile.metadata[i].field.as_str(), Value::Exact(value.into()))),
+            Target::ChecksumAlgorithm => checksum.map(|c| ("", Value::Exact(c.algorithm.s3_name().into()))),
+            Target::Checksum => checksum.map(|c| (c.algorithm.field(), Value::Exact(Cow::Owned(c.value.clone())))),
+            Target::NoOverwrite => Some(("", Value::Exact("*".into()))),
+        };
+        let Some((profile_name, value)) = filled else {
+            continue;
+        };
+        let name = match rule.carrier(method) {
+            Carrier::Named(fixed) => Some(Cow::Borrowed(fixed)),
+            Carrier::ProfileNamed => Some(Cow::Borrowed(profile_name)),
+            Carrier::Url | Carrier::Length | Carrier::Implied | Carrier::None => None,
         };
         entries.push(Entry {
             target: rule.target,
-            name: named(""),
+            name,
             value,
         });
     }
