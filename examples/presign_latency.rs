@@ -37,6 +37,21 @@ async fn main() {
         registry,
         max_body_bytes: 64 * 1024,
         dev_pages: None,
+        // As in production: every answer carries an upload token.
+        uploads: http::Uploads {
+            tokens: Some(Arc::new(
+                postgate::upload::TokenKeys::new(
+                    "k1",
+                    vec![(
+                        "k1".into(),
+                        postgate::secret::Secret::new("example-token-key-0123456789abcdef"),
+                    )],
+                )
+                .unwrap(),
+            )),
+            client: postgate::store::StoreClient::new(Default::default()),
+            public_url: None,
+        },
     });
     let service = test::init_service(App::new().app_data(state).configure(http::routes)).await;
     let body = r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#;

@@ -273,12 +273,12 @@ fn add_cors(response: &mut DevResponse, origin: Option<&HeaderValue>) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, POST, PUT"),
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE"),
     );
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("ETag, Location"),
+        HeaderValue::from_static("ETag, Location, x-amz-error-code, x-amz-request-id"),
     );
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
 }

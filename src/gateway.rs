@@ -12,6 +12,10 @@ use postgate::metrics::{Metrics, Trigger};
 use postgate::profile::Diagnostic;
 use postgate::registry::watch::{self, Reloader, WatchSettings};
 use postgate::registry::{AppsSource, Registry, Source, Stores};
+use postgate::secret::Secret;
+use postgate::store::{ClientConfig, StoreClient};
+use postgate::upload::TokenKeys;
+use uuid::Uuid;
 
 /// `postgate serve`.
 pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -222,10 +226,40 @@ fn run_servers(
     reloader: Reloader,
     dev_pages: Option<http::DevPages>,
 ) -> anyhow::Result<ExitCode> {
+    let tokens = match config.token_keys(&process_env) {
+        Ok(Some(keys)) => Some(keys),
+        // `postgate dev`: a fresh key per run (tokens die with the process, as its data may not).
+        Ok(None) if dev_pages.is_some() => {
+            let secret = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+            Some(TokenKeys::new("dev", vec![("dev".into(), Secret::new(secret))]).expect("a valid dev key"))
+        }
+        Ok(None) => {
+            tracing::warn!(
+                "upload_tokens is not configured: presign answers carry no upload token, and multipart and complete answer 503"
+            );
+            None
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            bail!("upload_tokens: {} error(s); refusing to start", errors.len())
+        }
+    };
+    let client = StoreClient::new(ClientConfig {
+        timeout: config.store_calls.timeout,
+        attempts: config.store_calls.attempts,
+        ..ClientConfig::default()
+    });
     let state = AppState {
         registry,
         max_body_bytes: config.max_body_bytes,
         dev_pages,
+        uploads: http::Uploads {
+            tokens: tokens.map(Arc::new),
+            client,
+            public_url: config.public_url.clone(),
+        },
     };
     let listen = config.listen.clone();
     let admin_listen = config.admin_listen.clone();

@@ -15,6 +15,8 @@ pub mod ratelimit;
 pub mod registry;
 pub mod secret;
 pub mod sign;
+pub mod store;
+pub mod upload;
 
 /// The JSON Schema of a profile file, as `schema/profile.schema.json` holds it.
 pub fn profile_schema() -> String {

@@ -16,6 +16,9 @@ pub const GENERATION: &str = "postgate_config_generation";
 pub const CONFIG_HASH: &str = "postgate_config_hash";
 pub const PROFILES_LOADED: &str = "postgate_profiles_loaded";
 pub const BUILD_INFO: &str = "postgate_build_info";
+pub const COMPLETES: &str = "postgate_upload_completes_total";
+pub const VERIFIED_BYTES: &str = "postgate_upload_verified_bytes_total";
+pub const MULTIPART_REQUESTS: &str = "postgate_multipart_requests_total";
 
 /// The `profile` label for names that are not loaded.
 pub const UNKNOWN_PROFILE: &str = "_unknown";
@@ -62,6 +65,86 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::RateLimited => "rate_limited",
             Outcome::Error => "error",
+        }
+    }
+}
+
+/// How one `complete` ended: verified, or the rule the object broke, or why it could not be
+/// checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    Verified,
+    Size,
+    ContentType,
+    Metadata,
+    Checksum,
+    Sniffed,
+    Parts,
+    NotFound,
+    Exists,
+    Rejected,
+    StoreUnavailable,
+    Error,
+}
+
+impl CompleteOutcome {
+    /// Every outcome: the label takes no other value.
+    pub const ALL: &[CompleteOutcome] = &[
+        CompleteOutcome::Verified,
+        CompleteOutcome::Size,
+        CompleteOutcome::ContentType,
+        CompleteOutcome::Metadata,
+        CompleteOutcome::Checksum,
+        CompleteOutcome::Sniffed,
+        CompleteOutcome::Parts,
+        CompleteOutcome::NotFound,
+        CompleteOutcome::Exists,
+        CompleteOutcome::Rejected,
+        CompleteOutcome::StoreUnavailable,
+        CompleteOutcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompleteOutcome::Verified => "verified",
+            CompleteOutcome::Size => "size",
+            CompleteOutcome::ContentType => "content_type",
+            CompleteOutcome::Metadata => "metadata",
+            CompleteOutcome::Checksum => "checksum",
+            CompleteOutcome::Sniffed => "sniffed",
+            CompleteOutcome::Parts => "parts",
+            CompleteOutcome::NotFound => "not_found",
+            CompleteOutcome::Exists => "exists",
+            CompleteOutcome::Rejected => "rejected",
+            CompleteOutcome::StoreUnavailable => "store_unavailable",
+            CompleteOutcome::Error => "error",
+        }
+    }
+}
+
+/// A multipart call other than complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultipartOperation {
+    Create,
+    SignParts,
+    ListParts,
+    Abort,
+}
+
+impl MultipartOperation {
+    pub const ALL: &[MultipartOperation] = &[
+        MultipartOperation::Create,
+        MultipartOperation::SignParts,
+        MultipartOperation::ListParts,
+        MultipartOperation::Abort,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MultipartOperation::Create => "create",
+            MultipartOperation::SignParts => "sign_parts",
+            MultipartOperation::ListParts => "list_parts",
+            MultipartOperation::Abort => "abort",
         }
     }
 }
@@ -133,6 +216,9 @@ pub struct Metrics {
     generation: IntGauge,
     config_hash: Gauge,
     profiles_loaded: IntGauge,
+    completes: IntCounterVec,
+    verified_bytes: IntCounterVec,
+    multipart_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -180,6 +266,27 @@ impl Metrics {
         let build_info =
             IntGaugeVec::new(Opts::new(BUILD_INFO, "postgate's version."), &["version"]).expect("valid metric");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let completes = IntCounterVec::new(
+            Opts::new(
+                COMPLETES,
+                "Upload completions by profile and outcome (verified, or the rule broken).",
+            ),
+            &["profile", "outcome"],
+        )
+        .expect("valid metric");
+        let verified_bytes = IntCounterVec::new(
+            Opts::new(VERIFIED_BYTES, "Bytes of uploads verified by complete, by profile."),
+            &["profile"],
+        )
+        .expect("valid metric");
+        let multipart_requests = IntCounterVec::new(
+            Opts::new(
+                MULTIPART_REQUESTS,
+                "Multipart calls other than complete, by profile, operation and outcome.",
+            ),
+            &["profile", "operation", "outcome"],
+        )
+        .expect("valid metric");
 
         for collector in [
             Box::new(presign_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -192,6 +299,9 @@ impl Metrics {
             Box::new(config_hash.clone()),
             Box::new(profiles_loaded.clone()),
             Box::new(build_info),
+            Box::new(completes.clone()),
+            Box::new(verified_bytes.clone()),
+            Box::new(multipart_requests.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -207,7 +317,25 @@ impl Metrics {
             generation,
             config_hash,
             profiles_loaded,
+            completes,
+            verified_bytes,
+            multipart_requests,
         }
+    }
+
+    /// Counts one `complete`; `profile` is a loaded profile's name or `UNKNOWN_PROFILE`.
+    pub fn complete(&self, profile: &str, outcome: CompleteOutcome, verified_bytes: u64) {
+        self.completes.with_label_values(&[profile, outcome.as_str()]).inc();
+        if verified_bytes > 0 {
+            self.verified_bytes.with_label_values(&[profile]).inc_by(verified_bytes);
+        }
+    }
+
+    /// Counts one multipart call; `outcome` is a presign `Outcome`.
+    pub fn multipart(&self, profile: &str, operation: MultipartOperation, outcome: Outcome) {
+        self.multipart_requests
+            .with_label_values(&[profile, operation.as_str(), outcome.as_str()])
+            .inc();
     }
 
     /// Counts one presign request. `profile` must be a loaded profile's name or `UNKNOWN_PROFILE`.

@@ -68,6 +68,65 @@ pub struct GatewayConfig {
     /// HTTP worker threads; default one per CPU core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// The keys that seal upload tokens (`complete`, multipart). Absent: presign answers carry
+    /// no token and the upload routes answer 503 `upload-tokens-unconfigured`.
+    #[serde(default)]
+    pub upload_tokens: Option<UploadTokensConfig>,
+    /// Deadlines and retries of the gateway's own store calls (multipart, complete).
+    #[serde(default)]
+    pub store_calls: StoreCallsConfig,
+    /// The gateway's public base URL (`https://uploads.example.com`), for the URLs it hands Uppy
+    /// that point back at it; default: the scheme and host the request came to.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+/// `upload_tokens`: `current` seals; every listed key opens (keep an old key until its tokens
+/// expire: `multipart.expires_in`, at most 7 days).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadTokensConfig {
+    pub current: String,
+    pub keys: IndexMap<String, TokenKeyConfig>,
+}
+
+/// One token key: a secret of at least 32 bytes, from a variable or a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKeyConfig {
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `store_calls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreCallsConfig {
+    /// One attempt of one call (connect, request and answer). Default 10 s.
+    #[serde(default = "default_store_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts per call (retries on no answer, 5xx, `SlowDown`). Default 3.
+    #[serde(default = "default_store_attempts")]
+    pub attempts: u32,
+}
+
+fn default_store_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_store_attempts() -> u32 {
+    3
+}
+
+impl Default for StoreCallsConfig {
+    fn default() -> StoreCallsConfig {
+        StoreCallsConfig {
+            timeout: default_store_timeout(),
+            attempts: default_store_attempts(),
+        }
+    }
 }
 
 fn default_policies() -> PathBuf {
@@ -96,6 +155,9 @@ impl Default for GatewayConfig {
             log_format: LogFormat::default(),
             max_body_bytes: default_max_body_bytes(),
             workers: None,
+            upload_tokens: None,
+            store_calls: StoreCallsConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -408,6 +470,46 @@ fn normalize_endpoint(url: &str) -> Result<String, String> {
 }
 
 impl GatewayConfig {
+    /// The upload token keys; `None` when `upload_tokens` is absent. Errors name the setting,
+    /// never a secret.
+    pub fn token_keys(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<crate::upload::TokenKeys>, Vec<String>> {
+        let Some(config) = &self.upload_tokens else {
+            return Ok(None);
+        };
+        let mut keys = Vec::new();
+        let mut errors = Vec::new();
+        for (id, key) in &config.keys {
+            let secret = match (&key.secret_env, &key.secret_file) {
+                (Some(var), None) => env(var)
+                    .ok_or_else(|| format!("upload_tokens.keys.{id}.secret_env: the variable it names is not set")),
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .map(|text| text.trim().to_owned())
+                    .map_err(|e| {
+                        format!(
+                            "upload_tokens.keys.{id}.secret_file: cannot read {}: {e}",
+                            file.display()
+                        )
+                    }),
+                _ => Err(format!(
+                    "upload_tokens.keys.{id}: give one of `secret_env`, `secret_file`"
+                )),
+            };
+            match secret {
+                Ok(secret) => keys.push((id.clone(), crate::secret::Secret::new(secret))),
+                Err(error) => errors.push(error),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        crate::upload::TokenKeys::new(&config.current, keys)
+            .map(Some)
+            .map_err(|e| vec![format!("upload_tokens: {e}")])
+    }
+
     /// The apps and their keys: hashes from `keys`, hashes or raw keys from `keys_file` and
     /// `keys_env`. Every problem is reported.
     pub fn app_keys(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<AppKeys, Vec<String>> {

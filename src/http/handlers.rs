@@ -21,7 +21,8 @@ use super::wire::{ProfileDetail, ProfileSummary, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
 use crate::profile::{Context, Profile, UploadRequest};
 use crate::registry::Snapshot;
-use crate::sign::{FieldStyle, sign};
+use crate::sign::{FieldStyle, sign_upload};
+use crate::upload::Carry;
 
 #[derive(Deserialize)]
 pub struct PresignQuery {
@@ -161,8 +162,18 @@ async fn presign_inner(
         );
         return Err(fail(Problem::internal()));
     };
-    let signed =
-        sign(profile, store, &request, &ctx, style).map_err(|refusals| fail(Problem::refused(name, refusals)))?;
+    let (signed, bounds) = sign_upload(profile, store, &request, &ctx, style)
+        .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
+    let upload_token = state.uploads.tokens.as_ref().map(|tokens| {
+        let carry = match signed.method() {
+            crate::profile::Method::Post => Carry::Post,
+            crate::profile::Method::Put => Carry::Put,
+        };
+        let expires_at = signed.expires_at() + profile.verify().within;
+        tokens.seal(&super::uploads::claims(
+            snapshot, profile, &app, bounds, carry, expires_at,
+        ))
+    });
     if signed.expiry_clamped() {
         state.registry.metrics().expiry_clamped(name);
     }
@@ -176,13 +187,18 @@ async fn presign_inner(
         HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .content_type("application/json")
-            .body(presign_response(&signed, name, snapshot.generation))
+            .body(presign_response(
+                &signed,
+                name,
+                snapshot.generation,
+                upload_token.as_deref(),
+            ))
     };
     Ok((Some(app), response, fingerprint))
 }
 
 /// The app a request's bearer key belongs to.
-fn authenticate(snapshot: &Snapshot, req: &HttpRequest) -> Result<String, Problem> {
+pub(super) fn authenticate(snapshot: &Snapshot, req: &HttpRequest) -> Result<String, Problem> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(Problem::unauthenticated("send `Authorization: Bearer <app key>`"));
     };
@@ -219,7 +235,7 @@ pub(super) fn allowed_profile<'s>(snapshot: &'s Snapshot, app: &str, name: &str)
     }
 }
 
-fn check_json_content_type(req: &HttpRequest) -> Result<(), Problem> {
+pub(super) fn check_json_content_type(req: &HttpRequest) -> Result<(), Problem> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -249,7 +265,7 @@ fn check_json_content_type(req: &HttpRequest) -> Result<(), Problem> {
     ))
 }
 
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<BytesMut, Problem> {
+pub(super) async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<BytesMut, Problem> {
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -285,12 +301,17 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
 }
 
 fn parse_request(body: &[u8]) -> Result<UploadRequest, Problem> {
+    parse_json(body, "{\"vars\": {\"user\": \"alice\"}}")
+}
+
+/// A JSON body of type `T`; `example` is shown when the body is empty.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed-json",
             "The body is not valid JSON",
-            "the body is empty; send a JSON object like {\"vars\": {\"user\": \"alice\"}}",
+            format!("the body is empty; send a JSON object like {example}"),
         ));
     }
     serde_json::from_slice(body).map_err(|error| {

@@ -5,6 +5,7 @@ mod handlers;
 pub mod openapi;
 mod pages;
 pub mod problem;
+mod uploads;
 mod wire;
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::CorsConfig;
 use crate::registry::Registry;
+use crate::store::StoreClient;
+use crate::upload::TokenKeys;
 pub use pages::DevPages;
 
 /// What every request handler shares.
@@ -23,12 +26,34 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The dev upload pages (`/`, `/form/{profile}`, `/uploaded`); off outside `postgate dev`.
     pub dev_pages: Option<DevPages>,
+    pub uploads: Uploads,
+}
+
+/// What the upload routes (multipart, complete, Uppy) need beyond the snapshot.
+pub struct Uploads {
+    /// `None`: `upload_tokens` is not configured; the upload routes answer 503.
+    pub tokens: Option<Arc<TokenKeys>>,
+    pub client: StoreClient,
+    /// The base of URLs that point back at the gateway; default: the request's scheme and host.
+    pub public_url: Option<String>,
 }
 
 /// The routes, in one table (the hot route first: actix tries them in order). A known path
 /// asked with another method answers 405 with `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/profiles/{name}/presign", "POST").route(web::post().to(handlers::presign)))
+        .service(resource("/v1/profiles/{name}/multipart", "POST").route(web::post().to(uploads::create_multipart)))
+        .service(resource("/v1/profiles/{name}/uppy", "POST").route(web::post().to(uploads::uppy_sign)))
+        .service(resource("/v1/uploads/parts", "POST").route(web::post().to(uploads::sign_parts)))
+        .service(resource("/v1/uploads/list", "POST").route(web::post().to(uploads::list_parts)))
+        .service(resource("/v1/uploads/abort", "POST").route(web::post().to(uploads::abort)))
+        .service(resource("/v1/uploads/complete", "POST").route(web::post().to(uploads::complete)))
+        .service(
+            resource("/v1/uppy/s3/{operation}", "GET, POST, DELETE")
+                .route(web::get().to(uploads::uppy_s3))
+                .route(web::post().to(uploads::uppy_s3))
+                .route(web::delete().to(uploads::uppy_s3)),
+        )
         .service(resource("/v1/profiles", "GET").route(web::get().to(handlers::list_profiles)))
         .service(resource("/v1/profiles/{name}", "GET").route(web::get().to(handlers::get_profile)))
         .service(resource("/metrics", "GET").route(web::get().to(handlers::metrics)))
@@ -57,8 +82,10 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
 /// The CORS policy: exact allowed origins, the API's methods and headers.
 pub fn cors(config: &CorsConfig) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods(["GET", "POST"])
+        .allowed_methods(["GET", "POST", "DELETE"])
         .allowed_headers(["authorization", "content-type"])
+        // Uppy reads a refusal's S3 error code from this header.
+        .expose_headers(["x-amz-error-code", "etag"])
         .max_age(config.max_age);
     for origin in &config.allowed_origins {
         cors = if origin == "*" {

@@ -65,7 +65,7 @@ pub struct Health {
 #[openapi(
     info(
         title = "postgate",
-        description = "Signs S3 uploads for named upload profiles: presigned POST forms and presigned PUT URLs.",
+        description = "Signs S3 uploads for named upload profiles: presigned POST forms, presigned PUT URLs and multipart uploads; verifies and completes them.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -75,10 +75,19 @@ pub struct Health {
         super::handlers::metrics,
         super::handlers::healthz,
         super::handlers::readyz,
+        super::uploads::create_multipart,
+        super::uploads::sign_parts,
+        super::uploads::list_parts,
+        super::uploads::abort,
+        super::uploads::complete,
+        super::uploads::uppy_sign,
     ),
     components(schemas(
         UploadRequest, PresignResponse, ProfileList, ProfileSummary, ProfileDetail, ContentTypeWire,
         VarWire, MetadataWire, ConditionWire, Problem, FieldError, Health,
+        super::uploads::MultipartCreated, super::uploads::TokenRequest, super::uploads::SignedParts,
+        super::uploads::SignedPart, super::uploads::ListedParts, super::uploads::ListedPartWire,
+        super::uploads::Completed, super::uploads::UppySignRequest, super::uploads::UppyRequest,
     )),
     modifiers(&BearerAuth),
     security(("app_key" = [])),

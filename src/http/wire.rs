@@ -34,6 +34,12 @@ pub struct ProfileSummary<'a> {
     /// Whether the request must declare a checksum, and which algorithms it may use.
     pub checksum_required: bool,
     pub checksum_algorithms: Vec<&'static str>,
+    /// Multipart uploads (`POST /v1/profiles/{name}/multipart`): the preferred part size; absent
+    /// when the profile takes none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart_part_size: Option<u64>,
+    /// Whether `complete` checks the file's first bytes against its type.
+    pub sniff: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -109,6 +115,8 @@ impl<'a> ProfileSummary<'a> {
             methods: profile.plan().methods().iter().map(|m| m.as_str()).collect(),
             checksum_required: profile.checksum().required,
             checksum_algorithms: profile.checksum().algorithms.iter().map(|a| a.name()).collect(),
+            multipart_part_size: profile.multipart().map(|m| m.part_size),
+            sniff: profile.verify().sniff,
         }
     }
 }
@@ -198,7 +206,7 @@ impl<'a> ProfileDetail<'a> {
 
 /// `{method, url, fields | headers, key, expires_at, max_size, profile, generation}` (+
 /// `expiry_clamped` when true).
-pub fn presign_response(signed: &Signed, profile: &str, generation: u64) -> String {
+pub fn presign_response(signed: &Signed, profile: &str, generation: u64, upload_token: Option<&str>) -> String {
     let mut out = String::from("{");
     signed.write_json_members(&mut out);
     out.push_str(",\"profile\":");
@@ -207,6 +215,10 @@ pub fn presign_response(signed: &Signed, profile: &str, generation: u64) -> Stri
     out.push_str(&generation.to_string());
     if signed.expiry_clamped() {
         out.push_str(",\"expiry_clamped\":true");
+    }
+    if let Some(token) = upload_token {
+        out.push_str(",\"upload_token\":");
+        write_json_string(&mut out, token);
     }
     out.push('}');
     out

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::compile::{forbidden_char, format_bytes, is_media_type};
 use super::plan::{Carrier, ChecksumAlgorithm, Method, Target, put_header};
 use super::template::Values;
-use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MetadataValue, Profile};
+use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_UPLOAD_BYTES, MetadataValue, Profile, SizeRange};
 
 /// The Content-Type a PUT signs for a profile without a content-type rule: what S3 stores for a
 /// form without one, and never a type a browser renders.
@@ -136,8 +136,11 @@ pub struct Entry<'p> {
 pub struct Filled<'p> {
     pub profile: &'p Profile,
     pub method: Method,
-    /// The key: whole, or (POST only) ending in a literal `${filename}`.
+    /// The key the upload goes to: whole, or (POST only) ending in a literal `${filename}`.
     pub key: String,
+    /// With `verify.staging`: the key `complete` promotes the upload to (`key` is then the
+    /// staging prefix + this).
+    pub promote_to: Option<String>,
     /// One entry per rule that applies, in plan order (`bucket` first).
     pub entries: Vec<Entry<'p>>,
     pub expires_in: Duration,
@@ -150,6 +153,85 @@ impl<'p> Filled<'p> {
     pub fn get(&self, target: Target) -> Option<&Entry<'p>> {
         self.entries.iter().find(|e| e.target == target)
     }
+
+    /// What the signature allows, as `complete` checks it on the stored object: read off the
+    /// filled plan, so it holds exactly what was signed.
+    pub fn bounds(&self) -> Bounds {
+        let mut bounds = Bounds {
+            key: self.key.clone(),
+            promote_to: self.promote_to.clone(),
+            min_size: 0,
+            max_size: self.max_size,
+            content_type: None,
+            metadata: Vec::new(),
+            checksum: None,
+            no_overwrite: false,
+        };
+        for entry in &self.entries {
+            match (entry.target, &entry.value) {
+                (Target::Size, Value::Range { min, max }) => (bounds.min_size, bounds.max_size) = (*min, *max),
+                (Target::ContentType, Value::Exact(value)) => {
+                    bounds.content_type = Some(TypeBound::Exact(value.to_string()))
+                }
+                (Target::ContentType, Value::Prefix(value)) => {
+                    bounds.content_type = Some(TypeBound::Prefix(value.to_string()))
+                }
+                (Target::Metadata(i), Value::Exact(value)) => {
+                    bounds
+                        .metadata
+                        .push((self.profile.metadata[i].name.clone(), value.to_string()));
+                }
+                (Target::Checksum, Value::Exact(value)) => {
+                    let algorithm = ChecksumAlgorithm::ALL
+                        .into_iter()
+                        .find(|a| entry.name.as_deref() == Some(a.field()));
+                    if let Some(algorithm) = algorithm {
+                        bounds.checksum = Some((algorithm, value.to_string()));
+                    }
+                }
+                (Target::NoOverwrite, _) => bounds.no_overwrite = true,
+                _ => {}
+            }
+        }
+        bounds
+    }
+}
+
+/// What one signature allows the stored object to be: the filled plan's size range, content
+/// type, metadata and checksum, and where it is (`key`, and `promote_to` with a staging prefix).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Bounds {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_to: Option<String>,
+    pub min_size: u64,
+    pub max_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<TypeBound>,
+    /// `x-amz-meta-*` names (without the prefix) and values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<(ChecksumAlgorithm, String)>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_overwrite: bool,
+}
+
+/// The content type a signature allows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TypeBound {
+    Exact(String),
+    Prefix(String),
+}
+
+impl TypeBound {
+    pub fn admits(&self, content_type: &str) -> bool {
+        match self {
+            TypeBound::Exact(exact) => exact == content_type,
+            TypeBound::Prefix(prefix) => content_type.starts_with(prefix.as_str()),
+        }
+    }
 }
 
 /// Checks a request against a profile's plan for `method`. Returns every refusal, not just the
@@ -160,11 +242,43 @@ pub fn admit<'p>(
     method: Method,
     ctx: &Context<'_>,
 ) -> Result<Filled<'p>, Vec<Refusal>> {
+    admit_as(profile, request, method, false, ctx)
+}
+
+/// Checks a request to start a multipart upload. The plan is filled in as for a PUT (the create
+/// call carries its headers, each part its exact `Content-Length`), but the size may go up to
+/// the profile's `size.max` (5 TiB), and no checksum of the whole file is taken.
+pub fn admit_multipart<'p>(
+    profile: &'p Profile,
+    request: &UploadRequest,
+    ctx: &Context<'_>,
+) -> Result<Filled<'p>, Vec<Refusal>> {
+    admit_as(profile, request, Method::Put, true, ctx)
+}
+
+fn admit_as<'p>(
+    profile: &'p Profile,
+    request: &UploadRequest,
+    method: Method,
+    multipart: bool,
+    ctx: &Context<'_>,
+) -> Result<Filled<'p>, Vec<Refusal>> {
     let mut refusals = Vec::new();
     let mut refuse = |kind, field: String, message: String| refusals.push(Refusal { kind, field, message });
     let put = method == Method::Put;
 
-    if let Some(reason) = profile.plan.unavailable(method) {
+    if multipart {
+        if let Some(reason) = profile.plan.multipart_unavailable() {
+            refuse(RefusalKind::MethodUnavailable, "method".into(), reason.to_owned());
+        }
+        if request.checksum.is_some() {
+            refuse(
+                RefusalKind::ChecksumInvalid,
+                "checksum".into(),
+                "a multipart upload takes no checksum of the whole file; omit it".into(),
+            );
+        }
+    } else if let Some(reason) = profile.plan.unavailable(method) {
         refuse(RefusalKind::MethodUnavailable, "method".into(), reason.to_owned());
     }
 
@@ -287,9 +401,29 @@ pub fn admit<'p>(
         }
     };
 
-    // Size: an exact length when named; a PUT signs `Content-Length`, so it needs one.
-    let size = &profile.size;
+    // Size: an exact length when named; a PUT signs `Content-Length`, so it needs one. One POST
+    // or PUT carries at most 5 GiB; a multipart upload, the profile's whole range.
+    let size = SizeRange {
+        min: profile.size.min,
+        max: if multipart {
+            profile.size.max
+        } else {
+            profile.size.max.min(MAX_UPLOAD_BYTES)
+        },
+    };
+    let size = &size;
     let (min, max) = match request.size {
+        Some(bytes) if bytes > size.max && bytes <= profile.size.max => {
+            refuse(
+                RefusalKind::SizeOutOfRange,
+                "size".into(),
+                format!(
+                    "{bytes} bytes is above 5 GiB, the most one {} carries; start a multipart upload",
+                    if put { "PUT" } else { "POST" }
+                ),
+            );
+            (size.min, size.max)
+        }
         None if put => {
             refuse(
                 RefusalKind::SizeRequired,
@@ -450,7 +584,13 @@ pub fn admit<'p>(
         },
     };
 
-    let key = profile.key.render(&values);
+    let mut key = profile.key.render(&values);
+    // Promotion: the upload goes to the staging prefix + the key; `complete` copies it to the key.
+    let promote_to = profile.verify.staging.as_ref().map(|staging| {
+        let final_key = key.clone();
+        key.insert_str(0, staging);
+        final_key
+    });
     let filename_left = filename.is_none() && profile.key.ends_with_filename();
     let signed_part = if filename_left {
         &key[..key.len() - "${filename}".len()]
@@ -525,6 +665,7 @@ pub fn admit<'p>(
         profile,
         method,
         key,
+        promote_to,
         entries,
         expires_in: profile.expires_in,
         max_size: max,

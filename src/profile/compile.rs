@@ -9,11 +9,13 @@ use std::time::Duration;
 use regex::{Regex, RegexBuilder};
 
 use super::plan::{ChecksumRule, Method, Plan};
-use super::raw::{RawApps, RawByteSize, RawContentType, RawFilename, RawMetadata, RawProfile};
+use super::raw::{RawApps, RawByteSize, RawContentType, RawFilename, RawMetadata, RawMultipart, RawProfile};
 use super::template::{Part, Placeholder, Template};
 use super::{
-    ContentTypeRule, DEFAULT_EXPIRES_IN, DEFAULT_VAR_PATTERN, Diagnostic, MAX_EXPIRES_IN, MAX_KEY_BYTES,
-    MAX_METADATA_BYTES, MAX_UPLOAD_BYTES, MetadataRule, MetadataValue, Profile, ProfileName, SizeRange, Var,
+    ContentTypeRule, DEFAULT_EXPIRES_IN, DEFAULT_MULTIPART_EXPIRES_IN, DEFAULT_PART_BYTES, DEFAULT_VAR_PATTERN,
+    DEFAULT_VERIFY_WITHIN, Diagnostic, MAX_EXPIRES_IN, MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_OBJECT_BYTES,
+    MAX_PART_BYTES, MAX_UPLOAD_BYTES, MIN_PART_BYTES, MetadataRule, MetadataValue, MultipartRule, Profile, ProfileName,
+    SizeRange, Var, VerifyRule,
 };
 
 /// S3 POST form fields a profile may pin under `fields`, in their usual spelling.
@@ -163,6 +165,11 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
         warn_inline_rendering(rule, &fields, &mut diags);
     }
 
+    let multipart = raw
+        .multipart
+        .as_ref()
+        .and_then(|rule| compile_multipart(rule, &mut diags));
+    let verify = compile_verify(&raw, size.as_ref(), content_type.is_some(), &mut diags);
     let (Some(key), Some(size), Some(expires_in)) = (key, size, expires_in) else {
         return Err(sorted(diags));
     };
@@ -186,11 +193,18 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
         checksum,
         filename_required: raw.filename == Some(RawFilename::Request),
         overwrite,
+        multipart,
+        verify: verify.unwrap_or_default(),
         plan: Plan::default(),
         warnings: Vec::new(),
     };
     profile.plan = Plan::build(&profile, raw.methods.as_deref());
     check_methods(&profile, raw.methods.as_deref(), &mut diags);
+    if raw.multipart.is_some()
+        && let Some(reason) = profile.plan.multipart_unavailable()
+    {
+        diags.push(Diagnostic::error("multipart", reason.to_owned()));
+    }
     if diags.iter().any(Diagnostic::is_error) {
         return Err(sorted(diags));
     }
@@ -471,27 +485,35 @@ fn is_format_char(c: char) -> bool {
 }
 
 fn compile_expires_in(text: Option<&str>, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+    compile_duration(text, "expires_in", DEFAULT_EXPIRES_IN, diags)
+}
+
+/// A duration setting at `path`: whole seconds, 1 s to 7 days (the longest a SigV4 signature
+/// may be valid); `default` when omitted.
+fn compile_duration(
+    text: Option<&str>,
+    path: &str,
+    default: Duration,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Duration> {
     let Some(text) = text else {
-        return Some(DEFAULT_EXPIRES_IN);
+        return Some(default);
     };
     match humantime::parse_duration(text.trim()) {
         Ok(duration) if duration.is_zero() => {
-            diags.push(Diagnostic::error(
-                "expires_in",
-                "a form that expires at once is useless; use at least `1s`",
-            ));
+            diags.push(Diagnostic::error(path, "zero is useless; use at least `1s`"));
             None
         }
         Ok(duration) if duration > MAX_EXPIRES_IN => {
             diags.push(Diagnostic::error(
-                "expires_in",
+                path,
                 format!("`{text}` is above 7 days, the longest a SigV4 signature may be valid"),
             ));
             None
         }
         Ok(duration) if duration.subsec_nanos() != 0 => {
             diags.push(Diagnostic::error(
-                "expires_in",
+                path,
                 format!("`{text}` is not a whole number of seconds"),
             ));
             None
@@ -499,12 +521,116 @@ fn compile_expires_in(text: Option<&str>, diags: &mut Vec<Diagnostic>) -> Option
         Ok(duration) => Some(duration),
         Err(error) => {
             diags.push(Diagnostic::error(
-                "expires_in",
+                path,
                 format!("`{text}` is not a duration ({error}); write it like `10m`, `1h`, `2days`"),
             ));
             None
         }
     }
+}
+
+fn compile_multipart(raw: &RawMultipart, diags: &mut Vec<Diagnostic>) -> Option<MultipartRule> {
+    let part_size = match raw.part_size.as_ref().map(parse_byte_size) {
+        None => Some(DEFAULT_PART_BYTES),
+        Some(Ok(bytes)) if (MIN_PART_BYTES..=MAX_PART_BYTES).contains(&bytes) => Some(bytes),
+        Some(Ok(bytes)) => {
+            diags.push(Diagnostic::error(
+                "multipart.part_size",
+                format!(
+                    "{} is outside 5 MiB..=5 GiB, the part sizes S3 takes (only the last part may be smaller)",
+                    format_bytes(bytes)
+                ),
+            ));
+            None
+        }
+        Some(Err(message)) => {
+            diags.push(Diagnostic::error("multipart.part_size", message));
+            None
+        }
+    };
+    let expires_in = compile_duration(
+        raw.expires_in.as_deref(),
+        "multipart.expires_in",
+        DEFAULT_MULTIPART_EXPIRES_IN,
+        diags,
+    );
+    Some(MultipartRule {
+        part_size: part_size?,
+        expires_in: expires_in?,
+    })
+}
+
+fn compile_verify(
+    raw: &RawProfile,
+    size: Option<&SizeRange>,
+    has_content_type: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<VerifyRule> {
+    let rule = raw.verify.as_ref()?;
+    let within = compile_duration(rule.within.as_deref(), "verify.within", DEFAULT_VERIFY_WITHIN, diags);
+    if rule.sniff && !has_content_type {
+        diags.push(Diagnostic::error(
+            "verify.sniff",
+            "sniffing checks the bytes against the content type rule, and this profile has none; add `content_type`",
+        ));
+    }
+    // Promotion and quarantine copy the object with one CopyObject, which stops at 5 GiB.
+    let copies_too_much = size.is_some_and(|s| s.max > MAX_UPLOAD_BYTES);
+    for (path, prefix) in [
+        ("verify.staging", &rule.staging),
+        ("verify.quarantine", &rule.quarantine),
+    ] {
+        let Some(prefix) = prefix else { continue };
+        if let Err(why) = check_prefix(prefix) {
+            diags.push(Diagnostic::error(path, why));
+        }
+        if copies_too_much {
+            diags.push(Diagnostic::error(
+                path,
+                "moving an object takes one CopyObject, which stops at 5 GiB; keep `size.max` at 5 GiB or less",
+            ));
+        }
+    }
+    if rule.staging.is_some() && raw.filename != Some(RawFilename::Request) && raw.key.ends_with("${filename}") {
+        diags.push(Diagnostic::error(
+            "verify.staging",
+            "promotion copies to the exact key, so the request must name the file; set `filename: request`",
+        ));
+    }
+    if let (Some(staging), Some(quarantine)) = (&rule.staging, &rule.quarantine)
+        && (staging.starts_with(quarantine.as_str()) || quarantine.starts_with(staging.as_str()))
+    {
+        diags.push(Diagnostic::error(
+            "verify.quarantine",
+            "overlaps `verify.staging`; use two separate prefixes",
+        ));
+    }
+    Some(VerifyRule {
+        sniff: rule.sniff,
+        staging: rule.staging.clone(),
+        quarantine: rule.quarantine.clone(),
+        within: within?,
+    })
+}
+
+/// A key prefix set by the profile (`staging/`): ends in `/`, no `${`, no leading `/`, printable.
+fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || !prefix.ends_with('/') || prefix.starts_with('/') {
+        return Err(format!(
+            "`{}` must be a key prefix ending in `/`, like `staging/`",
+            prefix.escape_debug()
+        ));
+    }
+    if prefix.contains("${") || prefix.contains("//") || prefix.split('/').any(|s| s == "." || s == "..") {
+        return Err(format!(
+            "`{}` holds `${{`, `//`, `.` or `..`; use a plain prefix",
+            prefix.escape_debug()
+        ));
+    }
+    if prefix.chars().any(|c| c.is_control() || c == '\\') || prefix.len() > 256 {
+        return Err("must be printable, without `\\`, and at most 256 bytes".into());
+    }
+    Ok(())
 }
 
 /// Parses a byte count: a number, or a number with a unit (`5MiB`, `10 MB`).
@@ -557,10 +683,19 @@ fn compile_size(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Option<SizeRan
     let (Some(min), Some(max)) = (min, max) else {
         return None;
     };
-    if max > MAX_UPLOAD_BYTES {
+    if max > MAX_UPLOAD_BYTES && raw.multipart.is_none() {
         diags.push(Diagnostic::error(
             "size.max",
-            format!("{} is above the 5 GiB limit of a single POST upload", format_bytes(max)),
+            format!(
+                "{} is above 5 GiB, the most a single POST or PUT upload carries; add `multipart:` to take larger files",
+                format_bytes(max)
+            ),
+        ));
+        ok = false;
+    } else if max > MAX_OBJECT_BYTES {
+        diags.push(Diagnostic::error(
+            "size.max",
+            format!("{} is above 5 TiB, the largest object S3 stores", format_bytes(max)),
         ));
         ok = false;
     }

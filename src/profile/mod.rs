@@ -17,14 +17,31 @@ use std::time::Duration;
 
 use regex::Regex;
 
-pub use admit::{ChecksumRequest, Context, Entry, Filled, Refusal, RefusalKind, UploadRequest, Value, admit};
+pub use admit::{
+    Bounds, ChecksumRequest, Context, Entry, Filled, Refusal, RefusalKind, TypeBound, UploadRequest, Value, admit,
+    admit_multipart,
+};
 pub use compile::{RegexCache, compile, compile_cached};
 pub use plan::{ChecksumAlgorithm, ChecksumRule, Method, Plan};
 pub use raw::RawProfile;
 pub use template::{Placeholder, Template};
 
-/// The largest object one POST upload may carry (S3's single-upload limit).
+/// The largest object one POST or PUT upload may carry (S3's single-upload limit).
 pub const MAX_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The largest object S3 stores (a multipart upload).
+pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// The smallest part of a multipart upload but the last.
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+/// The largest part of a multipart upload.
+pub const MAX_PART_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// The most parts a multipart upload may have.
+pub const MAX_PARTS: u64 = 10_000;
+/// `multipart.part_size` when a profile does not say.
+pub const DEFAULT_PART_BYTES: u64 = 5 * 1024 * 1024;
+/// `multipart.expires_in` when a profile does not say.
+pub const DEFAULT_MULTIPART_EXPIRES_IN: Duration = Duration::from_secs(24 * 3600);
+/// `verify.within` when a profile does not say.
+pub const DEFAULT_VERIFY_WITHIN: Duration = Duration::from_secs(3600);
 /// The longest key S3 accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 /// S3's limit on user metadata, names and values together, in bytes.
@@ -201,6 +218,39 @@ pub struct MetadataRule {
     pub description: Option<String>,
 }
 
+/// `multipart`: how a large upload is cut into parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MultipartRule {
+    /// The size of every part but the last (grown per upload when 10,000 parts would not do).
+    pub part_size: u64,
+    /// How long an upload may take from its start to `complete`.
+    pub expires_in: Duration,
+}
+
+/// `verify`: what completing an upload checks and does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyRule {
+    /// Check the first bytes against the content type.
+    pub sniff: bool,
+    /// Uploads go to this prefix + the key; `complete` promotes them to the key.
+    pub staging: Option<String>,
+    /// A refused object moves under this prefix (+ its key) instead of being deleted.
+    pub quarantine: Option<String>,
+    /// How long after the signature expires `complete` is accepted.
+    pub within: Duration,
+}
+
+impl Default for VerifyRule {
+    fn default() -> VerifyRule {
+        VerifyRule {
+            sniff: false,
+            staging: None,
+            quarantine: None,
+            within: DEFAULT_VERIFY_WITHIN,
+        }
+    }
+}
+
 /// A compiled profile: valid by construction, with everything precomputed that can be.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -221,6 +271,8 @@ pub struct Profile {
     pub(crate) filename_required: bool,
     /// `false`: an upload must not replace an existing object.
     pub(crate) overwrite: bool,
+    pub(crate) multipart: Option<MultipartRule>,
+    pub(crate) verify: VerifyRule,
     pub(crate) plan: Plan,
     pub(crate) warnings: Vec<Diagnostic>,
 }
@@ -276,6 +328,13 @@ impl Profile {
     }
     pub fn overwrite(&self) -> bool {
         self.overwrite
+    }
+    /// `None`: the profile takes no multipart uploads.
+    pub fn multipart(&self) -> Option<&MultipartRule> {
+        self.multipart.as_ref()
+    }
+    pub fn verify(&self) -> &VerifyRule {
+        &self.verify
     }
     /// The profile's constraints in form order, and the methods that can carry them.
     pub fn plan(&self) -> &Plan {

@@ -43,7 +43,9 @@ impl fmt::Display for Method {
 }
 
 /// The checksum algorithms S3 verifies on upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ChecksumAlgorithm {
     Crc32,
@@ -201,6 +203,7 @@ pub struct Plan {
     /// The methods the profile can be served with, and why each other one is not.
     methods: Vec<Method>,
     unavailable: Vec<Unavailable>,
+    multipart_unavailable: Option<String>,
 }
 
 /// Pinned fields that only a POST form knows, with why PUT cannot carry them.
@@ -340,11 +343,28 @@ impl Plan {
                 None => methods.push(method),
             }
         }
+        // Multipart carries the rules as a PUT does (headers on the create call, each part's
+        // `Content-Length`), except a checksum of the whole file, which no part carries.
+        let multipart_unavailable = if profile.multipart.is_none() {
+            Some("this profile takes no multipart uploads; its operator adds `multipart:` to allow them".to_owned())
+        } else if let Some(rule) = rules.iter().find(|rule| rule.put == Carrier::None) {
+            Some(why_not(profile, Method::Put, rule.target))
+        } else if profile.checksum.required {
+            Some("a multipart upload carries no checksum of the whole file, and this profile requires one".to_owned())
+        } else {
+            None
+        };
         Plan {
             rules,
             methods,
             unavailable,
+            multipart_unavailable,
         }
+    }
+
+    /// Why a multipart upload is unavailable; `None` when the profile takes one.
+    pub fn multipart_unavailable(&self) -> Option<&str> {
+        self.multipart_unavailable.as_deref()
     }
 
     pub fn rules(&self) -> &[Rule] {

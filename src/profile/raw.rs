@@ -78,6 +78,53 @@ pub struct RawProfile {
     /// Allow a public `acl` (`public-read`, `public-read-write`, `authenticated-read`).
     #[serde(default)]
     pub public: bool,
+    /// Multipart uploads (`POST /v1/profiles/{name}/multipart`): files above 5 GiB and uploads
+    /// that resume. With it, `size.max` may go up to 5 TiB; single POST and PUT uploads stay at
+    /// 5 GiB.
+    #[serde(default)]
+    pub multipart: Option<RawMultipart>,
+    /// What `POST /v1/uploads/complete` checks and does besides size, type, metadata and
+    /// checksum: sniff the first bytes, promote from a staging key, quarantine a refused object.
+    #[serde(default)]
+    pub verify: Option<RawVerify>,
+}
+
+/// `multipart`: how a large upload is cut into parts.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMultipart {
+    /// The size of every part but the last: 5 MiB to 5 GiB. Default 5 MiB (as Uppy cuts parts). An upload too large
+    /// for 10,000 parts of this size gets larger parts.
+    #[serde(default)]
+    pub part_size: Option<RawByteSize>,
+    /// How long an upload may take from its start to `complete`, like `24h`. Default `24h`, at
+    /// most `7d`. Each part URL is valid for the profile's `expires_in`.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Z]+(\s*[0-9]+\s*[a-zA-Z]+)*\s*$"))]
+    pub expires_in: Option<String>,
+}
+
+/// `verify`: what completing an upload checks and does.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    /// Read the object's first bytes and refuse it when they are not what its content type says
+    /// (an HTML page stored as `image/png`). Needs a `content_type` rule.
+    #[serde(default)]
+    pub sniff: bool,
+    /// Upload to this prefix + the key; `complete` copies the checked object to the key and
+    /// removes the staged one, so what was checked cannot be swapped afterwards. Ends in `/`.
+    #[serde(default)]
+    pub staging: Option<String>,
+    /// On a violation, move the object under this prefix (+ its key) instead of deleting it.
+    /// Ends in `/`.
+    #[serde(default)]
+    pub quarantine: Option<String>,
+    /// How long after the signature expires an upload may still be completed, like `1h`.
+    /// Default `1h`, at most `7d`.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^\s*[0-9]+\s*[a-zA-Z]+(\s*[0-9]+\s*[a-zA-Z]+)*\s*$"))]
+    pub within: Option<String>,
 }
 
 /// `apps`: the names of the apps that may use the profile, or `all`.

@@ -4,6 +4,7 @@
 //!
 //! Pure: `now` is a parameter; no IO.
 
+pub mod multipart;
 pub mod post;
 pub mod put;
 pub mod sigv4;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::profile::conditions::write_json_string;
-use crate::profile::{Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit, push_digits};
+use crate::profile::{Bounds, Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit, push_digits};
 use crate::secret::Secret;
 
 pub use post::{FieldStyle, PresignedPost, policy_document};
@@ -307,12 +308,34 @@ pub fn sign<'p>(
     ctx: &Context<'_>,
     style: FieldStyle,
 ) -> Result<Signed<'p>, Vec<Refusal>> {
+    sign_upload(profile, store, request, ctx, style).map(|(signed, _)| signed)
+}
+
+/// `sign`, with what the signature allows the stored object to be (for its upload token).
+pub fn sign_upload<'p>(
+    profile: &'p Profile,
+    store: &Store,
+    request: &UploadRequest,
+    ctx: &Context<'_>,
+    style: FieldStyle,
+) -> Result<(Signed<'p>, Bounds), Vec<Refusal>> {
     let method = choose_method(profile, store, request.method).map_err(|refusal| vec![refusal])?;
     let filled = admit(profile, request, method, ctx)?;
+    let bounds = filled.bounds();
     Ok(match method {
-        Method::Post => Signed::Post(post::post_form(filled, store, ctx.now, style)),
-        Method::Put => Signed::Put(put::put_url(filled, store, ctx.now)),
+        Method::Post => (Signed::Post(post::post_form(filled, store, ctx.now, style)), bounds),
+        Method::Put => (Signed::Put(put::put_url(filled, store, ctx.now)), bounds),
     })
+}
+
+impl Signed<'_> {
+    /// When the signature stops working.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        match self {
+            Signed::Post(post) => post.expires_at,
+            Signed::Put(put) => put.expires_at,
+        }
+    }
 }
 
 /// When a signature made at `now` for `expires_in` stops working: never after the store's
@@ -329,6 +352,13 @@ pub(crate) fn validity(
         Some(limit) if limit < expires_at => (now, limit.max(now), true),
         _ => (now, expires_at, false),
     }
+}
+
+/// The SigV4 date of `now` and the store's signing key for its day (for the gateway's own calls).
+pub fn amz_date_now(store: &Store, now: OffsetDateTime) -> (String, [u8; 32]) {
+    let date = amz_date(now.to_offset(time::UtcOffset::UTC));
+    let key = store.signing_key(&date[..8]);
+    (date, key)
 }
 
 /// `YYYYMMDDTHHMMSSZ`, the SigV4 date.

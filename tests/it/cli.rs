@@ -22,7 +22,7 @@ fn check_passes_on_the_example_policies() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "policies: 6 profiles ok, 0 warnings\n"
+        "policies: 8 profiles ok, 0 warnings\n"
     );
 }
 
@@ -39,7 +39,7 @@ fn check_fails_with_every_diagnostic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.lines().count() >= 8, "{stderr}");
     assert!(
-        stderr.contains("many.yaml: size.max: 9 GiB is above the 5 GiB limit of a single POST upload"),
+        stderr.contains("many.yaml: size.max: 9 GiB is above 5 GiB, the most a single POST or PUT upload carries"),
         "{stderr}"
     );
 }

@@ -124,6 +124,14 @@ impl S3Server {
         })
     }
 
+    /// The s3s-fs root directory (`None` for Garage).
+    pub fn fs_root(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Fs { root, .. } => Some(root.path()),
+            Backend::Garage { .. } => None,
+        }
+    }
+
     pub fn is_garage(&self) -> bool {
         matches!(self.backend, Backend::Garage { .. })
     }
@@ -202,6 +210,22 @@ impl S3Server {
                 out
             }
         }
+    }
+
+    /// A PUT URL signed with the store's own credentials: what someone holding them could send,
+    /// to make the store hold what no postgate signature allowed. `part`: an UploadPart.
+    pub fn raw_put_url(&self, bucket: &str, key: &str, part: Option<(u16, &str)>) -> String {
+        use rusty_s3::S3Action as _;
+        let (bucket, credentials) = self.bucket(bucket);
+        let url = match part {
+            Some((number, upload_id)) => bucket
+                .upload_part(Some(&credentials), key, number, upload_id)
+                .sign(Duration::from_secs(300)),
+            None => bucket
+                .put_object(Some(&credentials), key)
+                .sign(Duration::from_secs(300)),
+        };
+        url.to_string()
     }
 
     /// A stored object's bytes, Content-Type and user metadata, read back through the S3 API.

@@ -95,7 +95,40 @@ pub fn state(registry: Arc<Registry>) -> web::Data<AppState> {
         registry,
         max_body_bytes: 64 * 1024,
         dev_pages: None,
+        uploads: uploads(),
     })
+}
+
+/// The upload routes' keys (`test-1`, sealing) and a store client that gives up fast.
+pub fn uploads() -> http::Uploads {
+    http::Uploads {
+        tokens: Some(Arc::new(token_keys("test-1"))),
+        client: postgate::store::StoreClient::new(postgate::store::ClientConfig {
+            connect_timeout: std::time::Duration::from_millis(500),
+            timeout: std::time::Duration::from_secs(5),
+            long_timeout: std::time::Duration::from_secs(30),
+            attempts: 2,
+        }),
+        public_url: Some("http://gateway.test".into()),
+    }
+}
+
+/// Token keys `test-1` and `test-2`, `current` sealing.
+pub fn token_keys(current: &str) -> postgate::upload::TokenKeys {
+    postgate::upload::TokenKeys::new(
+        current,
+        vec![
+            (
+                "test-1".into(),
+                postgate::secret::Secret::new("test-token-key-1-0123456789abcdef"),
+            ),
+            (
+                "test-2".into(),
+                postgate::secret::Secret::new("test-token-key-2-0123456789abcdef"),
+            ),
+        ],
+    )
+    .unwrap()
 }
 
 fn cors_config() -> CorsConfig {
@@ -686,7 +719,7 @@ async fn metrics_parse_as_prometheus_text() {
     );
     assert_eq!(value("postgate_config_last_reload_successful", &[]), Some(1.0));
     assert_eq!(value("postgate_config_generation", &[]), Some(1.0));
-    assert_eq!(value("postgate_profiles_loaded", &[]), Some(6.0));
+    assert_eq!(value("postgate_profiles_loaded", &[]), Some(8.0));
     assert!(value("postgate_config_hash", &[]).unwrap() > 0.0);
     assert!(value("postgate_config_last_reload_success_timestamp_seconds", &[]).unwrap() > 1.7e9);
     assert_eq!(
@@ -827,6 +860,7 @@ async fn dev_pages_sign_forms_and_escape_what_they_show() {
     let off = state(registry.clone());
     let on = web::Data::new(AppState {
         registry,
+        uploads: uploads(),
         max_body_bytes: 64 * 1024,
         dev_pages: Some(http::DevPages {
             key: "dev-key-web-local".into(),

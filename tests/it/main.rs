@@ -17,6 +17,7 @@ mod registry;
 mod reload;
 mod schema;
 mod serve;
+mod uploads;
 mod vectors;
 
 use std::path::PathBuf;

@@ -189,7 +189,7 @@ fn valid_invalid_valid() {
         .metric("postgate_config_last_reload_successful", &[])
         == 1.0));
     assert_eq!(h.metric("postgate_config_generation", &[]), 2.0);
-    assert_eq!(h.metric("postgate_profiles_loaded", &[]), 6.0);
+    assert_eq!(h.metric("postgate_profiles_loaded", &[]), 8.0);
 
     // An emptied directory does not replace a non-empty set.
     let failures = h.reloads("watch", "failure");
@@ -198,12 +198,12 @@ fn valid_invalid_valid() {
     }
     assert!(wait_until(5, || h.reloads("watch", "failure") > failures));
     assert_eq!(h.generation(), 2);
-    assert_eq!(h.registry.current().profiles.len(), 6);
+    assert_eq!(h.registry.current().profiles.len(), 8);
     let report = h.registry.reload(Trigger::Admin);
     assert!(
         report.diagnostics[0]
             .to_string()
-            .contains("refusing to replace the 6 served"),
+            .contains("refusing to replace the 8 served"),
         "{report:?}"
     );
     h.finish();

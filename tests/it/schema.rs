@@ -42,7 +42,13 @@ fn checked_in_openapi_is_fresh() {
             "/v1/profiles/{name}",
             "/metrics",
             "/healthz",
-            "/readyz"
+            "/readyz",
+            "/v1/profiles/{name}/multipart",
+            "/v1/uploads/parts",
+            "/v1/uploads/list",
+            "/v1/uploads/abort",
+            "/v1/uploads/complete",
+            "/v1/profiles/{name}/uppy"
         ]
     );
 }

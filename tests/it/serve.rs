@@ -183,7 +183,7 @@ fn serve_reloads_on_sighup_and_admin_and_rotates_keys() {
         report["diagnostics"][0]
             .as_str()
             .unwrap()
-            .contains("invoices.yaml: size.max: 6 GiB is above the 5 GiB limit"),
+            .contains("invoices.yaml: size.max: 6 GiB is above 5 GiB, the most a single POST or PUT upload carries"),
         "{body}"
     );
     assert_eq!(presign(new_key), 200, "the last good set is still served");

@@ -1,0 +1,564 @@
+//! The gateway's own calls to a store: CreateMultipartUpload, ListParts (every page),
+//! CompleteMultipartUpload, AbortMultipartUpload, HeadObject, a ranged GetObject, CopyObject and
+//! DeleteObject. A thin client over the project's SigV4 (`sign::sigv4::presign_query`, the
+//! signer the PUT URLs use) and `reqwest`; XML answers read with `quick-xml`. ARCHITECTURE.md
+//! says why this is not the AWS SDK.
+//!
+//! Every call has a deadline and is retried (three attempts, backoff) on what S3 clients retry:
+//! no answer, 500/502/503/504, `SlowDown`, `RequestTimeout`, `InternalError`. A store that stays
+//! down is `StoreError::Unavailable`, which the HTTP edge answers with 503.
+
+use std::time::Duration;
+
+use reqwest::{Method as HttpMethod, StatusCode};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::profile::ChecksumAlgorithm;
+use crate::sign::sigv4::{QueryRequest, QuerySigner, presign_query, uri_encode};
+use crate::sign::{Store, amz_date_now};
+use crate::upload::{ListedPart, ObjectHead};
+
+/// How long one attempt may take, and how many attempts a call makes.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    /// One attempt, request and answer.
+    pub timeout: Duration,
+    /// CompleteMultipartUpload and CopyObject, which S3 may take minutes over for large objects.
+    pub long_timeout: Duration,
+    pub attempts: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(10),
+            long_timeout: Duration::from_secs(120),
+            attempts: 3,
+        }
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No usable answer after every attempt: down, unreachable, timing out, or failing (5xx).
+    #[error("store `{store}` is unavailable: {detail}")]
+    Unavailable { store: String, detail: String },
+    /// The store answered and refused (4xx, or an `<Error>` in a 200 answer).
+    #[error("store `{store}` refused {operation}: {status} {code}: {message}")]
+    Refused {
+        store: String,
+        operation: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// The S3 error code of a refusal (`NoSuchUpload`, `AccessDenied`, …).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            StoreError::Refused { code, .. } => Some(code),
+            StoreError::Unavailable { .. } => None,
+        }
+    }
+}
+
+/// An S3 client for the gateway's own calls, shared by every request (one connection pool).
+#[derive(Clone)]
+pub struct StoreClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+}
+
+impl StoreClient {
+    pub fn new(config: ClientConfig) -> StoreClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a TLS backend is compiled in");
+        StoreClient { http, config }
+    }
+
+    /// Starts a multipart upload with the object's headers (Content-Type, metadata, pinned
+    /// fields) set by the gateway; returns the upload ID.
+    pub async fn create_multipart(
+        &self,
+        store: &Store,
+        bucket: &str,
+        key: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<String, StoreError> {
+        let call = Call::new("CreateMultipartUpload", HttpMethod::POST, bucket, key)
+            .params(&[("uploads", "")])
+            .headers(headers);
+        let answer = self.send(store, call, Vec::new()).await?;
+        let result: InitiateResult = parse_xml(store, "CreateMultipartUpload", &answer.body)?;
+        Ok(result.upload_id)
+    }
+
+    /// Every part the store holds for an upload, all pages.
+    pub async fn list_parts(
+        &self,
+        store: &Store,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<ListedPart>, StoreError> {
+        let mut parts = Vec::new();
+        let mut marker = String::new();
+        // 10,000 parts at 1,000 a page: 10 pages; a store that keeps saying "truncated" stops here.
+        for _ in 0..20 {
+            let mut params = vec![("uploadId", upload_id), ("max-parts", "1000")];
+            if !marker.is_empty() {
+                params.push(("part-number-marker", &marker));
+            }
+            let call = Call::new("ListParts", HttpMethod::GET, bucket, key).params(&params);
+            let answer = self.send(store, call, Vec::new()).await?;
+            let page: ListPartsResult = parse_xml(store, "ListParts", &answer.body)?;
+            let last = page.parts.last().map(|p| p.part_number);
+            parts.extend(page.parts.into_iter().map(|p| ListedPart {
+                part_number: p.part_number,
+                size: p.size,
+                etag: p.etag.map(|e| unquote(&e)),
+            }));
+            match (page.is_truncated, page.next_part_number_marker.or(last)) {
+                (Some(true), Some(next)) => marker = next.to_string(),
+                _ => return Ok(parts),
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Completes an upload from the parts the store listed (never the client's ETags), passing
+    /// the expected object size (`x-amz-mp-object-size`, which AWS checks) and, for
+    /// `overwrite: false`, `If-None-Match: *`. Returns the object's ETag.
+    pub async fn complete_multipart(
+        &self,
+        store: &Store,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[ListedPart],
+        expect: Completion,
+    ) -> Result<Option<String>, StoreError> {
+        let Completion {
+            object_size,
+            no_overwrite,
+        } = expect;
+        let mut body = String::from(r#"<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#);
+        for part in parts {
+            body.push_str(&format!("<Part><PartNumber>{}</PartNumber>", part.part_number));
+            if let Some(etag) = &part.etag {
+                body.push_str(&format!("<ETag>&quot;{}&quot;</ETag>", xml_escape(etag)));
+            }
+            body.push_str("</Part>");
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        let size = object_size.to_string();
+        let mut headers = vec![("x-amz-mp-object-size", size.as_str())];
+        if no_overwrite {
+            headers.push(("If-None-Match", "*"));
+        }
+        let call = Call::new("CompleteMultipartUpload", HttpMethod::POST, bucket, key)
+            .params(&[("uploadId", upload_id)])
+            .headers(&headers)
+            .long();
+        let answer = self.send(store, call, body.into_bytes()).await?;
+        let result: CompleteResult = parse_xml(store, "CompleteMultipartUpload", &answer.body)?;
+        Ok(result.etag.map(|e| unquote(&e)))
+    }
+
+    /// Aborts an upload; its parts are gone. An upload that is already gone is fine.
+    pub async fn abort_multipart(
+        &self,
+        store: &Store,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), StoreError> {
+        let call =
+            Call::new("AbortMultipartUpload", HttpMethod::DELETE, bucket, key).params(&[("uploadId", upload_id)]);
+        match self.send(store, call, Vec::new()).await {
+            Err(StoreError::Refused { code, .. }) if code == "NoSuchUpload" => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// The object's head; `None` when there is no such object.
+    pub async fn head(&self, store: &Store, bucket: &str, key: &str) -> Result<Option<ObjectHead>, StoreError> {
+        let call =
+            Call::new("HeadObject", HttpMethod::HEAD, bucket, key).headers(&[("x-amz-checksum-mode", "ENABLED")]);
+        let answer = match self.send(store, call, Vec::new()).await {
+            Ok(answer) => answer,
+            Err(StoreError::Refused { status: 404, .. }) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let mut head = ObjectHead {
+            size: header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            content_type: header("content-type"),
+            etag: header("etag").map(|e| unquote(&e)),
+            ..ObjectHead::default()
+        };
+        for (name, value) in &answer.headers {
+            let Ok(value) = value.to_str() else { continue };
+            if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
+                head.metadata.insert(meta.to_owned(), value.to_owned());
+            } else if let Some(algorithm) = ChecksumAlgorithm::ALL.into_iter().find(|a| a.field() == name.as_str()) {
+                head.checksums.push((algorithm, value.to_owned()));
+            }
+        }
+        Ok(Some(head))
+    }
+
+    /// The object's first `len` bytes (fewer for a smaller object; none for an empty one).
+    pub async fn first_bytes(&self, store: &Store, bucket: &str, key: &str, len: u64) -> Result<Vec<u8>, StoreError> {
+        let range = format!("bytes=0-{}", len.saturating_sub(1));
+        let call = Call::new("GetObject", HttpMethod::GET, bucket, key).unsigned_header("Range", &range);
+        match self.send(store, call, Vec::new()).await {
+            Ok(answer) => {
+                let mut body = answer.body;
+                body.truncate(len as usize);
+                Ok(body)
+            }
+            Err(StoreError::Refused { status: 416, .. }) => Ok(Vec::new()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Copies `from` to `to` in one bucket, keeping its type and metadata (at most 5 GiB).
+    pub async fn copy(&self, store: &Store, bucket: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        let mut source = format!("/{bucket}/");
+        uri_encode(&mut source, from, true);
+        let call = Call::new("CopyObject", HttpMethod::PUT, bucket, to)
+            .headers(&[("x-amz-copy-source", &source), ("x-amz-metadata-directive", "COPY")])
+            .long();
+        let answer = self.send(store, call, Vec::new()).await?;
+        // CopyObject may fail after its 200: the body then holds an <Error>.
+        check_error_body(store, "CopyObject", &answer.body)
+    }
+
+    /// Deletes an object (a missing one is fine).
+    pub async fn delete(&self, store: &Store, bucket: &str, key: &str) -> Result<(), StoreError> {
+        let call = Call::new("DeleteObject", HttpMethod::DELETE, bucket, key);
+        match self.send(store, call, Vec::new()).await {
+            Err(StoreError::Refused { status: 404, .. }) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Signs and sends one call, retrying what is worth retrying.
+    async fn send(&self, store: &Store, call: Call<'_>, body: Vec<u8>) -> Result<Answer, StoreError> {
+        let unavailable = |detail: String| StoreError::Unavailable {
+            store: store.name.clone(),
+            detail,
+        };
+        let mut last = unavailable("no attempt made".into());
+        for attempt in 0..self.config.attempts.max(1) {
+            if attempt > 0 {
+                // 100 ms, 400 ms, …, with up to 50 % jitter so replicas do not retry in step.
+                let base = 100u64 * 4u64.pow(attempt - 1);
+                let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * base / 512;
+                tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+            }
+            let url = presigned_url(store, &call);
+            let mut request = self.http.request(call.method.clone(), &url).timeout(if call.long {
+                self.config.long_timeout
+            } else {
+                self.config.timeout
+            });
+            for (name, value) in call.headers.iter().chain(call.unsigned.iter()) {
+                request = request.header(*name, *value);
+            }
+            if !body.is_empty() {
+                request = request.header("Content-Type", "application/xml").body(body.clone());
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    last = unavailable(describe(&error));
+                    continue;
+                }
+            };
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = match response.bytes().await {
+                Ok(bytes) => bytes.to_vec(),
+                Err(error) => {
+                    last = unavailable(describe(&error));
+                    continue;
+                }
+            };
+            if status.is_success() {
+                return Ok(Answer { headers, body: bytes });
+            }
+            let (code, message) = error_document(&bytes, status);
+            if status.is_server_error() || matches!(code.as_str(), "SlowDown" | "RequestTimeout" | "InternalError") {
+                last = unavailable(format!("{} {code}: {message}", status.as_u16()));
+                continue;
+            }
+            return Err(StoreError::Refused {
+                store: store.name.clone(),
+                operation: call.operation,
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        Err(last)
+    }
+}
+
+/// What a completed object must be: its size (`x-amz-mp-object-size`) and, for
+/// `overwrite: false`, new (`If-None-Match: *`).
+#[derive(Debug, Clone, Copy)]
+pub struct Completion {
+    pub object_size: u64,
+    pub no_overwrite: bool,
+}
+
+/// One S3 call before signing.
+struct Call<'a> {
+    operation: &'static str,
+    method: HttpMethod,
+    bucket: &'a str,
+    key: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+    /// Signed headers.
+    headers: Vec<(&'a str, &'a str)>,
+    /// Headers sent unsigned (`Range`).
+    unsigned: Vec<(&'a str, &'a str)>,
+    long: bool,
+}
+
+impl<'a> Call<'a> {
+    fn new(operation: &'static str, method: HttpMethod, bucket: &'a str, key: &'a str) -> Call<'a> {
+        Call {
+            operation,
+            method,
+            bucket,
+            key,
+            params: Vec::new(),
+            headers: Vec::new(),
+            unsigned: Vec::new(),
+            long: false,
+        }
+    }
+    fn params(mut self, params: &[(&'a str, &'a str)]) -> Call<'a> {
+        self.params.extend_from_slice(params);
+        self
+    }
+    fn headers(mut self, headers: &[(&'a str, &'a str)]) -> Call<'a> {
+        self.headers.extend_from_slice(headers);
+        self
+    }
+    fn unsigned_header(mut self, name: &'a str, value: &'a str) -> Call<'a> {
+        self.unsigned.push((name, value));
+        self
+    }
+    fn long(mut self) -> Call<'a> {
+        self.long = true;
+        self
+    }
+}
+
+struct Answer {
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// The call as a presigned URL (query-string SigV4, valid 5 minutes): one signer for the
+/// gateway's calls and the URLs it hands out.
+fn presigned_url(store: &Store, call: &Call<'_>) -> String {
+    let (origin, host, path) = store.object_location(call.bucket, call.key);
+    let (amz_date, signing_key) = amz_date_now(store, OffsetDateTime::now_utc());
+    let query = presign_query(
+        &QueryRequest {
+            method: call.method.as_str(),
+            host: &host,
+            path: &path,
+            params: &call.params,
+            headers: &call.headers,
+        },
+        &QuerySigner {
+            access_key_id: &store.credentials.access_key_id,
+            session_token: store.credentials.session_token.as_ref().map(|t| t.expose()),
+            signing_key: &signing_key,
+            region: &store.region,
+            amz_date: &amz_date,
+            expires_in: 300,
+        },
+    );
+    format!("{origin}{path}?{query}")
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "connection refused or unreachable".into()
+    } else {
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(inner) = source {
+            text.push_str(": ");
+            text.push_str(&inner.to_string());
+            source = inner.source();
+        }
+        text
+    }
+}
+
+/// The `<Error><Code>…</Code><Message>…</Message></Error>` of a refusal, or the status.
+fn error_document(body: &[u8], status: StatusCode) -> (String, String) {
+    match quick_xml::de::from_reader::<_, ErrorDocument>(body) {
+        Ok(doc) if !doc.code.is_empty() => (doc.code, doc.message.unwrap_or_default()),
+        _ => (
+            status.canonical_reason().unwrap_or("Error").replace(' ', ""),
+            String::new(),
+        ),
+    }
+}
+
+/// An answer's root element name (after the XML declaration and whitespace).
+fn root_element(body: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut rest = text.trim_start();
+    while let Some(after) = rest.strip_prefix("<?") {
+        rest = after.split_once("?>")?.1.trim_start();
+    }
+    let name = rest.strip_prefix('<')?;
+    let end = name.find(|c: char| c.is_whitespace() || c == '>' || c == '/')?;
+    Some(&name[..end])
+}
+
+fn check_error_body(store: &Store, operation: &'static str, body: &[u8]) -> Result<(), StoreError> {
+    if root_element(body) == Some("Error") {
+        let (code, message) = error_document(body, StatusCode::OK);
+        return Err(StoreError::Refused {
+            store: store.name.clone(),
+            operation,
+            status: 200,
+            code,
+            message,
+        });
+    }
+    Ok(())
+}
+
+fn parse_xml<T: for<'de> Deserialize<'de>>(
+    store: &Store,
+    operation: &'static str,
+    body: &[u8],
+) -> Result<T, StoreError> {
+    check_error_body(store, operation, body)?;
+    quick_xml::de::from_reader(body).map_err(|error| StoreError::Unavailable {
+        store: store.name.clone(),
+        detail: format!("{operation} answered XML that could not be read: {error}"),
+    })
+}
+
+fn unquote(etag: &str) -> String {
+    etag.trim().trim_matches('"').to_owned()
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InitiateResult {
+    upload_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListPartsResult {
+    #[serde(default)]
+    is_truncated: Option<bool>,
+    #[serde(default)]
+    next_part_number_marker: Option<u32>,
+    #[serde(default, rename = "Part")]
+    parts: Vec<XmlPart>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlPart {
+    part_number: u32,
+    size: u64,
+    #[serde(default, rename = "ETag")]
+    etag: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CompleteResult {
+    #[serde(default, rename = "ETag")]
+    etag: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorDocument {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_store_answers() {
+        let list = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>k</Key><UploadId>u</UploadId>
+<PartNumberMarker>0</PartNumberMarker><NextPartNumberMarker>2</NextPartNumberMarker><MaxParts>2</MaxParts><IsTruncated>true</IsTruncated>
+<Part><PartNumber>1</PartNumber><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>5242880</Size></Part>
+<Part><PartNumber>2</PartNumber><Size>7</Size></Part></ListPartsResult>"#;
+        let page: ListPartsResult = quick_xml::de::from_reader(&list[..]).unwrap();
+        assert_eq!(page.is_truncated, Some(true));
+        assert_eq!(page.next_part_number_marker, Some(2));
+        assert_eq!(page.parts.len(), 2);
+        assert_eq!(page.parts[0].etag.as_deref().map(unquote).as_deref(), Some("abc"));
+        assert_eq!(page.parts[1].etag, None);
+        let error = b"<?xml version=\"1.0\"?>\n  <Error><Code>NoSuchUpload</Code><Message>gone</Message><RequestId>1</RequestId></Error>";
+        assert_eq!(root_element(error), Some("Error"));
+        assert_eq!(
+            error_document(error, StatusCode::NOT_FOUND),
+            ("NoSuchUpload".to_owned(), "gone".to_owned())
+        );
+        assert_eq!(
+            error_document(b"", StatusCode::SERVICE_UNAVAILABLE).0,
+            "ServiceUnavailable"
+        );
+        let created = br#"<InitiateMultipartUploadResult xmlns="x"><Bucket>b</Bucket><Key>k</Key><UploadId>abc-1</UploadId></InitiateMultipartUploadResult>"#;
+        assert_eq!(
+            quick_xml::de::from_reader::<_, InitiateResult>(&created[..])
+                .unwrap()
+                .upload_id,
+            "abc-1"
+        );
+        assert_eq!(root_element(created), Some("InitiateMultipartUploadResult"));
+    }
+}

@@ -1,0 +1,313 @@
+//! Upload tokens: what one signature allowed, sealed with HMAC-SHA256 so `complete` and the
+//! multipart calls can trust it without state (any replica, after any restart).
+//!
+//! Format: `pgu1.<key id>.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>`, the MAC over
+//! everything before the last `.`. The key id names the secret that sealed it, so an operator
+//! rotates by adding a new key as `current` and keeping the old one until its tokens expire.
+//! Pure: `now` is a parameter.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::PartPlan;
+use crate::profile::Bounds;
+use crate::secret::Secret;
+
+const PREFIX: &str = "pgu1";
+/// The shortest token key accepted: 32 bytes.
+pub const MIN_KEY_BYTES: usize = 32;
+/// A token longer than this is refused before it is decoded.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// How the upload is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Carry {
+    Post,
+    Put,
+    Multipart,
+}
+
+/// What a token binds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub profile: String,
+    /// The first 16 hex digits of the SHA-256 of the profile's file when it was signed.
+    pub profile_digest: String,
+    pub app: String,
+    pub store: String,
+    pub bucket: String,
+    pub carry: Carry,
+    #[serde(flatten)]
+    pub bounds: Bounds,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartPlan>,
+    /// Unix seconds after which the token is refused.
+    pub expires_at: i64,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the upload token is not one postgate issued (malformed)")]
+    Malformed,
+    #[error("the upload token was sealed with key `{0}`, which is not configured (any more)")]
+    UnknownKey(String),
+    #[error("the upload token's signature does not match: it was changed or forged")]
+    BadSignature,
+    #[error("the upload token expired at {0}")]
+    Expired(String),
+}
+
+/// The keys that seal and open tokens: `current` seals, every key opens.
+pub struct TokenKeys {
+    current: String,
+    keys: Vec<(String, Secret)>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        write!(f, "TokenKeys {{ current: {}, keys: {ids:?} }}", self.current)
+    }
+}
+
+impl TokenKeys {
+    /// `keys`: key id → secret (at least 32 bytes); `current` must be one of them. Key ids are
+    /// `[A-Za-z0-9_-]{1,32}`.
+    pub fn new(current: &str, keys: Vec<(String, Secret)>) -> Result<TokenKeys, String> {
+        for (id, secret) in &keys {
+            if id.is_empty()
+                || id.len() > 32
+                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(format!(
+                    "token key id `{}` is not 1 to 32 of A-Z, a-z, 0-9, `_`, `-`",
+                    id.escape_debug()
+                ));
+            }
+            if secret.expose().len() < MIN_KEY_BYTES {
+                return Err(format!(
+                    "token key `{id}` is {} bytes; use at least {MIN_KEY_BYTES} random bytes (`postgate hash-key --generate` makes one)",
+                    secret.expose().len()
+                ));
+            }
+        }
+        if !keys.iter().any(|(id, _)| id == current) {
+            return Err(format!(
+                "`current` names token key `{}`, which is not listed",
+                current.escape_debug()
+            ));
+        }
+        Ok(TokenKeys {
+            current: current.to_owned(),
+            keys,
+        })
+    }
+
+    /// Seals `claims` with the current key.
+    pub fn seal(&self, claims: &Claims) -> String {
+        let json = serde_json::to_vec(claims).expect("claims serialize");
+        let mut token = String::with_capacity(PREFIX.len() + self.current.len() + json.len() * 4 / 3 + 50);
+        token.push_str(PREFIX);
+        token.push('.');
+        token.push_str(&self.current);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+        let mac = self
+            .mac(&self.current, token.as_bytes())
+            .expect("the current key is listed");
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac, &mut token);
+        token
+    }
+
+    /// Opens a token sealed by any configured key, refusing it after its expiry.
+    pub fn open(&self, token: &str, now: OffsetDateTime) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let (sealed, mac) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let mut pieces = sealed.splitn(3, '.');
+        let (Some(PREFIX), Some(id), Some(payload)) = (pieces.next(), pieces.next(), pieces.next()) else {
+            return Err(TokenError::Malformed);
+        };
+        let given = URL_SAFE_NO_PAD.decode(mac).map_err(|_| TokenError::Malformed)?;
+        let expected = self
+            .mac(id, sealed.as_bytes())
+            .ok_or_else(|| TokenError::UnknownKey(id.chars().take(32).collect()))?;
+        if !bool::from(expected.as_slice().ct_eq(&given)) {
+            return Err(TokenError::BadSignature);
+        }
+        let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if claims.expires_at < now.unix_timestamp() {
+            let at = OffsetDateTime::from_unix_timestamp(claims.expires_at)
+                .map(crate::sign::format_rfc3339)
+                .unwrap_or_default();
+            return Err(TokenError::Expired(at));
+        }
+        Ok(claims)
+    }
+
+    /// A MAC under the current key over `purpose` and `parts`, for capability URLs that point
+    /// back at the gateway (the Uppy routes); checked by `verify_tag`.
+    pub fn tag(&self, parts: &[&str]) -> String {
+        let mac = self
+            .mac(&self.current, &joined(parts))
+            .expect("the current key is listed");
+        let mut out = self.current.clone();
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac, &mut out);
+        out
+    }
+
+    /// Whether `tag` is `tag(parts)` under any configured key.
+    pub fn verify_tag(&self, parts: &[&str], tag: &str) -> bool {
+        let Some((id, mac)) = tag.split_once('.') else {
+            return false;
+        };
+        let (Some(expected), Ok(given)) = (self.mac(id, &joined(parts)), URL_SAFE_NO_PAD.decode(mac)) else {
+            return false;
+        };
+        expected.as_slice().ct_eq(&given).into()
+    }
+
+    fn mac(&self, id: &str, data: &[u8]) -> Option<[u8; 32]> {
+        let (_, secret) = self.keys.iter().find(|(key_id, _)| key_id == id)?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
+        mac.update(data);
+        Some(mac.finalize().into_bytes().into())
+    }
+}
+
+/// Parts joined with NUL (which none of them holds), so `["a", "bc"]` and `["ab", "c"]` differ.
+fn joined(parts: &[&str]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::profile::TypeBound;
+
+    fn keys(current: &str) -> TokenKeys {
+        TokenKeys::new(
+            current,
+            vec![
+                ("k1".into(), Secret::new("k1-secret-0123456789abcdef0123456789")),
+                ("k2".into(), Secret::new("k2-secret-0123456789abcdef0123456789")),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn claims() -> Claims {
+        Claims {
+            profile: "photos".into(),
+            profile_digest: "0123456789abcdef".into(),
+            app: "web".into(),
+            store: "default".into(),
+            bucket: "b".into(),
+            carry: Carry::Multipart,
+            bounds: Bounds {
+                key: "u/alice/1.png".into(),
+                promote_to: None,
+                min_size: 10,
+                max_size: 10,
+                content_type: Some(TypeBound::Exact("image/png".into())),
+                metadata: vec![("purpose".into(), "avatar".into())],
+                checksum: None,
+                no_overwrite: true,
+            },
+            upload_id: Some("up-1".into()),
+            parts: PartPlan::new(10, 5 * 1024 * 1024),
+            expires_at: datetime!(2026-12-01 12:00 UTC).unix_timestamp(),
+        }
+    }
+
+    #[test]
+    fn a_sealed_token_opens_with_any_listed_key_until_it_expires() {
+        let before = datetime!(2026-12-01 11:00 UTC);
+        let token = keys("k1").seal(&claims());
+        assert!(token.starts_with("pgu1.k1."));
+        assert_eq!(keys("k1").open(&token, before).unwrap(), claims());
+        // Rotated: k2 seals now, k1's tokens still open.
+        assert_eq!(keys("k2").open(&token, before).unwrap(), claims());
+        assert!(matches!(
+            keys("k1").open(&token, datetime!(2026-12-01 12:00:01 UTC)),
+            Err(TokenError::Expired(at)) if at == "2026-12-01T12:00:00Z"
+        ));
+        let only_k2 = TokenKeys::new(
+            "k2",
+            vec![("k2".into(), Secret::new("k2-secret-0123456789abcdef0123456789"))],
+        )
+        .unwrap();
+        assert_eq!(only_k2.open(&token, before), Err(TokenError::UnknownKey("k1".into())));
+    }
+
+    #[test]
+    fn a_changed_token_is_refused() {
+        let now = datetime!(2026-12-01 11:00 UTC);
+        let keys = keys("k1");
+        let token = keys.seal(&claims());
+        let (sealed, mac) = token.rsplit_once('.').unwrap();
+        let (head, payload) = sealed.rsplit_once('.').unwrap();
+        // Another app, re-encoded, old MAC.
+        let mut other = claims();
+        other.app = "evil".into();
+        let forged = format!(
+            "{head}.{}.{mac}",
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&other).unwrap())
+        );
+        assert_eq!(keys.open(&forged, now), Err(TokenError::BadSignature));
+        // One flipped character anywhere.
+        for i in [5, head.len() + 3, head.len() + payload.len() / 2, token.len() - 2] {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let flipped = String::from_utf8(bytes).unwrap();
+            assert!(keys.open(&flipped, now).is_err(), "{i}");
+        }
+        for junk in [
+            "",
+            "pgu1",
+            "pgu1.k1..",
+            "x.k1.e30.AAAA",
+            &"a".repeat(MAX_TOKEN_BYTES + 1),
+        ] {
+            assert!(keys.open(junk, now).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn tags_bind_every_part() {
+        let keys = keys("k1");
+        let tag = keys.tag(&["complete", "tok", "123"]);
+        assert!(keys.verify_tag(&["complete", "tok", "123"], &tag));
+        assert!(!keys.verify_tag(&["abort", "tok", "123"], &tag));
+        assert!(!keys.verify_tag(&["complete", "tok", "124"], &tag));
+        assert!(!keys.verify_tag(&["completetok", "", "123"], &tag));
+        assert!(!keys.verify_tag(&["complete", "tok", "123"], "k1.AAAA"));
+    }
+
+    #[test]
+    fn short_keys_and_unknown_current_are_refused() {
+        assert!(TokenKeys::new("a", vec![("a".into(), Secret::new("short"))]).is_err());
+        assert!(TokenKeys::new("b", vec![("a".into(), Secret::new("a".repeat(32)))]).is_err());
+        assert!(TokenKeys::new("a b", vec![("a b".into(), Secret::new("a".repeat(32)))]).is_err());
+    }
+}

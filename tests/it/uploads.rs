@@ -1,0 +1,444 @@
+//! Multipart uploads and `complete` through the HTTP API against real S3 servers (s3s-fs, and
+//! Garage when it runs): uploads land with their bytes, type and metadata; every rule is proven
+//! by an upload the gateway refuses, and nothing refused is left stored.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header;
+use actix_web::{App, test as actix_test, web};
+use postgate::http::{self, AppState};
+use postgate::ratelimit::RateClock;
+use serde_json::{Value, json};
+
+use crate::e2e::{S3Server, put_upload, upload};
+use crate::http::{app_limits, key, policies_copy, registry_signing, uploads};
+
+const MIB: usize = 1024 * 1024;
+const PNG_HEAD: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+const HTML: &[u8] = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>";
+
+/// A PNG-looking file of `len` bytes whose content depends on `seed`.
+fn png(len: usize, seed: u8) -> Vec<u8> {
+    let mut bytes = PNG_HEAD.to_vec();
+    bytes.extend((0..len - PNG_HEAD.len()).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    bytes
+}
+
+async fn call<S, B>(service: &S, path: &str, app: &str, body: Value) -> (u16, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let req = actix_test::TestRequest::post()
+        .uri(path)
+        .insert_header((header::AUTHORIZATION, format!("Bearer {}", key(app))))
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload(body.to_string())
+        .to_request();
+    let response = actix_test::call_service(service, req).await;
+    let status = response.status().as_u16();
+    let bytes = actix_test::read_body(response).await;
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// The status of a PUT; 599 when the store closed the connection before answering (Garage
+/// refuses a wrong length that way), which is a refusal too.
+async fn put_part(url: &str, bytes: Vec<u8>) -> u16 {
+    match reqwest::Client::new().put(url).body(bytes).send().await {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 599,
+    }
+}
+
+fn media(size: usize) -> Value {
+    json!({"vars": {"user": "alice"}, "filename": "clip.png", "content_type": "image/png", "size": size})
+}
+
+#[actix_web::test]
+async fn multipart_and_complete_on_s3s() {
+    check_lifecycle(S3Server::start().await).await;
+}
+
+/// The same against Garage (`tests/garage/`; skipped, saying so, when it is not running, unless
+/// `POSTGATE_REQUIRE_GARAGE` is set, as in CI).
+#[actix_web::test]
+async fn garage_multipart_and_complete() {
+    let _turn = crate::e2e::garage_turn().await;
+    if let Some(server) = S3Server::garage() {
+        check_lifecycle(server).await;
+    }
+}
+
+async fn check_lifecycle(server: S3Server) {
+    let dir = policies_copy();
+    let state = crate::http::state(registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        server.store(),
+    ));
+    let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+    let svc = &service;
+
+    // A multipart upload of three parts (5 + 5 + 1 MiB) lands with its bytes, type and metadata.
+    let file = png(11 * MIB, 1);
+    let (status, created) = call(svc, "/v1/profiles/media/multipart", "web", media(file.len())).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        (created["part_size"].as_u64(), created["part_count"].as_u64()),
+        (Some(5 * MIB as u64), Some(3))
+    );
+    assert_eq!(created["last_part_size"], MIB);
+    let token = created["upload_token"].as_str().unwrap().to_owned();
+    let object_key = created["key"].as_str().unwrap().to_owned();
+    let (status, signed) = call(
+        svc,
+        "/v1/uploads/parts",
+        "web",
+        json!({"upload_token": token, "part_numbers": [1, 2, 3]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{signed}");
+    let parts = signed["parts"].as_array().unwrap();
+    // A part larger than planned is refused by the store (its Content-Length is signed).
+    let first = parts[0]["url"].as_str().unwrap();
+    assert!(
+        put_part(first, png(5 * MIB + 1, 1)).await >= 400,
+        "a part larger than planned was taken"
+    );
+    assert!(
+        put_part(first, png(5 * MIB - 1, 1)).await >= 400,
+        "a part smaller than planned was taken"
+    );
+    for (i, part) in parts.iter().enumerate().take(2) {
+        let range = i * 5 * MIB..((i + 1) * 5 * MIB).min(file.len());
+        assert_eq!(put_part(part["url"].as_str().unwrap(), file[range].to_vec()).await, 200);
+    }
+    // Resume: the store lists the two parts sent so far.
+    let (status, listed) = call(svc, "/v1/uploads/list", "web", json!({"upload_token": token})).await;
+    assert_eq!(status, 200, "{listed}");
+    let numbers: Vec<u64> = listed["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["part_number"].as_u64().unwrap())
+        .collect();
+    let mut sorted = numbers.clone();
+    sorted.sort();
+    assert_eq!(sorted, [1, 2]);
+    assert_eq!(
+        put_part(parts[2]["url"].as_str().unwrap(), file[10 * MIB..].to_vec()).await,
+        200
+    );
+    // Another app's key, a changed token: refused.
+    let (status, problem) = call(svc, "/v1/uploads/complete", "mobile", json!({"upload_token": token})).await;
+    assert_eq!((status, problem["code"].as_str()), (403, Some("token-app-mismatch")));
+    let mut tampered = token.clone();
+    tampered.insert(tampered.len() - 50, 'x');
+    let (status, problem) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": tampered})).await;
+    assert_eq!((status, problem["code"].as_str()), (401, Some("token-invalid")));
+    let started = Instant::now();
+    let (status, done) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
+    eprintln!("complete (multipart, 3 parts, 11 MiB): {:?}", started.elapsed());
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (done["size"].as_u64(), done["content_type"].as_str()),
+        (Some(file.len() as u64), Some("image/png"))
+    );
+    assert_eq!(done["sniffed"], true);
+    let stored = server.object("user-content", &object_key).await.expect("stored");
+    assert!(stored.bytes == file, "the stored bytes differ");
+    assert_eq!(stored.content_type.as_deref(), Some("image/png"));
+    assert_eq!(stored.metadata.get("uploaded-by").map(String::as_str), Some("alice"));
+    // Completing twice is harmless.
+    let (status, again) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
+    assert_eq!(status, 200, "{again}");
+
+    // A missing part: complete aborts and refuses; nothing is stored.
+    let (_, created) = call(svc, "/v1/profiles/media/multipart", "web", media(11 * MIB)).await;
+    let token = created["upload_token"].as_str().unwrap().to_owned();
+    let key_missing = created["key"].as_str().unwrap().to_owned();
+    let (_, signed) = call(
+        svc,
+        "/v1/uploads/parts",
+        "web",
+        json!({"upload_token": token, "part_numbers": [1, 2]}),
+    )
+    .await;
+    for part in signed["parts"].as_array().unwrap() {
+        assert_eq!(put_part(part["url"].as_str().unwrap(), png(5 * MIB, 2)).await, 200);
+    }
+    let (status, problem) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("parts-mismatch")),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("part 3 is missing"),
+        "{problem}"
+    );
+    assert!(server.object("user-content", &key_missing).await.is_none());
+
+    // Parts the plan does not hold, written with the store's own credentials (a larger last
+    // part; a part more than planned): complete aborts and refuses.
+    for (part, len, expected) in [(3u16, 2 * MIB, "part 3 is"), (4u16, MIB, "part 4 is not in the plan")] {
+        let (_, created) = call(svc, "/v1/profiles/media/multipart", "web", media(11 * MIB)).await;
+        let token = created["upload_token"].as_str().unwrap().to_owned();
+        let upload_id = created["upload_id"].as_str().unwrap().to_owned();
+        let object = created["key"].as_str().unwrap().to_owned();
+        let (_, signed) = call(
+            svc,
+            "/v1/uploads/parts",
+            "web",
+            json!({"upload_token": token, "part_numbers": [1, 2, 3]}),
+        )
+        .await;
+        for (i, p) in signed["parts"].as_array().unwrap().iter().enumerate() {
+            let len = if i == 2 { MIB } else { 5 * MIB };
+            if part == 3 && i == 2 {
+                continue;
+            }
+            assert_eq!(put_part(p["url"].as_str().unwrap(), png(len, 3)).await, 200);
+        }
+        let raw = server.raw_put_url("user-content", &object, Some((part, &upload_id)));
+        assert_eq!(put_part(&raw, png(len, 4)).await, 200);
+        let (status, problem) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some("parts-mismatch")),
+            "{problem}"
+        );
+        assert!(problem["detail"].as_str().unwrap().contains(expected), "{problem}");
+        assert!(server.object("user-content", &object).await.is_none());
+    }
+
+    // Abort leaves nothing: no object, no parts.
+    let (_, created) = call(svc, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
+    let token = created["upload_token"].as_str().unwrap().to_owned();
+    let aborted_key = created["key"].as_str().unwrap().to_owned();
+    let (_, signed) = call(
+        svc,
+        "/v1/uploads/parts",
+        "web",
+        json!({"upload_token": token, "part_numbers": [1]}),
+    )
+    .await;
+    assert_eq!(
+        put_part(signed["parts"][0]["url"].as_str().unwrap(), png(5 * MIB, 5)).await,
+        200
+    );
+    let (status, answer) = call(svc, "/v1/uploads/abort", "web", json!({"upload_token": token})).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, listed) = call(svc, "/v1/uploads/list", "web", json!({"upload_token": token})).await;
+    assert!(
+        status == 404 || listed["parts"].as_array().is_some_and(Vec::is_empty),
+        "parts left after abort: {status} {listed}"
+    );
+    assert!(server.object("user-content", &aborted_key).await.is_none());
+    if let Some(root) = server.fs_root() {
+        let upload_id = created["upload_id"].as_str().unwrap();
+        let left: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(upload_id))
+            .collect();
+        assert!(left.is_empty(), "abort left {left:?}");
+    }
+
+    // A single PUT: a PNG verifies; HTML declared as image/png is refused and removed.
+    for (bytes, expected) in [(png(4096, 6), 200), (HTML.to_vec(), 422)] {
+        let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "pic.png", "content_type": "image/png", "size": bytes.len()});
+        let (status, signed) = call(svc, "/v1/profiles/media/presign", "web", body).await;
+        assert_eq!(status, 200, "{signed}");
+        let headers: Vec<(String, String)> = signed["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let (put_status, text) = put_upload(signed["url"].as_str().unwrap(), &headers, bytes).await;
+        assert_eq!(put_status, 200, "{text}");
+        let token = signed["upload_token"].as_str().unwrap();
+        let (status, answer) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
+        assert_eq!(status, expected, "{answer}");
+        let present = server
+            .object("user-content", signed["key"].as_str().unwrap())
+            .await
+            .is_some();
+        assert_eq!(present, expected == 200);
+        if expected == 422 {
+            assert_eq!(answer["code"], "content-sniff-mismatch");
+            assert!(answer["detail"].as_str().unwrap().contains("text/html"), "{answer}");
+        }
+    }
+
+    // Complete before the upload: 404, and nothing deleted.
+    let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "later.png", "content_type": "image/png", "size": 10});
+    let (_, signed) = call(svc, "/v1/profiles/media/presign", "web", body).await;
+    let (status, answer) = call(
+        svc,
+        "/v1/uploads/complete",
+        "web",
+        json!({"upload_token": signed["upload_token"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (404, Some("upload-not-found")),
+        "{answer}"
+    );
+
+    // Promotion: a PDF by POST form lands under incoming/, complete moves it to its key.
+    let pdf = b"%PDF-1.7\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n".to_vec();
+    let body =
+        json!({"method": "post", "vars": {"user": "bob"}, "filename": "scan.pdf", "content_type": "application/pdf"});
+    let (status, signed) = call(svc, "/v1/profiles/scans/presign", "web", body).await;
+    assert_eq!(status, 200, "{signed}");
+    let staged = signed["key"].as_str().unwrap().to_owned();
+    assert!(staged.starts_with("incoming/scans/bob/"), "{staged}");
+    let fields: Vec<(String, String)> = signed["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let (status, text) = upload(signed["url"].as_str().unwrap(), &fields, "scan.pdf", pdf.clone()).await;
+    assert!((200..300).contains(&status), "{status} {text}");
+    let token = signed["upload_token"].as_str().unwrap();
+    let (status, done) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
+    assert_eq!(status, 200, "{done}");
+    let final_key = staged.strip_prefix("incoming/").unwrap();
+    assert_eq!(done["key"], final_key);
+    assert_eq!(done["promoted_from"], staged.as_str());
+    assert!(
+        server
+            .object("user-documents", final_key)
+            .await
+            .is_some_and(|o| o.bytes == pdf)
+    );
+    assert!(
+        server.object("user-documents", &staged).await.is_none(),
+        "the staging key is left"
+    );
+    let (status, again) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
+    assert_eq!((status, again["key"].as_str()), (200, Some(final_key)), "{again}");
+
+    // A wrong size (the staged object swapped with the store's own credentials): refused, and
+    // moved to quarantine/.
+    let body = json!({"method": "put", "vars": {"user": "bob"}, "filename": "scan.pdf", "content_type": "application/pdf", "size": pdf.len()});
+    let (_, signed) = call(svc, "/v1/profiles/scans/presign", "web", body).await;
+    let staged = signed["key"].as_str().unwrap().to_owned();
+    let mut bigger = pdf.clone();
+    bigger.extend_from_slice(&[b' '; 100]);
+    let raw = server.raw_put_url("user-documents", &staged, None);
+    assert_eq!(put_part(&raw, bigger).await, 200);
+    let (status, problem) = call(
+        svc,
+        "/v1/uploads/complete",
+        "web",
+        json!({"upload_token": signed["upload_token"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (422, Some("object-size-mismatch")),
+        "{problem}"
+    );
+    assert!(server.object("user-documents", &staged).await.is_none());
+    assert!(
+        server
+            .object("user-documents", &format!("quarantine/{staged}"))
+            .await
+            .is_some()
+    );
+}
+
+/// A store that is down: 503 with a clear code, quickly (deadlines and retries), never a hang.
+#[actix_web::test]
+async fn a_store_that_is_down_is_a_503() {
+    let server = S3Server::start().await;
+    let dir = policies_copy();
+    let mut store = server.store();
+    // Nothing listens on port 9 of localhost.
+    store.endpoint = postgate::sign::Endpoint::Custom("http://127.0.0.1:9".into());
+    let registry = registry_signing(dir.path(), app_limits(), RateClock::manual(Default::default()), store);
+    let state = web::Data::new(AppState {
+        registry,
+        max_body_bytes: 64 * 1024,
+        dev_pages: None,
+        uploads: uploads(),
+    });
+    let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+    let started = Instant::now();
+    let (status, problem) = call(&service, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("store-unavailable")),
+        "{problem}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "a.png", "content_type": "image/png", "size": 10});
+    let (_, signed) = call(&service, "/v1/profiles/media/presign", "web", body).await;
+    let (status, problem) = call(
+        &service,
+        "/v1/uploads/complete",
+        "web",
+        json!({"upload_token": signed["upload_token"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("store-unavailable")),
+        "{problem}"
+    );
+    let _ = Arc::clone(&state);
+}
+
+/// Signing 1,000 part URLs for one upload, through the API (the figure in BENCHMARKS.md).
+#[actix_web::test]
+async fn a_thousand_part_urls_in_one_call() {
+    let server = S3Server::start().await;
+    let dir = policies_copy();
+    let state = crate::http::state(registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        server.store(),
+    ));
+    let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+    let (status, created) = call(&service, "/v1/profiles/media/multipart", "web", media(5000 * MIB)).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["part_count"], 1000);
+    let numbers: Vec<u32> = (1..=1000).collect();
+    let started = Instant::now();
+    let (status, signed) = call(
+        &service,
+        "/v1/uploads/parts",
+        "web",
+        json!({"upload_token": created["upload_token"], "part_numbers": numbers}),
+    )
+    .await;
+    eprintln!("1,000 part URLs in one call: {:?}", started.elapsed());
+    assert_eq!(status, 200);
+    let parts = signed["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 1000);
+    assert!(parts.iter().all(|p| {
+        p["size"] == 5 * MIB
+            && p["url"]
+                .as_str()
+                .unwrap()
+                .contains("X-Amz-SignedHeaders=content-length%3Bhost")
+    }));
+    let (status, problem) = call(
+        &service,
+        "/v1/uploads/parts",
+        "web",
+        json!({"upload_token": created["upload_token"], "part_numbers": [1001]}),
+    )
+    .await;
+    assert_eq!((status, problem["code"].as_str()), (422, Some("part-invalid")));
+}
