@@ -242,21 +242,17 @@ pub async fn sign_parts(state: web::Data<AppState>, req: HttpRequest, payload: w
         &req,
         payload,
         MultipartOperation::SignParts,
-        |snapshot, claims, request| {
-            let state = state.clone();
-            async move {
-                let (profile, store) = upload_context(&snapshot, &claims)?;
-                let (upload_id, plan) = multipart_of(&claims)?;
-                if request.part_numbers.is_empty() || request.part_numbers.len() > MAX_PARTS_PER_CALL {
-                    return Err(part_invalid(format!(
-                        "name 1 to {MAX_PARTS_PER_CALL} parts in `part_numbers`; this upload has {}",
-                        plan.part_count
-                    )));
-                }
-                let parts = sign_part_urls(profile, store, &claims, upload_id, plan, &request.part_numbers)?;
-                let _ = state;
-                Ok(no_store(HttpResponse::Ok()).json(parts))
+        |snapshot, claims, request| async move {
+            let (profile, store) = upload_context(&snapshot, &claims)?;
+            let (upload_id, plan) = multipart_of(&claims)?;
+            if request.part_numbers.is_empty() || request.part_numbers.len() > MAX_PARTS_PER_CALL {
+                return Err(part_invalid(format!(
+                    "name 1 to {MAX_PARTS_PER_CALL} parts in `part_numbers`; this upload has {}",
+                    plan.part_count
+                )));
             }
+            let parts = sign_part_urls(profile, store, &claims, upload_id, plan, &request.part_numbers)?;
+            Ok(no_store(HttpResponse::Ok()).json(parts))
         },
     )
     .await

@@ -16,4 +16,5 @@ if [ ! -d tests/browser/node_modules ]; then
     (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
-node --test tests/browser/
+# One file at a time: every suite starts its own `postgate dev` on the same ports.
+node --test --test-concurrency=1 tests/browser/
