@@ -57,6 +57,121 @@ pub const REFUSAL_KINDS: &[RefusalKind] = &[
     RefusalKind::ChecksumInvalid,
 ];
 
+/// The problem codes of the upload routes (multipart, complete, Uppy), each with its status and
+/// title. The table (`UploadCode::ALL`) is snapshot-tested and listed in README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadCode {
+    TokenInvalid,
+    TokenExpired,
+    TokenAppMismatch,
+    TokensUnconfigured,
+    UrlInvalid,
+    NotMultipart,
+    PartInvalid,
+    FilenameRequired,
+    UploadNotFound,
+    ObjectExists,
+    ObjectSizeMismatch,
+    ObjectTypeMismatch,
+    ObjectMetadataMismatch,
+    ObjectChecksumMismatch,
+    ContentSniffMismatch,
+    PartsMismatch,
+    CompletionRefused,
+    StoreRefused,
+    StoreUnavailable,
+}
+
+impl UploadCode {
+    pub const ALL: &[UploadCode] = &[
+        UploadCode::TokenInvalid,
+        UploadCode::TokenExpired,
+        UploadCode::TokenAppMismatch,
+        UploadCode::TokensUnconfigured,
+        UploadCode::UrlInvalid,
+        UploadCode::NotMultipart,
+        UploadCode::PartInvalid,
+        UploadCode::FilenameRequired,
+        UploadCode::UploadNotFound,
+        UploadCode::ObjectExists,
+        UploadCode::ObjectSizeMismatch,
+        UploadCode::ObjectTypeMismatch,
+        UploadCode::ObjectMetadataMismatch,
+        UploadCode::ObjectChecksumMismatch,
+        UploadCode::ContentSniffMismatch,
+        UploadCode::PartsMismatch,
+        UploadCode::CompletionRefused,
+        UploadCode::StoreRefused,
+        UploadCode::StoreUnavailable,
+    ];
+
+    /// The machine code, the status and the title.
+    pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            UploadCode::TokenInvalid => ("token-invalid", S::UNAUTHORIZED, "The upload token is not valid"),
+            UploadCode::TokenExpired => ("token-expired", S::UNAUTHORIZED, "The upload token expired"),
+            UploadCode::TokenAppMismatch => (
+                "token-app-mismatch",
+                S::FORBIDDEN,
+                "The upload token belongs to another app",
+            ),
+            UploadCode::TokensUnconfigured => (
+                "upload-tokens-unconfigured",
+                S::SERVICE_UNAVAILABLE,
+                "Upload tokens are not configured",
+            ),
+            UploadCode::UrlInvalid => ("url-invalid", S::FORBIDDEN, "This URL is not valid"),
+            UploadCode::NotMultipart => ("not-multipart", S::UNPROCESSABLE_ENTITY, "Not a multipart upload"),
+            UploadCode::PartInvalid => ("part-invalid", S::UNPROCESSABLE_ENTITY, "No such part in the plan"),
+            UploadCode::FilenameRequired => (
+                "filename-required",
+                S::UNPROCESSABLE_ENTITY,
+                "The request needs the file's name",
+            ),
+            UploadCode::UploadNotFound => ("upload-not-found", S::NOT_FOUND, "No such upload"),
+            UploadCode::ObjectExists => ("object-exists", S::CONFLICT, "The key is taken"),
+            UploadCode::ObjectSizeMismatch => (
+                "object-size-mismatch",
+                S::UNPROCESSABLE_ENTITY,
+                "The upload is not what was allowed",
+            ),
+            UploadCode::ObjectTypeMismatch => (
+                "object-type-mismatch",
+                S::UNPROCESSABLE_ENTITY,
+                "The upload is not what was allowed",
+            ),
+            UploadCode::ObjectMetadataMismatch => (
+                "object-metadata-mismatch",
+                S::UNPROCESSABLE_ENTITY,
+                "The upload is not what was allowed",
+            ),
+            UploadCode::ObjectChecksumMismatch => (
+                "object-checksum-mismatch",
+                S::UNPROCESSABLE_ENTITY,
+                "The upload is not what was allowed",
+            ),
+            UploadCode::ContentSniffMismatch => (
+                "content-sniff-mismatch",
+                S::UNPROCESSABLE_ENTITY,
+                "The upload is not what was allowed",
+            ),
+            UploadCode::PartsMismatch => (
+                "parts-mismatch",
+                S::UNPROCESSABLE_ENTITY,
+                "The upload is not what was allowed",
+            ),
+            UploadCode::CompletionRefused => (
+                "completion-refused",
+                S::UNPROCESSABLE_ENTITY,
+                "The store refused to complete the upload",
+            ),
+            UploadCode::StoreRefused => ("store-refused", S::BAD_GATEWAY, "The store refused the call"),
+            UploadCode::StoreUnavailable => ("store-unavailable", S::SERVICE_UNAVAILABLE, "The store is unavailable"),
+        }
+    }
+}
+
 /// One field an app should fix.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
@@ -176,6 +291,12 @@ impl Problem {
         );
         problem.retry_after = Some(retry_after);
         problem
+    }
+
+    /// A problem of the upload routes.
+    pub fn upload(code: UploadCode, detail: impl Into<String>) -> Problem {
+        let (code, status, title) = code.describe();
+        Problem::new(status, code, title, detail)
     }
 
     pub fn internal() -> Problem {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::handlers::{allowed_profile, authenticate, check_json_content_type, parse_json, read_body};
-use super::problem::Problem;
+use super::problem::{Problem, UploadCode};
 use crate::metrics::{CompleteOutcome, MultipartOperation, Outcome, UNKNOWN_PROFILE};
 use crate::profile::conditions::write_json_string;
 use crate::profile::{Bounds, Context, Profile, UploadRequest, admit_multipart};
@@ -174,12 +174,12 @@ async fn start_multipart(
         .unwrap_or_else(|| unreachable_rule(profile));
     let size = filled.max_size;
     let Some(plan) = PartPlan::new(size, rule.part_size) else {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "size-out-of-range",
-            "The profile refuses this request",
-            "a multipart upload needs at least 1 byte; send an empty file with a PUT",
-        ));
+        let refusal = crate::profile::Refusal {
+            kind: crate::profile::RefusalKind::SizeOutOfRange,
+            field: "size".into(),
+            message: "a multipart upload needs at least 1 byte; send an empty file with a PUT".into(),
+        };
+        return Err(Problem::refused(name, vec![refusal]));
     };
     let headers = create_headers(&filled);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
@@ -557,10 +557,8 @@ async fn finish_inner(
 
     let head = head_with_retry(state, store, bucket, &key).await.map_err(plain)?;
     let Some(head) = head else {
-        return Err(plain(Problem::new(
-            StatusCode::NOT_FOUND,
-            "upload-not-found",
-            "Nothing is stored at the key",
+        return Err(plain(Problem::upload(
+            UploadCode::UploadNotFound,
             format!("no object at `{key}` yet: upload first, then complete (nothing was deleted)"),
         )));
     };
@@ -584,7 +582,7 @@ async fn finish_inner(
 
     if let Some(final_key) = final_key {
         client
-            .copy(store, bucket, &key, final_key)
+            .copy(store, bucket, &key, final_key, &copy_headers(profile, true))
             .await
             .map_err(store_problem)
             .map_err(plain)?;
@@ -672,10 +670,8 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
             let _ = client.abort_multipart(store, &claims.bucket, key, upload_id).await;
             Err((
                 CompleteOutcome::Exists,
-                Problem::new(
-                    StatusCode::CONFLICT,
-                    "object-exists",
-                    "The key is taken",
+                Problem::upload(
+                    UploadCode::ObjectExists,
                     format!(
                         "an object is already stored at `{key}` and the profile does not overwrite; the upload was aborted"
                     ),
@@ -686,10 +682,8 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
             let _ = client.abort_multipart(store, &claims.bucket, key, upload_id).await;
             Err((
                 CompleteOutcome::Rejected,
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "store-refused",
-                    "The store refused to complete the upload",
+                Problem::upload(
+                    UploadCode::CompletionRefused,
                     format!("{error}; the upload was aborted"),
                 ),
             ))
@@ -735,13 +729,30 @@ async fn remove(
     let removed = match &profile.verify().quarantine {
         Some(prefix) => {
             let target = format!("{prefix}{key}");
-            client.copy(store, bucket, key, &target).await.map_err(store_problem)?;
+            client
+                .copy(store, bucket, key, &target, &copy_headers(profile, false))
+                .await
+                .map_err(store_problem)?;
             format!("quarantined as {target}")
         }
         None => "deleted".to_owned(),
     };
     client.delete(store, bucket, key).await.map_err(store_problem)?;
     Ok(removed)
+}
+
+/// The pinned `x-amz-*` headers a copy does not carry over (metadata, type and the other
+/// object headers it does): every one for a promotion; for a quarantine copy only encryption
+/// (a refused object gets no public ACL, object lock or redirect from the profile).
+fn copy_headers(profile: &Profile, promotion: bool) -> Vec<(&'static str, &str)> {
+    profile
+        .fields()
+        .iter()
+        .filter_map(|(field, value)| Some((crate::profile::plan::put_header(field)?, value.as_str())))
+        .filter(|(header, _)| {
+            header.starts_with("x-amz-") && (promotion || header.starts_with("x-amz-server-side-encryption"))
+        })
+        .collect()
 }
 
 /// The key the upload went to; a POST key left to the store is completed with the filename.
@@ -760,10 +771,8 @@ fn uploaded_key(claims: &Claims, filename: Option<&str>) -> Result<String, Probl
         {
             Ok(format!("{prefix}{name}"))
         }
-        _ => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "filename-required",
-            "The request needs the file's name",
+        _ => Err(Problem::upload(
+            UploadCode::FilenameRequired,
             "this upload's key left `${filename}` to the store: send the uploaded file's name as `filename` (one path segment)",
         )),
     }
@@ -771,22 +780,17 @@ fn uploaded_key(claims: &Claims, filename: Option<&str>) -> Result<String, Probl
 
 fn violation_problem(violation: &Violation, removed: &str) -> Failure {
     let (outcome, code) = match violation {
-        Violation::Size { .. } => (CompleteOutcome::Size, "object-size-mismatch"),
-        Violation::ContentType { .. } => (CompleteOutcome::ContentType, "object-type-mismatch"),
-        Violation::Metadata { .. } => (CompleteOutcome::Metadata, "object-metadata-mismatch"),
-        Violation::Checksum { .. } => (CompleteOutcome::Checksum, "object-checksum-mismatch"),
-        Violation::Sniffed { .. } => (CompleteOutcome::Sniffed, "content-sniff-mismatch"),
+        Violation::Size { .. } => (CompleteOutcome::Size, UploadCode::ObjectSizeMismatch),
+        Violation::ContentType { .. } => (CompleteOutcome::ContentType, UploadCode::ObjectTypeMismatch),
+        Violation::Metadata { .. } => (CompleteOutcome::Metadata, UploadCode::ObjectMetadataMismatch),
+        Violation::Checksum { .. } => (CompleteOutcome::Checksum, UploadCode::ObjectChecksumMismatch),
+        Violation::Sniffed { .. } => (CompleteOutcome::Sniffed, UploadCode::ContentSniffMismatch),
         Violation::PartCount { .. }
         | Violation::PartMissing { .. }
         | Violation::PartExtra { .. }
-        | Violation::PartSize { .. } => (CompleteOutcome::Parts, "parts-mismatch"),
+        | Violation::PartSize { .. } => (CompleteOutcome::Parts, UploadCode::PartsMismatch),
     };
-    let problem = Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        code,
-        "The upload is not what was allowed",
-        format!("{violation}; the upload was {removed}"),
-    );
+    let problem = Problem::upload(code, format!("{violation}; the upload was {removed}"));
     (outcome, problem)
 }
 
@@ -829,10 +833,8 @@ where
 
 fn tokens(state: &AppState) -> Result<&TokenKeys, Problem> {
     state.uploads.tokens.as_deref().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upload-tokens-unconfigured",
-            "Upload tokens are not configured",
+        Problem::upload(
+            UploadCode::TokensUnconfigured,
             "the gateway has no `upload_tokens` key, so it cannot issue or open upload tokens; its operator sets `upload_tokens` in postgate.yaml",
         )
     })
@@ -842,23 +844,16 @@ fn tokens(state: &AppState) -> Result<&TokenKeys, Problem> {
 fn open_token(tokens: &TokenKeys, token: &str, app: Option<&str>) -> Result<Claims, Problem> {
     let claims = tokens.open(token.trim(), OffsetDateTime::now_utc()).map_err(|error| {
         let code = match error {
-            TokenError::Expired(_) => "token-expired",
-            _ => "token-invalid",
+            TokenError::Expired(_) => UploadCode::TokenExpired,
+            _ => UploadCode::TokenInvalid,
         };
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            code,
-            "The upload token is not valid",
-            error.to_string(),
-        )
+        Problem::upload(code, error.to_string())
     })?;
     if let Some(app) = app
         && claims.app != app
     {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "token-app-mismatch",
-            "The upload token belongs to another app",
+        return Err(Problem::upload(
+            UploadCode::TokenAppMismatch,
             format!("this token was issued to app `{}`, not `{app}`", claims.app),
         ));
     }
@@ -870,10 +865,8 @@ fn open_token(tokens: &TokenKeys, token: &str, app: Option<&str>) -> Result<Clai
 fn upload_context<'s>(snapshot: &'s Snapshot, claims: &Claims) -> Result<(&'s Arc<Profile>, &'s Arc<Store>), Problem> {
     let profile = allowed_profile(snapshot, &claims.app, &claims.profile)?;
     let store = snapshot.stores.get(&claims.store).ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store-unavailable",
-            "The store is not configured",
+        Problem::upload(
+            UploadCode::StoreUnavailable,
             format!("store `{}` of this upload is no longer configured", claims.store),
         )
     })?;
@@ -893,22 +886,15 @@ fn store_of<'s>(snapshot: &'s Snapshot, profile: &Profile) -> Result<&'s Arc<Sto
 fn multipart_of(claims: &Claims) -> Result<(&str, &PartPlan), Problem> {
     match (&claims.upload_id, &claims.parts) {
         (Some(id), Some(plan)) if claims.carry == Carry::Multipart => Ok((id, plan)),
-        _ => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not-multipart",
-            "Not a multipart upload",
+        _ => Err(Problem::upload(
+            UploadCode::NotMultipart,
             "this upload token is for a single POST or PUT upload; only `complete` takes it",
         )),
     }
 }
 
 fn part_invalid(detail: String) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "part-invalid",
-        "No such part in the plan",
-        detail,
-    )
+    Problem::upload(UploadCode::PartInvalid, detail)
 }
 
 /// A store failure as a problem: down → 503; a refusal → 502 (or 404 for a missing upload).
@@ -916,29 +902,17 @@ fn store_problem(error: StoreError) -> Problem {
     match &error {
         StoreError::Unavailable { .. } => {
             tracing::warn!(%error, "store call failed");
-            let mut problem = Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store-unavailable",
-                "The store is unavailable",
-                format!("{error}; retry later"),
-            );
+            let mut problem = Problem::upload(UploadCode::StoreUnavailable, format!("{error}; retry later"));
             problem.retry_after = std::num::NonZeroU32::new(5);
             problem
         }
-        StoreError::Refused { code, .. } if code == "NoSuchUpload" => Problem::new(
-            StatusCode::NOT_FOUND,
-            "upload-not-found",
-            "No such upload",
+        StoreError::Refused { code, .. } if code == "NoSuchUpload" => Problem::upload(
+            UploadCode::UploadNotFound,
             format!("{error}: it was completed or aborted"),
         ),
         StoreError::Refused { .. } => {
             tracing::warn!(%error, "store refused a call");
-            Problem::new(
-                StatusCode::BAD_GATEWAY,
-                "store-refused",
-                "The store refused the call",
-                error.to_string(),
-            )
+            Problem::upload(UploadCode::StoreRefused, error.to_string())
         }
     }
 }
@@ -1006,6 +980,7 @@ pub async fn uppy_sign(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
+    let started = Instant::now();
     let snapshot = state.registry.current();
     let result = async {
         let app = authenticate(&snapshot, &req)?;
@@ -1023,9 +998,18 @@ pub async fn uppy_sign(
         uppy_answer(&state, &req, &snapshot, profile, &app, sign).await
     }
     .await;
+    // Counted as a presign request: each answer is a signed capability (or a refusal of one).
+    let label = profile_label(&snapshot, &name);
+    let elapsed = started.elapsed().as_secs_f64();
     match result {
-        Ok(body) => no_store(HttpResponse::Ok()).content_type("application/json").body(body),
-        Err(problem) => problem.response(),
+        Ok(body) => {
+            state.registry.metrics().presign(label, Outcome::Signed, elapsed);
+            no_store(HttpResponse::Ok()).content_type("application/json").body(body)
+        }
+        Err(problem) => {
+            state.registry.metrics().presign(label, problem.outcome, elapsed);
+            problem.response()
+        }
     }
 }
 
@@ -1061,12 +1045,12 @@ async fn uppy_answer(
             if let Signed::Post(post) = &signed
                 && (post.key.contains("${filename}") || post.fields.iter().any(|(n, _)| n == "success_action_redirect"))
             {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "method-unavailable",
-                    "Uppy cannot send this form",
-                    "Uppy refuses a form whose key leaves `${filename}` to the store or that redirects; send `upload.filename`, or ask for `upload.method: put`",
-                ));
+                let refusal = crate::profile::Refusal {
+                    kind: crate::profile::RefusalKind::MethodUnavailable,
+                    field: "upload.method".into(),
+                    message: "Uppy refuses a form whose key leaves `${filename}` to the store or that redirects; send `upload.filename`, or ask for `upload.method: put`".into(),
+                };
+                return Err(Problem::refused(name, vec![refusal]));
             }
             let carry = if matches!(signed, Signed::Post(_)) {
                 Carry::Post
@@ -1201,14 +1185,7 @@ async fn uppy_s3_inner(
 ) -> Result<HttpResponse, Problem> {
     let tokens = tokens(state)?;
     let expires = query.expires.to_string();
-    let forbidden = |detail: &str| {
-        Problem::new(
-            StatusCode::FORBIDDEN,
-            "url-invalid",
-            "This URL is not valid",
-            detail.to_owned(),
-        )
-    };
+    let forbidden = |detail: &str| Problem::upload(UploadCode::UrlInvalid, detail.to_owned());
     if !tokens.verify_tag(&[operation, &query.upload_token, &expires], &query.tag) {
         return Err(forbidden("the URL's tag does not match: it was changed or forged"));
     }

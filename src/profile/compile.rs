@@ -597,6 +597,12 @@ fn compile_verify(
             "promotion copies to the exact key, so the request must name the file; set `filename: request`",
         ));
     }
+    if rule.staging.is_some() && raw.overwrite == Some(false) {
+        diags.push(Diagnostic::error(
+            "verify.staging",
+            "promotion copies the checked object to its key, and a copy cannot be made conditional on every store; drop `overwrite: false` or `verify.staging`",
+        ));
+    }
     if let (Some(staging), Some(quarantine)) = (&rule.staging, &rule.quarantine)
         && (staging.starts_with(quarantine.as_str()) || quarantine.starts_with(staging.as_str()))
     {

@@ -159,15 +159,16 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition<'_>> {
                 Some("exact key instead when the request names a filename (a PUT must)".into()),
             ),
             Target::Key if profile.key.ends_with_filename() => (
-                Some(Condition::eq("key", profile.key.to_string())),
+                Some(Condition::eq("key", staged_key(profile))),
                 None,
                 Some("the request names the file (`filename: request`)".into()),
             ),
-            Target::Key => (Some(Condition::eq("key", profile.key.to_string())), None, None),
+            Target::Key => (Some(Condition::eq("key", staged_key(profile))), None, None),
             Target::Size => (
+                // One POST or PUT carries at most 5 GiB; more goes in parts.
                 Some(Condition::ContentLengthRange {
                     min: profile.size.min,
-                    max: profile.size.max,
+                    max: profile.size.max.min(super::MAX_UPLOAD_BYTES),
                 }),
                 Some(("Content-Length".into(), "<size>".into())),
                 Some("exact size instead when the request names one (a PUT must)".into()),
@@ -251,7 +252,7 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition<'_>> {
             Target::Size => Some(format!(
                 "the request's exact size, {} to {}",
                 super::compile::format_bytes(profile.size.min),
-                super::compile::format_bytes(profile.size.max)
+                super::compile::format_bytes(profile.size.max.min(super::MAX_UPLOAD_BYTES))
             )),
             Target::ContentType => match &profile.content_type {
                 Some(ContentTypeRule::Prefix(prefix)) => Some(format!("the request's type, starting with `{prefix}`")),
@@ -313,6 +314,15 @@ fn key_prefix(profile: &Profile) -> String {
 
 /// The human-readable explanation `postgate explain` prints: the profile's settings, the
 /// methods that carry it, its POST condition list and its PUT headers, placeholders shown.
+/// The key template as signed: behind the staging prefix when the profile promotes.
+fn staged_key(profile: &Profile) -> String {
+    format!(
+        "{}{}",
+        profile.verify.staging.as_deref().unwrap_or_default(),
+        profile.key
+    )
+}
+
 pub fn explain_text(profile: &Profile) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "profile {}", profile.name);
@@ -349,6 +359,39 @@ pub fn explain_text(profile: &Profile) -> String {
             }
         }
     }
+    match (profile.plan.multipart_unavailable(), &profile.multipart) {
+        (None, Some(rule)) => {
+            let _ = writeln!(
+                out,
+                "  multipart    yes: parts of {} (larger when 10,000 would not do), complete within {}",
+                super::compile::format_bytes(rule.part_size),
+                humantime::format_duration(rule.expires_in)
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "  multipart    no");
+        }
+    }
+    let verify = &profile.verify;
+    let mut checks = vec!["size, type, metadata, checksum".to_owned()];
+    if verify.sniff {
+        checks.push("first bytes against the type".into());
+    }
+    if let Some(staging) = &verify.staging {
+        checks.push(format!(
+            "uploads land under {staging}, promoted to the key once checked"
+        ));
+    }
+    match &verify.quarantine {
+        Some(prefix) => checks.push(format!("refused objects move under {prefix}")),
+        None => checks.push("refused objects are deleted".into()),
+    }
+    let _ = writeln!(
+        out,
+        "  complete     {}; within {} of the signature's expiry",
+        checks.join("; "),
+        humantime::format_duration(verify.within)
+    );
     let explained = explain(profile);
     if profile.plan.allows(Method::Post) {
         let _ = writeln!(out, "conditions (POST):");

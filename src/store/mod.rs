@@ -242,11 +242,21 @@ impl StoreClient {
     }
 
     /// Copies `from` to `to` in one bucket, keeping its type and metadata (at most 5 GiB).
-    pub async fn copy(&self, store: &Store, bucket: &str, from: &str, to: &str) -> Result<(), StoreError> {
+    /// `headers`: what a copy does not carry over and the profile pins (`x-amz-acl`, storage
+    /// class, encryption).
+    pub async fn copy(
+        &self,
+        store: &Store,
+        bucket: &str,
+        from: &str,
+        to: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let mut source = format!("/{bucket}/");
         uri_encode(&mut source, from, true);
         let call = Call::new("CopyObject", HttpMethod::PUT, bucket, to)
             .headers(&[("x-amz-copy-source", &source), ("x-amz-metadata-directive", "COPY")])
+            .headers(headers)
             .long();
         let answer = self.send(store, call, Vec::new()).await?;
         // CopyObject may fail after its 200: the body then holds an <Error>.

@@ -3,8 +3,8 @@
 //! (`parts`) fixes how a multipart upload is cut; `verify` decides whether a stored object is
 //! what was allowed.
 //!
-//! Pure: no IO, no clock (`now` is a parameter). The store calls live in `crate::store`, the
-//! routes in `crate::http`.
+//! Pure: no IO, no clock (`now` is a parameter). The store calls live in the store client, the
+//! routes at the HTTP edge.
 
 pub mod parts;
 pub mod token;

@@ -2,7 +2,7 @@
 //! against the token's bounds; a multipart upload's parts against its part plan; and, when the
 //! profile asks, the first bytes against the content type (magic numbers, with `infer`).
 //!
-//! Pure: the store calls that fetch the object's head and first bytes live in `crate::store`.
+//! Pure: the store calls that fetch the object's head and first bytes live in the store client.
 
 use std::collections::BTreeMap;
 

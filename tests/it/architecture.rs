@@ -58,6 +58,39 @@ fn dependencies_point_one_way() {
                 );
             }
         }
+        if path.starts_with("src/upload/") {
+            for module in ["store", "registry", "http", "config", "metrics", "dev"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+            for effect in ["std::fs", "now_utc()", "now_v7()", "std::env", "reqwest", "tokio"] {
+                assert!(!text.contains(effect), "{path} does IO or reads the clock ({effect})");
+            }
+        }
+        if path.starts_with("src/store/") {
+            for module in ["registry", "http", "config", "metrics"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+        }
+        if path.starts_with("src/sign/") || path.starts_with("src/profile/") {
+            for module in ["store", "upload"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+        }
+        if text.contains("reqwest") {
+            assert!(
+                path.starts_with("src/store/"),
+                "{path} makes HTTP calls: only src/store/ may"
+            );
+        }
         if path.starts_with("src/registry/") {
             assert!(!text.contains("crate::http"), "{path} depends on http");
         }

@@ -435,6 +435,30 @@ fn machine_codes_are_stable() {
     insta::assert_debug_snapshot!(codes);
 }
 
+/// The upload routes' codes: unique, each with one status and title (README.md lists them).
+#[test]
+fn upload_codes_are_stable() {
+    let table: Vec<(String, &str, u16)> = http::problem::UploadCode::ALL
+        .iter()
+        .map(|code| {
+            let (name, status, _) = code.describe();
+            (format!("{code:?}"), name, status.as_u16())
+        })
+        .collect();
+    let mut unique: Vec<&str> = table.iter().map(|(_, c, _)| *c).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), table.len());
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    for (_, code, _) in &table {
+        assert!(
+            readme.contains(&format!("`{code}`")),
+            "README.md does not list `{code}`"
+        );
+    }
+    insta::assert_debug_snapshot!(table);
+}
+
 #[actix_web::test]
 async fn a_signed_form_from_the_api() {
     let dir = policies_copy();

@@ -442,3 +442,94 @@ async fn a_thousand_part_urls_in_one_call() {
     .await;
     assert_eq!((status, problem["code"].as_str()), (422, Some("part-invalid")));
 }
+
+/// A token that expired, an object swapped for one of another type, and a profile that stops
+/// allowing the app while its upload is in flight.
+#[actix_web::test]
+async fn expiry_swaps_and_revocation_reach_uploads_in_flight() {
+    let server = S3Server::start().await;
+    let dir = policies_copy();
+    let registry = registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        server.store(),
+    );
+    let state = crate::http::state(registry.clone());
+    let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+    let svc = &service;
+
+    // Expired: the same claims, sealed with an expiry in the past.
+    let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "a.png", "content_type": "image/png", "size": 10});
+    let (_, signed) = call(svc, "/v1/profiles/media/presign", "web", body).await;
+    let keys = crate::http::token_keys("test-1");
+    let mut claims = keys
+        .open(
+            signed["upload_token"].as_str().unwrap(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    claims.expires_at = time::OffsetDateTime::now_utc().unix_timestamp() - 1;
+    let expired = keys.seal(&claims);
+    let (status, problem) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": expired})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("token-expired")),
+        "{problem}"
+    );
+    // Sealed by a key that was rotated out.
+    let retired = postgate::upload::TokenKeys::new(
+        "old",
+        vec![(
+            "old".into(),
+            postgate::secret::Secret::new("a-retired-token-key-0123456789abcdef"),
+        )],
+    )
+    .unwrap()
+    .seal(&claims);
+    let (status, problem) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": retired})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (401, Some("token-invalid")),
+        "{problem}"
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("`old`"), "{problem}");
+
+    // The object at the signed key swapped for one without the signed type: refused, deleted.
+    let key = signed["key"].as_str().unwrap();
+    let raw = server.raw_put_url("user-content", key, None);
+    assert_eq!(put_part(&raw, png(10 * 1024, 7)).await, 200);
+    let (status, problem) = call(
+        svc,
+        "/v1/uploads/complete",
+        "web",
+        json!({"upload_token": signed["upload_token"]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        ["object-size-mismatch", "object-type-mismatch"].contains(&problem["code"].as_str().unwrap()),
+        "{problem}"
+    );
+    assert!(server.object("user-content", key).await.is_none());
+
+    // Revocation: the profile stops allowing `web` while its multipart upload is in flight.
+    let (_, created) = call(svc, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
+    let token = created["upload_token"].as_str().unwrap().to_owned();
+    let text = std::fs::read_to_string(dir.path().join("media.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("media.yaml"),
+        text.replace("apps: [web]", "apps: [mobile]"),
+    )
+    .unwrap();
+    let report = registry.reload(postgate::metrics::Trigger::Admin);
+    assert_eq!(report.result, postgate::metrics::ReloadResult::Success, "{report:?}");
+    for route in ["/v1/uploads/parts", "/v1/uploads/complete"] {
+        let (status, problem) = call(svc, route, "web", json!({"upload_token": token, "part_numbers": [1]})).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (403, Some("forbidden")),
+            "{route}: {problem}"
+        );
+    }
+}
