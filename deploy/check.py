@@ -123,6 +123,24 @@ def manifests(app_path, secrets_path):
         if directory != key_dir or key_secret is None or name not in key_secret.get("data", {}):
             problems.append(f"apps.{app}.keys_file {keys_file} is not a key of the mounted app keys Secret")
 
+    # Every upload token key file is a key of the mounted upload tokens Secret, and `current` is
+    # one of the keys.
+    tokens = config.get("upload_tokens")
+    if tokens is None:
+        problems.append("deploy/k8s/config/postgate.yaml sets no upload_tokens: multipart and complete would answer 503")
+    else:
+        token_secret = find(secrets, "Secret", volumes.get("upload-tokens", {}).get("secret", {}).get("secretName"))
+        token_dir = mounts.get("upload-tokens", {}).get("mountPath")
+        if tokens.get("current") not in (tokens.get("keys") or {}):
+            problems.append(f"upload_tokens.current {tokens.get('current')} is not one of upload_tokens.keys")
+        for key_id, settings in (tokens.get("keys") or {}).items():
+            secret_file = (settings or {}).get("secret_file")
+            if secret_file is None:
+                continue
+            directory, name = secret_file.rsplit("/", 1)
+            if directory != token_dir or token_secret is None or name not in token_secret.get("data", {}):
+                problems.append(f"upload_tokens.keys.{key_id}.secret_file {secret_file} is not a key of the mounted upload tokens Secret")
+
     # Every secretKeyRef names a generated Secret and one of its keys.
     for name, var in env.items():
         ref = var.get("valueFrom", {}).get("secretKeyRef")

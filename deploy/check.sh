@@ -155,6 +155,8 @@ cp -r deploy/k8s/secrets "$work/secrets"
 cp "$work/secrets/aws.env.example" "$work/secrets/aws.env"
 mkdir -p "$work/secrets/app-keys"
 cp "$work/secrets/app-keys.example/"* "$work/secrets/app-keys/"
+mkdir -p "$work/secrets/upload-tokens"
+head -c 48 /dev/urandom | base64 >"$work/secrets/upload-tokens/k1"
 "$KUBECTL" kustomize "$work/secrets" >"$work/secrets.yaml"
 echo "  ok: $(grep -c '^kind:' "$work/app.yaml") objects, $(grep -c '^kind:' "$work/secrets.yaml") Secrets"
 pass
@@ -281,7 +283,10 @@ mkdir -p "$work/keys"
 for app in web mobile ingest; do
   printf '%s' "check-key-$app-0123456789" | "$postgate" hash-key >"$work/keys/$app"
 done
-sed "s#/etc/postgate/keys/#$work/keys/#" deploy/k8s/config/postgate.yaml >"$work/postgate.yaml"
+mkdir -p "$work/upload-tokens"
+head -c 48 /dev/urandom | base64 >"$work/upload-tokens/k1"
+sed -e "s#/etc/postgate/keys/#$work/keys/#" -e "s#/etc/postgate/upload-tokens/#$work/upload-tokens/#" \
+  deploy/k8s/config/postgate.yaml >"$work/postgate.yaml"
 port=18081
 POSTGATE_LISTEN=127.0.0.1:$port POSTGATE_POLICIES=$PWD/policies \
   AWS_ACCESS_KEY_ID=AKIDCHECK AWS_SECRET_ACCESS_KEY=check-secret \
@@ -293,9 +298,13 @@ if ! grep -q '"url":"https://user-content.s3.eu-west-1.amazonaws.com/"' "$work/p
   echo "  problem: serve: the form is not for user-content in eu-west-1: $(cat "$work/presign.json")" >&2
   exit 1
 fi
+if ! grep -q '"upload_token":"pgu1.k1.' "$work/presign.json"; then
+  echo "  problem: serve: the answer carries no upload token sealed with k1: $(cat "$work/presign.json")" >&2
+  exit 1
+fi
 expect_status 401 "$(presign check-key-nobody-0123456789 "$body")" "serve: presign with an unknown key"
 kill "${pids[-1]}"
-echo "  ok: ready, signs for the web app in eu-west-1, refuses an unknown key"
+echo "  ok: ready, signs for the web app in eu-west-1 with an upload token, refuses an unknown key"
 pass
 
 begin "postgate dev: sign forms, promtool check metrics"
@@ -310,6 +319,25 @@ for _ in $(seq "$signed"); do
 done
 expect_status 422 "$(presign dev-key-web-local '{"vars":{"user":"../etc"}}')" "dev: presign with a bad var"
 expect_status 401 "$(presign not-a-dev-key-at-all "$body")" "dev: presign with an unknown key"
+# An upload completed (verified) and one whose bytes lie about their type (refused), so the
+# complete metrics have samples for the dashboard and the rules below.
+for file in png html; do
+  if [ "$file" = png ]; then printf '\x89PNG\r\n\x1a\n0000000000000000' >"$work/upload.bin"; else printf '<!DOCTYPE html><html></html>' >"$work/upload.bin"; fi
+  size=$(wc -c <"$work/upload.bin")
+  curl -sf -o "$work/put.json" -X POST "http://127.0.0.1:$port/v1/profiles/media/presign" \
+    -H 'Authorization: Bearer dev-key-web-local' -H 'Content-Type: application/json' \
+    -d "{\"method\":\"put\",\"vars\":{\"user\":\"check\"},\"filename\":\"a.png\",\"content_type\":\"image/png\",\"size\":$size}"
+  url=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/put.json")
+  token=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["upload_token"])' "$work/put.json")
+  "$PY" -c 'import json,sys; [print(f"header = \"{k}: {v}\"") for k, v in json.load(open(sys.argv[1]))["headers"].items()]' \
+    "$work/put.json" >"$work/put.headers"
+  curl -sf -X PUT -K "$work/put.headers" --data-binary "@$work/upload.bin" "$url" >/dev/null
+  want=200
+  if [ "$file" = html ]; then want=422; fi
+  got=$(curl -s -o "$work/complete.json" -w '%{http_code}' -X POST "http://127.0.0.1:$port/v1/uploads/complete" \
+    -H 'Authorization: Bearer dev-key-web-local' -H 'Content-Type: application/json' -d "{\"upload_token\":\"$token\"}")
+  expect_status "$want" "$got" "dev: complete a $file upload"
+done
 curl -sf "http://127.0.0.1:$port/metrics" >"$work/metrics.txt"
 if ! promtool check metrics <"$work/metrics.txt" >"$work/lint.txt" 2>&1; then
   cat "$work/lint.txt" >&2

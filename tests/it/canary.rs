@@ -23,12 +23,14 @@ const SESSION_TOKEN: &str = "canary-session-token-8e41b7d2c9a05f36";
 const WEB_KEY: &str = "canary-app-key-web-0a6f3e8d4c71";
 const MOBILE_KEY: &str = "canary-app-key-mobile-5d7c2e9a1b";
 const BATCH_KEY: &str = "canary-app-key-batch-64e0c3b9f2";
+/// The key that seals upload tokens (from a variable).
+const TOKEN_KEY: &str = "canary-upload-token-key-9c3e71a0b5d2f846";
 /// A key no app has, as a client might send by mistake: not to be echoed either.
 const WRONG_KEY: &str = "canary-wrong-key-7b2e9f1d3a58";
 
 /// Every canary that may appear in no output at all.
 fn never_shown() -> Vec<String> {
-    let mut canaries: Vec<String> = [SECRET_ACCESS_KEY, WEB_KEY, MOBILE_KEY, BATCH_KEY, WRONG_KEY]
+    let mut canaries: Vec<String> = [SECRET_ACCESS_KEY, WEB_KEY, MOBILE_KEY, BATCH_KEY, WRONG_KEY, TOKEN_KEY]
         .iter()
         .map(|c| (*c).to_owned())
         .collect();
@@ -36,6 +38,7 @@ fn never_shown() -> Vec<String> {
     // shows them).
     canaries.push(BASE64.encode(SECRET_ACCESS_KEY));
     canaries.push(hex::encode(SECRET_ACCESS_KEY));
+    canaries.push(BASE64.encode(TOKEN_KEY));
     for key in [WEB_KEY, MOBILE_KEY, BATCH_KEY] {
         canaries.push(hex::encode(Sha256::digest(key.as_bytes())));
     }
@@ -87,6 +90,7 @@ fn canary_env(command: &mut Command) -> &mut Command {
         .env("AWS_SESSION_TOKEN", SESSION_TOKEN)
         .env("AWS_REGION", "eu-west-1")
         .env("CANARY_MOBILE_KEYS", format!("sha256:{}, {MOBILE_KEY}", "0".repeat(64)))
+        .env("CANARY_TOKEN_KEY", TOKEN_KEY)
         .env("RUST_LOG", "trace")
 }
 
@@ -101,7 +105,7 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
     std::fs::write(
         &config,
         format!(
-            "policies: {policies}\nlisten: 127.0.0.1:{port}\nlog_format: json\nreload: {{ interval: 0s, watch: false }}\napps:\n  web:\n    keys_file: {work}/web.keys\n  mobile:\n    keys_env: CANARY_MOBILE_KEYS\n  batch:\n    keys_file: {work}/batch.keys\n    rate_limit: {{ per_second: 0.001, burst: 1 }}\n",
+            "policies: {policies}\nlisten: 127.0.0.1:{port}\nlog_format: json\nreload: {{ interval: 0s, watch: false }}\napps:\n  web:\n    keys_file: {work}/web.keys\n  mobile:\n    keys_env: CANARY_MOBILE_KEYS\n  batch:\n    keys_file: {work}/batch.keys\n    rate_limit: {{ per_second: 0.001, burst: 1 }}\nupload_tokens:\n  current: c1\n  keys:\n    c1: {{ secret_env: CANARY_TOKEN_KEY }}\nstore_calls: {{ timeout: 1s, attempts: 1 }}\n",
             policies = dir.path().display(),
             work = work.path().display(),
         ),
@@ -172,6 +176,15 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
         "{url}"
     );
     let put_signature = url.rsplit("X-Amz-Signature=").next().unwrap().to_owned();
+    // Its upload token, completed (the store is out of reach here: whatever the answer, it
+    // shows no canary), and changed (refused).
+    let token = put["upload_token"].as_str().unwrap().to_owned();
+    let complete_url = format!("{base}/v1/uploads/complete");
+    let (_, text) = post(&complete_url, &[&bearer(MOBILE_KEY), json], &format!("{{\"upload_token\": \"{token}\"}}"));
+    answers.push(("complete".to_owned(), text));
+    let tampered = format!("{{\"upload_token\": \"{token}x\"}}");
+    let untampered = format!("{{\"upload_token\": \"{token}\"}}");
+    let mobile = bearer(MOBILE_KEY);
 
     // Every kind of error.
     let large = format!("{{\"vars\": {{\"user\": \"{}\"}}}}", "a".repeat(70 * 1024));
@@ -224,6 +237,12 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
         let problem: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(problem["status"], *expected);
         answers.push((format!("{expected} from {url}"), text));
+    }
+    // `complete` with a changed token, and with another app's.
+    for (expected, headers, body) in [(401, vec![mobile.as_str(), json], &tampered), (403, vec![&web, json], &untampered)] {
+        let (status, text) = request("POST", &complete_url, &headers, Some(body));
+        assert_eq!(status, expected, "complete: {text}");
+        answers.push((format!("{expected} from complete"), text));
     }
     for (expected, method, url, headers) in [
         (405, "GET", presign_url("avatars"), vec![web.as_str()]),
