@@ -180,7 +180,11 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
     // shows no canary), and changed (refused).
     let token = put["upload_token"].as_str().unwrap().to_owned();
     let complete_url = format!("{base}/v1/uploads/complete");
-    let (_, text) = post(&complete_url, &[&bearer(MOBILE_KEY), json], &format!("{{\"upload_token\": \"{token}\"}}"));
+    let (_, text) = post(
+        &complete_url,
+        &[&bearer(MOBILE_KEY), json],
+        &format!("{{\"upload_token\": \"{token}\"}}"),
+    );
     answers.push(("complete".to_owned(), text));
     let tampered = format!("{{\"upload_token\": \"{token}x\"}}");
     let untampered = format!("{{\"upload_token\": \"{token}\"}}");
@@ -239,7 +243,10 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
         answers.push((format!("{expected} from {url}"), text));
     }
     // `complete` with a changed token, and with another app's.
-    for (expected, headers, body) in [(401, vec![mobile.as_str(), json], &tampered), (403, vec![&web, json], &untampered)] {
+    for (expected, headers, body) in [
+        (401, vec![mobile.as_str(), json], &tampered),
+        (403, vec![&web, json], &untampered),
+    ] {
         let (status, text) = request("POST", &complete_url, &headers, Some(body));
         assert_eq!(status, expected, "complete: {text}");
         answers.push((format!("{expected} from complete"), text));
