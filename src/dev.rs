@@ -34,9 +34,15 @@ const MAX_FORM_BYTES: usize = 512 * 1024 * 1024;
 #[derive(Clone)]
 struct UploadFileName(String);
 
+/// Where `post_object` leaves the stored key and ETag for the answer (s3s sends neither as a
+/// header, and a 201 body's `Location` relative).
+#[derive(Clone, Default)]
+struct StoredForm(std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>);
+
 /// s3s-fs with `${filename}` substitution on POST uploads.
 struct DevFs {
     fs: s3s_fs::FileSystem,
+    root: PathBuf,
 }
 
 /// Implements `S3` for `DevFs`: the listed operations delegate to s3s-fs; `post_object`
@@ -52,12 +58,30 @@ macro_rules! dev_fs_s3 {
                 }
             )*
 
+            async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+                // s3s-fs 0.14 leaves the object's metadata files behind; S3 keeps nothing.
+                // (Not those of a multipart upload in progress to the same key.)
+                let sidecar = sidecar_prefix(&req.input.bucket, &req.input.key);
+                let response = self.fs.delete_object(req).await?;
+                for suffix in ["metadata.json", "internal.json"] {
+                    let _ = std::fs::remove_file(self.root.join(format!("{sidecar}{suffix}")));
+                }
+                Ok(response)
+            }
+
             async fn post_object(&self, mut req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
                 // S3 substitutes ${filename} after checking the policy; s3s has checked it by now.
                 if let Some(UploadFileName(name)) = req.extensions.get::<UploadFileName>().cloned() {
                     req.input.key = req.input.key.replace("${filename}", &name);
                 }
-                self.fs.post_object(req).await
+                let slot = req.extensions.get::<StoredForm>().cloned();
+                let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+                let response = self.fs.post_object(req).await?;
+                if let (Some(StoredForm(slot)), Some(etag)) = (slot, &response.output.e_tag) {
+                    let stored = (format!("{bucket}/{key}"), etag.value().to_owned());
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(stored);
+                }
+                Ok(response)
             }
         }
     };
@@ -66,7 +90,6 @@ macro_rules! dev_fs_s3 {
 dev_fs_s3! {
     create_bucket: CreateBucketInput => CreateBucketOutput,
     delete_bucket: DeleteBucketInput => DeleteBucketOutput,
-    delete_object: DeleteObjectInput => DeleteObjectOutput,
     get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
     get_object: GetObjectInput => GetObjectOutput,
     head_bucket: HeadBucketInput => HeadBucketOutput,
@@ -81,6 +104,13 @@ dev_fs_s3! {
     list_parts: ListPartsInput => ListPartsOutput,
     complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
     abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
+}
+
+/// The start of the names of s3s-fs's metadata files for one object (`.bucket-<b64>.object-<b64>.`).
+fn sidecar_prefix(bucket: &str, key: &str) -> String {
+    use base64::Engine as _;
+    let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    format!(".bucket-{}.object-{}.", encode(bucket), encode(key))
 }
 
 /// The running dev store.
@@ -103,6 +133,7 @@ pub fn start(data_dir: &Path, listen: &str) -> std::io::Result<DevStore> {
     let addr: SocketAddr = listener.local_addr()?;
     let mut builder = s3s::service::S3ServiceBuilder::new(DevFs {
         fs: s3s_fs::FileSystem::new(data_dir).map_err(|e| std::io::Error::other(format!("{e:?}")))?,
+        root: data_dir.to_owned(),
     });
     builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
     let service = builder.build();
@@ -171,6 +202,13 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
         return Ok(response);
     }
     let mut file_name = None;
+    let stored = StoredForm::default();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
     let req = if is_form {
         let (mut parts, body) = req.into_parts();
         let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
@@ -181,6 +219,7 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
             file_name = Some(name.clone());
             parts.extensions.insert(UploadFileName(name));
         }
+        parts.extensions.insert(stored.clone());
         Request::from_parts(parts, s3s::Body::from(bytes))
     } else {
         req.map(s3s::Body::from)
@@ -195,8 +234,60 @@ async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevRespons
     if let Some(name) = file_name {
         response = substitute_in_answer(response, &name).await;
     }
+    if is_form {
+        let stored = stored.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        response = form_answer_as_s3(response, stored, &host).await;
+    }
     add_cors(&mut response, origin.as_ref());
     Ok(response)
+}
+
+/// A form upload's answer as S3 gives it: `ETag` (quoted) and an absolute `Location` as headers
+/// of every success, the same in a 201 body; a failed policy condition is 403 `AccessDenied`
+/// ("Invalid according to Policy"), where s3s answers 400 `InvalidPolicyDocument`.
+async fn form_answer_as_s3(response: DevResponse, stored: Option<(String, String)>, host: &str) -> DevResponse {
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "dev store error");
+    };
+    let mut text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+    if parts.status == StatusCode::BAD_REQUEST
+        && text.contains("<Code>InvalidPolicyDocument</Code>")
+        && text.contains("<Message>Policy condition")
+    {
+        parts.status = StatusCode::FORBIDDEN;
+        text = text
+            .replace("<Code>InvalidPolicyDocument</Code>", "<Code>AccessDenied</Code>")
+            .replace(
+                "<Message>Policy condition",
+                "<Message>Invalid according to Policy: Policy condition",
+            );
+    }
+    if parts.status.is_success()
+        && let Some((path, etag)) = stored
+    {
+        let mut location = format!("http://{host}/");
+        crate::sign::sigv4::uri_encode(&mut location, &path, true);
+        let quoted = format!("\"{etag}\"");
+        if let (Ok(location), Ok(etag)) = (HeaderValue::from_str(&location), HeaderValue::from_str(&quoted)) {
+            parts.headers.insert(header::LOCATION, location);
+            parts.headers.insert(header::ETAG, etag);
+        }
+        if parts.status == StatusCode::CREATED {
+            text = text
+                .replace(
+                    &format!("<Location>/{}</Location>", xml_escape(&path)),
+                    &format!("<Location>{}</Location>", xml_escape(&location)),
+                )
+                .replace(
+                    &format!("<ETag>{etag}</ETag>"),
+                    &format!("<ETag>&quot;{etag}&quot;</ETag>"),
+                );
+        }
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = Full::new(Bytes::from(text)).map_err(|never| match never {}).boxed();
+    Response::from_parts(parts, body)
 }
 
 /// The `x-amz-*` headers of a presigned request (query-string SigV4) that its

@@ -114,6 +114,44 @@ test('the JavaScript page shows the gateway refusing a file over the size limit'
   await page.close();
 });
 
+test('the JavaScript page uploads a large file in parts and the gateway verifies it', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${gateway}/`);
+  const png = Buffer.concat([makePng(2, 2), Buffer.alloc(11 * MiB + 7, 0x42)]);
+
+  await page.getByLabel('Profile').selectOption('media');
+  await page.getByLabel('user', { exact: true }).fill('alice');
+  await page.getByLabel('Method').selectOption('multipart');
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'large.png', mimeType: 'image/png', buffer: png });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+
+  const key = await success(page);
+  assert.match(key, /^media\/alice\/[0-9a-f-]{36}\/large\.png$/);
+  assert.deepEqual(await readFile(path.join(data, 'user-content', key)), png);
+  assert.match(await page.locator('#verified').textContent(), /image\/png, bytes checked against the type/);
+  assert.match(await page.locator('#etag').textContent(), /-3$/, 'a multipart ETag names its 3 parts');
+  await page.close();
+});
+
+test('the JavaScript page shows the gateway refusing a file whose bytes are not its type', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${gateway}/`);
+  const stored = await listFiles(data);
+
+  await page.getByLabel('Profile').selectOption('media');
+  await page.getByLabel('user', { exact: true }).fill('alice');
+  await page.getByLabel('Method').selectOption('PUT');
+  const html = Buffer.from('<!DOCTYPE html><html><body><script>alert(1)</script></body></html>');
+  await page.getByLabel('File', { exact: true }).setInputFiles({ name: 'cat.png', mimeType: 'image/png', buffer: html });
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+
+  const error = await failure(page);
+  assert.equal(error.code, 'content-sniff-mismatch');
+  assert.match(error.text, /text\/html, not the declared image\/png/);
+  assert.deepEqual(await listFiles(data), stored, 'the refused upload is removed');
+  await page.close();
+});
+
 test("the JavaScript page shows S3's refusal from the bucket's XML error", async () => {
   const page = await browser.newPage();
   // Without `size` the gateway signs the profile's whole range, so the bucket is the one to refuse.

@@ -292,8 +292,52 @@ async fn dev_mode_prints_a_curl_pair_that_uploads() {
         response.headers()["access-control-allow-origin"],
         "http://localhost:5173"
     );
+    // As S3 answers a form: a quoted ETag and an absolute Location, as headers and in the body.
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34,
+        "{etag}"
+    );
+    assert!(
+        location.starts_with(&format!("http://127.0.0.1:{store_port}/user-content/avatars/bob/")),
+        "{location}"
+    );
+    assert!(
+        response.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("ETag")
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.contains(&format!("<Location>{location}</Location>")), "{text}");
+    assert!(
+        text.contains(&format!("<ETag>{}</ETag>", etag.replace('"', "&quot;"))),
+        "{text}"
+    );
     let stored = find_file(&data.path().join("user-content/avatars/bob"), "photo.png");
     assert_eq!(std::fs::read(stored).unwrap(), file_bytes(300));
+    // A failed policy condition is 403 AccessDenied, as S3 answers it (s3s says 400).
+    let mut multipart = reqwest::multipart::Form::new();
+    for (name, value) in form["fields"].as_object().unwrap() {
+        multipart = multipart.text(name.clone(), value.as_str().unwrap().to_owned());
+    }
+    multipart = multipart.text("Content-Type", "text/html").part(
+        "file",
+        reqwest::multipart::Part::bytes(file_bytes(300)).file_name("page.png"),
+    );
+    let response = reqwest::Client::new()
+        .post(form["url"].as_str().unwrap())
+        .multipart(multipart)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("<Code>AccessDenied</Code><Message>Invalid according to Policy"),
+        "{text}"
+    );
 
     // A presigned PUT with an `x-amz-*` header it did not sign is refused, as S3 refuses it
     // (s3s alone would take it); the same PUT as signed uploads.
