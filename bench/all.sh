@@ -4,7 +4,8 @@
 # 1. in process: criterion (benches/sign.rs), allocations per signature (examples/allocations.rs),
 #    handler latency (examples/presign_latency.rs);
 # 2. HTTP load: postgate, the ceiling, Node and boto3 peers (bench/load.sh);
-# 3. scale and reload (bench/scale.sh).
+# 3. scale and reload (bench/scale.sh);
+# 4. complete's latency against the dev store (bench/complete.sh).
 # Writes target/bench/all.md: the machine, the commands and every result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,10 @@ cat "$out/load.md" >> "$report"
 { echo; echo "## 3. Scale and reload"; echo; } >> "$report"
 bash bench/scale.sh
 cat "$out/scale.md" >> "$report"
+
+{ echo; echo "## 4. Completing uploads"; echo; } >> "$report"
+bash bench/complete.sh
+cat "$out/complete.md" >> "$report"
 
 echo
 echo "written: $report"

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 const AVATARS: &str = include_str!("../policies/avatars.yaml");
 const PHOTOS: &str = include_str!("../policies/photos.yaml");
+const MEDIA: &str = include_str!("../policies/media.yaml");
 
 fn store() -> Store {
     let credentials = Credentials {
@@ -81,6 +82,7 @@ fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("avatars.yaml"), AVATARS).unwrap();
     std::fs::write(dir.path().join("photos.yaml"), PHOTOS).unwrap();
+    std::fs::write(dir.path().join("media.yaml"), MEDIA).unwrap();
     let source = Source {
         policies: dir.path().to_owned(),
         stores: stores.clone(),
@@ -134,6 +136,58 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("sign one PUT URL end to end", |b| {
         b.iter(|| end_to_end("photos", &put_request))
+    });
+
+    // After the signature: an upload token sealed and opened, and 1,000 part URLs of one
+    // multipart upload (the profile's expiry, each with its exact Content-Length).
+    let keys = postgate::upload::TokenKeys::new(
+        "k1",
+        vec![(
+            "k1".into(),
+            postgate::secret::Secret::new("bench-token-key-0123456789abcdef"),
+        )],
+    )
+    .unwrap();
+    let media = snapshot.get("media").unwrap();
+    let multipart_request = UploadRequest {
+        vars: [("user".to_owned(), "alice".to_owned())].into_iter().collect(),
+        filename: Some("movie.mp4".into()),
+        content_type: Some("video/mp4".into()),
+        size: Some(5_000 * 1024 * 1024),
+        ..Default::default()
+    };
+    let filled = postgate::profile::admit_multipart(media, &multipart_request, &ctx).unwrap();
+    let plan = postgate::upload::PartPlan::new(filled.max_size, 5 * 1024 * 1024).unwrap();
+    let claims = postgate::upload::Claims {
+        profile: "media".into(),
+        profile_digest: "0123456789abcdef".into(),
+        app: "web".into(),
+        store: "default".into(),
+        bucket: media.bucket().into(),
+        carry: postgate::upload::Carry::Multipart,
+        bounds: filled.bounds(),
+        upload_id: Some("2~bench-upload-id-0123456789abcdef0123456789".into()),
+        parts: Some(plan),
+        expires_at: (now + std::time::Duration::from_secs(86_400)).unix_timestamp(),
+    };
+    c.bench_function("upload token: seal", |b| b.iter(|| keys.seal(black_box(&claims))));
+    let token = keys.seal(&claims);
+    c.bench_function("upload token: open", |b| {
+        b.iter(|| keys.open(black_box(&token), now).unwrap())
+    });
+    let target = postgate::sign::multipart::PartTarget {
+        bucket: media.bucket(),
+        key: &filled.key,
+        upload_id: claims.upload_id.as_deref().unwrap(),
+        expires_in: media.expires_in(),
+        not_after: now + std::time::Duration::from_secs(86_400),
+    };
+    c.bench_function("sign 1000 part URLs", |b| {
+        b.iter(|| {
+            (1..=1000u32)
+                .map(|n| postgate::sign::multipart::part_url(&store, &target, n, plan.size_of(n).unwrap(), now))
+                .count()
+        })
     });
 }
 

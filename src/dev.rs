@@ -148,6 +148,9 @@ pub fn start(data_dir: &Path, listen: &str) -> std::io::Result<DevStore> {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
                 while let Ok((socket, _)) = listener.accept().await {
+                    // Answers go out in two writes (head, body): without this, Nagle holds the
+                    // body for the client's delayed ACK (~40 ms on Linux).
+                    let _ = socket.set_nodelay(true);
                     let service = service.clone();
                     tokio::spawn(async move {
                         let handler = hyper::service::service_fn(move |req| handle(service.clone(), req));
