@@ -20,7 +20,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 bash seed.sh
 
 mkdir -p target
-for target in compile presign; do
+for target in compile presign token; do
   log="target/$target.log"
   cargo "${toolchain[@]}" fuzz build --debug-assertions "$target" >"$log" 2>&1 || { cat "$log"; exit 1; }
   if ! cargo "${toolchain[@]}" fuzz run --debug-assertions "$target" "corpus/$target" -- \
