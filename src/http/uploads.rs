@@ -57,6 +57,48 @@ pub(super) fn claims(
     }
 }
 
+/// The problems of reading any JSON body (OpenAPI responses shared by the upload routes).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description for the OpenAPI document only
+pub enum BodyProblems {
+    #[response(
+        status = 400,
+        description = "`malformed-json`, `invalid-request`",
+        content_type = "application/problem+json"
+    )]
+    Malformed(Problem),
+    #[response(
+        status = 413,
+        description = "`body-too-large`",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    #[response(
+        status = 415,
+        description = "`unsupported-media-type`",
+        content_type = "application/problem+json"
+    )]
+    NotJson(Problem),
+}
+
+/// The problems of a route that calls the store (OpenAPI responses shared by the upload routes).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description for the OpenAPI document only
+pub enum StoreProblems {
+    #[response(
+        status = 502,
+        description = "`store-refused`",
+        content_type = "application/problem+json"
+    )]
+    Refused(Problem),
+    #[response(
+        status = 503,
+        description = "`store-unavailable` (with `Retry-After`), `upload-tokens-unconfigured`",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 /// What a caller of a token route sends.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -88,12 +130,9 @@ const MAX_PARTS_PER_CALL: usize = 1000;
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-profile`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The profile refuses the request (`method-unavailable` when it takes no multipart uploads, `size-required`, …)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`, `upload-tokens-unconfigured`", body = Problem, content_type = "application/problem+json"),
-        (status = 400, description = "`malformed-json`, `invalid-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds until the app's next request is admitted"))),
-        (status = 502, description = "`store-refused`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        StoreProblems,
     ),
 )]
 pub async fn create_multipart(
@@ -239,11 +278,9 @@ fn unreachable_rule(profile: &Profile) -> crate::profile::MultipartRule {
         (status = 401, description = "`unauthenticated`, `token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`part-invalid`, `not-multipart`", body = Problem, content_type = "application/problem+json"),
-        (status = 400, description = "`malformed-json`, `invalid-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`unknown-profile`, `upload-not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`, `upload-tokens-unconfigured`", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait (store-unavailable)"))),
+        (status = 404, description = "`unknown-profile`: the token's profile is no longer served", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        StoreProblems,
     ),
 )]
 pub async fn sign_parts(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -328,14 +365,11 @@ fn sign_part_urls(
     responses(
         (status = 200, description = "The stored parts and the plan", body = ListedParts),
         (status = 401, description = "`token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
-        (status = 400, description = "`malformed-json`, `invalid-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`, `token-app-mismatch`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-profile`, `upload-not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The profile or the plan refuses the request (`errors` lists why)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`store-refused`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`not-multipart`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        StoreProblems,
     ),
 )]
 pub async fn list_parts(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -405,14 +439,11 @@ async fn listed_parts(state: &AppState, snapshot: &Snapshot, claims: &Claims) ->
     responses(
         (status = 200, description = "Aborted (also when it already was)"),
         (status = 401, description = "`token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
-        (status = 400, description = "`malformed-json`, `invalid-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`, `token-app-mismatch`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`unknown-profile`, `upload-not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The profile or the plan refuses the request (`errors` lists why)", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`store-refused`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`unknown-profile`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`not-multipart`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        StoreProblems,
     ),
 )]
 pub async fn abort(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -457,11 +488,8 @@ async fn abort_upload(state: &AppState, snapshot: &Snapshot, claims: &Claims) ->
         (status = 404, description = "`upload-not-found`: nothing is stored at the key (yet); nothing was deleted", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`object-exists`: `overwrite: false` and the key is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The object broke a rule (`object-size-mismatch`, `object-type-mismatch`, `object-metadata-mismatch`, `object-checksum-mismatch`, `content-sniff-mismatch`, `parts-mismatch`); it was removed (`removed`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
-        (status = 400, description = "`malformed-json`, `invalid-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "`store-refused`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        StoreProblems,
     ),
 )]
 pub async fn complete(state: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -1000,14 +1028,11 @@ pub struct UppyRequest {
         (status = 200, description = "`{url, key?, headers?, fields?}` as Uppy takes it, plus `upload_token`"),
         (status = 401, description = "`unauthenticated`, `token-invalid`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The profile refuses the upload (its `detail` is what Uppy should show)", body = Problem, content_type = "application/problem+json"),
-        (status = 400, description = "`malformed-json`, `invalid-request`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`, `token-app-mismatch`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-profile`, `upload-not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Whole seconds until the app's next request is admitted"))),
-        (status = 502, description = "`store-refused`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`, `upload-tokens-unconfigured`", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait (store-unavailable)"))),
+        (status = 429, description = "`rate-limited`", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        StoreProblems,
     ),
 )]
 pub async fn uppy_sign(

@@ -126,6 +126,24 @@ impl Store {
         }
     }
 
+    /// Who signs a presigned URL for this store: its credentials, region, and the signing key of
+    /// `amz_date`'s day.
+    pub fn query_signer<'a>(
+        &'a self,
+        amz_date: &'a str,
+        signing_key: &'a [u8; 32],
+        expires_in: u64,
+    ) -> sigv4::QuerySigner<'a> {
+        sigv4::QuerySigner {
+            access_key_id: &self.credentials.access_key_id,
+            session_token: self.credentials.session_token.as_ref().map(|t| t.expose()),
+            signing_key,
+            region: &self.region,
+            amz_date,
+            expires_in,
+        }
+    }
+
     pub(crate) fn signing_key(&self, date: &str) -> [u8; 32] {
         let mut cache = self.signing_key_cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_date, key)) = cache.as_ref()

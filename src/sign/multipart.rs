@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::sigv4::{QueryRequest, QuerySigner, presign_query};
+use super::sigv4::{QueryRequest, presign_query};
 use super::{Store, amz_date, validity};
 use crate::profile::plan::Target;
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
@@ -70,14 +70,7 @@ pub fn part_url(store: &Store, target: &PartTarget<'_>, part_number: u32, size: 
             params: &[("partNumber", &number), ("uploadId", target.upload_id)],
             headers: &[("Content-Length", &length)],
         },
-        &QuerySigner {
-            access_key_id: &store.credentials.access_key_id,
-            session_token: store.credentials.session_token.as_ref().map(|t| t.expose()),
-            signing_key: &signing_key,
-            region: &store.region,
-            amz_date: &amz_date,
-            expires_in,
-        },
+        &store.query_signer(&amz_date, &signing_key, expires_in),
     );
     PartUrl {
         part_number,

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use time::OffsetDateTime;
 
-use super::sigv4::{QueryRequest, QuerySigner, presign_query};
+use super::sigv4::{QueryRequest, presign_query};
 use super::{Answer, Store, amz_date, validity};
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
 
@@ -83,14 +83,7 @@ pub fn put_url<'p>(filled: Filled<'p>, store: &Store, now: OffsetDateTime) -> Pr
             params: &[],
             headers: &signed,
         },
-        &QuerySigner {
-            access_key_id: &store.credentials.access_key_id,
-            session_token: store.credentials.session_token.as_ref().map(|t| t.expose()),
-            signing_key: &signing_key,
-            region: &store.region,
-            amz_date: &amz_date,
-            expires_in,
-        },
+        &store.query_signer(&amz_date, &signing_key, expires_in),
     );
     PresignedPut {
         url: format!("{origin}{path}?{query}"),

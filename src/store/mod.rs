@@ -15,7 +15,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::profile::ChecksumAlgorithm;
-use crate::sign::sigv4::{QueryRequest, QuerySigner, presign_query, uri_encode};
+use crate::sign::sigv4::{QueryRequest, presign_query, uri_encode};
 use crate::sign::{Store, amz_date_now};
 use crate::upload::{ListedPart, ObjectHead};
 
@@ -405,14 +405,7 @@ fn presigned_url(store: &Store, call: &Call<'_>) -> String {
             params: &call.params,
             headers: &call.headers,
         },
-        &QuerySigner {
-            access_key_id: &store.credentials.access_key_id,
-            session_token: store.credentials.session_token.as_ref().map(|t| t.expose()),
-            signing_key: &signing_key,
-            region: &store.region,
-            amz_date: &amz_date,
-            expires_in: 300,
-        },
+        &store.query_signer(&amz_date, &signing_key, 300),
     );
     format!("{origin}{path}?{query}")
 }
