@@ -168,6 +168,7 @@ fn benches(c: &mut Criterion) {
         bounds: filled.bounds(),
         upload_id: Some("2~bench-upload-id-0123456789abcdef0123456789".into()),
         parts: Some(plan),
+        issued_at: now.unix_timestamp(),
         expires_at: (now + std::time::Duration::from_secs(86_400)).unix_timestamp(),
     };
     c.bench_function("upload token: seal", |b| b.iter(|| keys.seal(black_box(&claims))));

@@ -171,7 +171,7 @@ async fn presign_inner(
         };
         let expires_at = signed.expires_at() + profile.verify().within;
         tokens.seal(&super::uploads::claims(
-            snapshot, profile, &app, bounds, carry, expires_at,
+            snapshot, profile, &app, bounds, carry, now, expires_at,
         ))
     });
     if signed.expiry_clamped() {

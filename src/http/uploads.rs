@@ -36,6 +36,7 @@ pub(super) fn claims(
     app: &str,
     bounds: Bounds,
     carry: Carry,
+    issued_at: OffsetDateTime,
     expires_at: OffsetDateTime,
 ) -> Claims {
     let name = profile.name().as_str();
@@ -53,6 +54,7 @@ pub(super) fn claims(
         bounds,
         upload_id: None,
         parts: None,
+        issued_at: issued_at.unix_timestamp(),
         expires_at: expires_at.unix_timestamp(),
     }
 }
@@ -112,6 +114,10 @@ pub struct TokenRequest {
     #[serde(default)]
     pub filename: Option<String>,
 }
+
+/// How far the store's clock may be behind the gateway's when `complete` compares an object's
+/// `Last-Modified` with the signature's time.
+const CLOCK_SKEW_SECS: i64 = 300;
 
 /// The most part URLs one call signs.
 const MAX_PARTS_PER_CALL: usize = 1000;
@@ -234,7 +240,15 @@ async fn start_multipart(
         .await
         .map_err(store_problem)?;
     let expires_at = now + rule.expires_in;
-    let mut claims = claims(snapshot, profile, app, filled.bounds(), Carry::Multipart, expires_at);
+    let mut claims = claims(
+        snapshot,
+        profile,
+        app,
+        filled.bounds(),
+        Carry::Multipart,
+        now,
+        expires_at,
+    );
     claims.upload_id = Some(upload_id.clone());
     claims.parts = Some(plan);
     tracing::info!(app, profile = name, key = %filled.key, parts = plan.part_count, "multipart upload started");
@@ -582,7 +596,8 @@ async fn finish_inner(
     let key = uploaded_key(claims, filename).map_err(plain)?;
     let final_key = claims.bounds.promote_to.as_deref();
 
-    // Idempotent: an upload promoted by an earlier call is verified where it now is.
+    // Idempotent: an upload promoted by an earlier call is verified where it now is, if the
+    // object there is not older than the signature (then it is another upload's).
     if let Some(final_key) = final_key
         && client
             .head(store, bucket, &key)
@@ -595,6 +610,9 @@ async fn finish_inner(
             .await
             .map_err(store_problem)
             .map_err(plain)?
+        && head
+            .last_modified
+            .is_none_or(|modified| modified + CLOCK_SKEW_SECS >= claims.issued_at)
     {
         check_object(&claims.bounds, &head).map_err(|v| violation_problem(&v, "kept"))?;
         return Ok(completed(
@@ -1124,6 +1142,7 @@ async fn uppy_answer(
                 app,
                 bounds,
                 carry,
+                now,
                 signed.expires_at() + profile.verify().within,
             ));
             let mut out = String::from("{");

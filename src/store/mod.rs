@@ -213,6 +213,7 @@ impl StoreClient {
                 .unwrap_or_default(),
             content_type: header("content-type"),
             etag: header("etag").map(|e| unquote(&e)),
+            last_modified: header("last-modified").and_then(|v| http_date(&v)),
             ..ObjectHead::default()
         };
         for (name, value) in &answer.headers {
@@ -476,6 +477,13 @@ fn parse_xml<T: for<'de> Deserialize<'de>>(
     })
 }
 
+/// An HTTP date (`Tue, 01 Dec 2026 02:29:03 GMT`) as Unix seconds.
+fn http_date(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc2822)
+        .ok()
+        .map(time::OffsetDateTime::unix_timestamp)
+}
+
 fn unquote(etag: &str) -> String {
     etag.trim().trim_matches('"').to_owned()
 }
@@ -563,5 +571,7 @@ mod tests {
             "abc-1"
         );
         assert_eq!(root_element(created), Some("InitiateMultipartUploadResult"));
+        assert_eq!(http_date("Tue, 01 Dec 2026 02:29:03 GMT"), Some(1_796_092_143));
+        assert_eq!(http_date("yesterday"), None);
     }
 }

@@ -49,6 +49,10 @@ pub struct Claims {
     pub upload_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<PartPlan>,
+    /// Unix seconds when the gateway signed the upload: an object older than this at the key
+    /// is not this upload's.
+    #[serde(default)]
+    pub issued_at: i64,
     /// Unix seconds after which the token is refused.
     pub expires_at: i64,
 }
@@ -236,6 +240,7 @@ mod tests {
             },
             upload_id: Some("up-1".into()),
             parts: PartPlan::new(10, 5 * 1024 * 1024),
+            issued_at: datetime!(2026-12-01 10:00 UTC).unix_timestamp(),
             expires_at: datetime!(2026-12-01 12:00 UTC).unix_timestamp(),
         }
     }

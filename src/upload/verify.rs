@@ -23,6 +23,8 @@ pub struct ObjectHead {
     pub metadata: BTreeMap<String, String>,
     /// The checksums the store reports (`x-amz-checksum-*`), by algorithm.
     pub checksums: Vec<(ChecksumAlgorithm, String)>,
+    /// `Last-Modified`, Unix seconds.
+    pub last_modified: Option<i64>,
 }
 
 /// Why an upload is not what was allowed. Each has a stable code at the HTTP edge.

@@ -513,6 +513,33 @@ async fn expiry_swaps_and_revocation_reach_uploads_in_flight() {
     );
     assert!(server.object("user-content", key).await.is_none());
 
+    // A repeated complete of a promoted upload verifies the object at its key only if that
+    // object is not older than the signature: here the token says it was signed 10 minutes from
+    // now, so the object written below predates it and is another upload's.
+    let body = json!({"method": "put", "vars": {"user": "bob"}, "filename": "old.pdf", "content_type": "application/pdf", "size": 9});
+    let (_, signed) = call(svc, "/v1/profiles/scans/presign", "web", body).await;
+    let mut claims = keys
+        .open(
+            signed["upload_token"].as_str().unwrap(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let final_key = claims.bounds.promote_to.clone().unwrap();
+    let raw = server.raw_put_url("user-documents", &final_key, None);
+    assert_eq!(put_part(&raw, b"%PDF-1.7\n".to_vec()).await, 200);
+    claims.issued_at = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+    let later = keys.seal(&claims);
+    let (status, problem) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": later})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (404, Some("upload-not-found")),
+        "{problem}"
+    );
+    assert!(
+        server.object("user-documents", &final_key).await.is_some(),
+        "nothing is deleted"
+    );
+
     // Revocation: the profile stops allowing `web` while its multipart upload is in flight.
     let (_, created) = call(svc, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
     let token = created["upload_token"].as_str().unwrap().to_owned();
