@@ -101,3 +101,62 @@ fn every_signed_case_is_covered() {
         "only {checked:?} signed cases (POST, PUT)"
     );
 }
+
+/// Every admitted case of a profile that takes multipart uploads, started as one: the create
+/// headers and the part URLs (first, second, last) pass the coverage checker.
+#[test]
+fn every_multipart_case_is_covered() {
+    use postgate::sign::multipart::{PartTarget, create_headers, part_url};
+    let text = std::fs::read_to_string(repo_path("tests/data/admit.yaml")).unwrap();
+    let cases: IndexMap<String, Case> = serde_yaml::from_str(&text).unwrap();
+    let store = crate::http::aws_store();
+    let mut checked = 0;
+    for (name, case) in &cases {
+        let profile = load_profile(&case.profile);
+        let Some(rule) = profile.multipart().copied() else {
+            continue;
+        };
+        let ctx = context(case);
+        let request = UploadRequest {
+            method: None,
+            checksum: None,
+            ..case.request.clone()
+        };
+        let Ok(filled) = postgate::profile::admit_multipart(&profile, &request, &ctx) else {
+            continue;
+        };
+        let headers: Vec<(String, String)> = create_headers(&filled)
+            .into_iter()
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
+        let plan = postgate::upload::PartPlan::new(filled.max_size, rule.part_size).unwrap();
+        let target = PartTarget {
+            bucket: profile.bucket(),
+            key: &filled.key,
+            upload_id: "upload-1",
+            expires_in: profile.expires_in(),
+            not_after: ctx.now + rule.expires_in,
+        };
+        let mut numbers = vec![1, 2.min(plan.part_count), plan.part_count];
+        numbers.dedup();
+        let parts: Vec<(u32, u64, String)> = numbers
+            .iter()
+            .map(|&n| {
+                let size = plan.size_of(n).unwrap();
+                (n, size, part_url(&store, &target, n, size, ctx.now).url)
+            })
+            .collect();
+        crate::coverage::check_multipart(
+            &profile,
+            &filled.key,
+            &headers,
+            &parts,
+            filled.max_size,
+            plan.part_count,
+        )
+        .unwrap_or_else(|e| panic!("{name} multipart: {e}"));
+        assert_eq!(plan.total(), filled.max_size, "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} multipart cases");
+}

@@ -13,10 +13,12 @@
 //! and the key; nothing is hoisted into the query. Both: every rule the profile requires is
 //! there (the content type, within its rule — `application/octet-stream` for a PUT without one —,
 //! every pinned field, fixed and required metadata, a required checksum, `If-None-Match: *`
-//! under `overwrite: false`); the key starts with the template's fixed prefix, is at most 1024
+//! under `overwrite: false`); the key starts with the staging prefix (`verify.staging`) and the
+//! template's fixed prefix, is at most 1024
 //! bytes, has no dot or empty segment, no control or format character, and no `${` but a
 //! trailing `${filename}` left to the store (POST only).
 
+use postgate::profile::MAX_UPLOAD_BYTES;
 use postgate::profile::plan::put_header;
 use postgate::profile::{ContentTypeRule, MetadataValue, Profile, compile::is_forbidden_char};
 use postgate::sign::{PresignedPost, PresignedPut, Signed};
@@ -233,7 +235,8 @@ fn check_put<'a>(profile: &Profile, put: &'a PresignedPut, now: OffsetDateTime) 
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .ok_or("no exact Content-Length is signed")?;
-    if length < profile.size().min || length > profile.size().max || length != put.max_size {
+    if length < profile.size().min || length > profile.size().max || length > MAX_UPLOAD_BYTES || length != put.max_size
+    {
         return Err(format!("Content-Length {length} outside the profile's range"));
     }
     sent.push("content-length".into());
@@ -276,7 +279,12 @@ fn check_put<'a>(profile: &Profile, put: &'a PresignedPut, now: OffsetDateTime) 
 }
 
 fn check_key(profile: &Profile, key: &str, post: bool) -> Result<(), String> {
-    if !key.starts_with(profile.key().literal_prefix()) {
+    // With `verify.staging`, every upload goes under the staging prefix, then the template.
+    let staging = profile.verify().staging.as_deref().unwrap_or_default();
+    let Some(rest) = key.strip_prefix(staging) else {
+        return Err(format!("{key:?} is not under the staging prefix {staging:?}"));
+    };
+    if !rest.starts_with(profile.key().literal_prefix()) {
         return Err(format!("{key:?} does not start with the template's prefix"));
     }
     if key.len() > 1024 {
@@ -316,4 +324,72 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks a multipart upload of `profile` as signed at `now`: the headers CreateMultipartUpload
+/// sets carry every rule the profile requires (`If-None-Match` goes on the completion, so it is
+/// taken as sent under `overwrite: false`) and nothing unsigned; each part URL is an UploadPart of
+/// the key signing exactly `content-length;host`, its part's length, within `expires_in`; the
+/// parts add up to the declared size, inside the profile's range, every part but the last at
+/// least 5 MiB, at most 10,000 parts of at most 5 GiB.
+pub fn check_multipart(
+    profile: &Profile,
+    key: &str,
+    create_headers: &[(String, String)],
+    parts: &[(u32, u64, String)],
+    size: u64,
+    part_count: u32,
+) -> Result<(), String> {
+    let mut sent = create_headers.to_vec();
+    for (name, _) in create_headers {
+        let lower = name.to_ascii_lowercase();
+        if lower == "content-length" || lower.starts_with("x-amz-checksum") || lower == "if-none-match" {
+            return Err(format!("the create call sets {name}"));
+        }
+    }
+    if !profile.overwrite() {
+        sent.push(("If-None-Match".into(), "*".into()));
+    }
+    check_required(profile, &sent, true)?;
+    check_key(profile, key, false)?;
+    if size < profile.size().min || size > profile.size().max {
+        return Err(format!("{size} bytes outside the profile's range"));
+    }
+    if part_count == 0 || part_count > 10_000 {
+        return Err(format!("{part_count} parts"));
+    }
+    let mut total_of_listed = 0;
+    for (number, length, url) in parts {
+        let (path, query) = url.split_once('?').ok_or("a part URL without a query")?;
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .map(percent_decode)
+        };
+        if param("X-Amz-SignedHeaders").as_deref() != Some("content-length;host") {
+            return Err(format!("part {number} signs {:?}", param("X-Amz-SignedHeaders")));
+        }
+        if param("partNumber") != Some(number.to_string()) || param("uploadId").is_none() {
+            return Err(format!("part {number}'s URL is not an UploadPart of it"));
+        }
+        let expires: u64 = param("X-Amz-Expires")
+            .and_then(|v| v.parse().ok())
+            .ok_or("no X-Amz-Expires")?;
+        if expires > profile.expires_in().as_secs() {
+            return Err(format!("part {number}'s URL outlives the profile's expires_in"));
+        }
+        if !percent_decode(path).ends_with(&format!("/{key}")) {
+            return Err(format!("part {number}'s URL is not for the key"));
+        }
+        let last = *number == part_count;
+        if *length > 5 * 1024 * 1024 * 1024 || (!last && *length < 5 * 1024 * 1024) || *length == 0 {
+            return Err(format!("part {number} is {length} bytes"));
+        }
+        total_of_listed += length;
+    }
+    if parts.len() == part_count as usize && total_of_listed != size {
+        return Err(format!("the parts add up to {total_of_listed}, not {size}"));
+    }
+    Ok(())
 }

@@ -55,8 +55,9 @@ fn profile_yaml() -> impl Strategy<Value = String> {
         content_type_rule(),
         any::<bool>(),
         settings(),
+        any::<bool>(),
     )
-        .prop_map(|(key, max, expires, content_type, with_metadata, settings)| {
+        .prop_map(|(key, max, expires, content_type, with_metadata, settings, multipart)| {
             let (no_overwrite, filename_request, checksum_required, post_only) = settings;
             let metadata = if with_metadata {
                 "metadata:\n  owner: \"${user}\"\n  note: { pattern: \".{0,40}\", required: false }\n"
@@ -80,6 +81,10 @@ fn profile_yaml() -> impl Strategy<Value = String> {
             if extra.starts_with("overwrite") {
                 settings.push_str(&extra);
                 extra.clear();
+            }
+            // Multipart carries what a PUT carries, but no whole-file checksum.
+            if multipart && !checksum_required && extra.is_empty() {
+                settings.push_str("multipart: {}\n");
             }
             format!(
                 "bucket: user-content\nkey: \"{key}\"\nvars:\n  user: {{ pattern: \".{{1,80}}\" }}\nsize: {{ max: {max} }}\nexpires_in: {expires}s\n{content_type}{metadata}{settings}fields:\n  Content-Disposition: attachment\n{extra}apps: all\n"
@@ -177,6 +182,36 @@ proptest! {
         prop_assert_eq!(again.to_json(), signed.to_json());
         if let Err(problem) = crate::coverage::check(&profile, &signed, now) {
             return Err(TestCaseError::fail(format!("{problem}\nprofile: {yaml}\nrequest: {request:?}")));
+        }
+        // The same request started as a multipart upload, where the profile takes one.
+        if let Some(rule) = profile.multipart().copied() {
+            let request = UploadRequest { method: None, checksum: None, ..request.clone() };
+            if let Ok(filled) = postgate::profile::admit_multipart(&profile, &request, &ctx) {
+                use postgate::sign::multipart::{PartTarget, create_headers, part_url};
+                let headers: Vec<(String, String)> =
+                    create_headers(&filled).into_iter().map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+                let Some(plan) = postgate::upload::PartPlan::new(filled.max_size, rule.part_size) else {
+                    prop_assert_eq!(filled.max_size, 0);
+                    return Ok(());
+                };
+                let target = PartTarget {
+                    bucket: profile.bucket(),
+                    key: &filled.key,
+                    upload_id: "upload-1",
+                    expires_in: profile.expires_in(),
+                    not_after: now + rule.expires_in,
+                };
+                let parts: Vec<(u32, u64, String)> = [1, plan.part_count]
+                    .into_iter()
+                    .map(|n| {
+                        let size = plan.size_of(n).unwrap();
+                        (n, size, part_url(&store(), &target, n, size, now).url)
+                    })
+                    .collect();
+                if let Err(problem) = crate::coverage::check_multipart(&profile, &filled.key, &headers, &parts, filled.max_size, plan.part_count) {
+                    return Err(TestCaseError::fail(format!("multipart: {problem}\nprofile: {yaml}\nrequest: {request:?}")));
+                }
+            }
         }
     }
 }
