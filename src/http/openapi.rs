@@ -81,6 +81,7 @@ pub struct Health {
         super::uploads::abort,
         super::uploads::complete,
         super::uploads::uppy_sign,
+        super::uploads::uppy_s3,
     ),
     components(schemas(
         UploadRequest, PresignResponse, ProfileList, ProfileSummary, ProfileDetail, ContentTypeWire,

@@ -1232,6 +1232,33 @@ pub struct CapabilityQuery {
 /// `/v1/uppy/s3/{operation}`: the S3 calls Uppy makes to the URLs `uppy_sign` returned —
 /// answered as S3 answers them (XML), after the gateway's checks. Errors are S3 error documents
 /// with `Content-Type: application/xml` and `x-amz-error-code`, which Uppy shows.
+#[utoipa::path(
+    method(get, post, delete),
+    path = "/v1/uppy/s3/{operation}",
+    tag = "uploads",
+    summary = "The S3 calls Uppy makes to the URLs `signRequest` returned: create (POST), list (GET), complete (POST), abort (DELETE)",
+    description = "Not called by apps: `POST /v1/profiles/{name}/uppy` returns these URLs, with the upload token, an expiry and a tag binding them, so Uppy can call them without an app key. Answers are S3's XML; refusals are S3 error documents whose `Code` is the gateway's problem code, also in `x-amz-error-code`.",
+    security(()),
+    params(
+        ("operation" = String, Path, description = "`create`, `list`, `complete` or `abort`", example = "complete"),
+        ("upload_token" = String, Query, description = "The upload token"),
+        ("expires" = i64, Query, description = "Unix seconds after which the URL is refused"),
+        ("tag" = String, Query, description = "The gateway's MAC over the operation, the token and the expiry"),
+    ),
+    responses(
+        (status = 200, description = "`InitiateMultipartUploadResult` (create), `ListPartsResult` (list), `CompleteMultipartUploadResult` (complete)", body = String, content_type = "application/xml"),
+        (status = 204, description = "Aborted"),
+        (status = 400, description = "`InvalidRequest`: the query lacks `upload_token`, `expires` or `tag`", body = String, content_type = "text/plain"),
+        (status = 401, description = "`token-invalid`, `token-expired`", body = String, content_type = "application/xml"),
+        (status = 403, description = "`url-invalid` (a changed or expired URL), `forbidden`", body = String, content_type = "application/xml"),
+        (status = 404, description = "`unknown-profile`, `upload-not-found`", body = String, content_type = "application/xml"),
+        (status = 405, description = "`method-not-allowed`: another method than the operation's", body = String, content_type = "application/xml"),
+        (status = 409, description = "`object-exists`", body = String, content_type = "application/xml"),
+        (status = 422, description = "The upload is not what was allowed (`parts-mismatch`, `content-sniff-mismatch`, …); it was removed", body = String, content_type = "application/xml"),
+        (status = 502, description = "`store-refused`", body = String, content_type = "application/xml"),
+        (status = 503, description = "`store-unavailable`, `upload-tokens-unconfigured`", body = String, content_type = "application/xml"),
+    ),
+)]
 pub async fn uppy_s3(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -48,7 +48,8 @@ fn checked_in_openapi_is_fresh() {
             "/v1/uploads/list",
             "/v1/uploads/abort",
             "/v1/uploads/complete",
-            "/v1/profiles/{name}/uppy"
+            "/v1/profiles/{name}/uppy",
+            "/v1/uppy/s3/{operation}"
         ]
     );
 }

@@ -560,3 +560,64 @@ async fn expiry_swaps_and_revocation_reach_uploads_in_flight() {
         );
     }
 }
+
+/// Uppy's gateway URLs: the tag binds operation, token and expiry; a changed URL or another
+/// method is refused with an S3 error document Uppy can show, and the right one answers S3 XML.
+#[actix_web::test]
+async fn uppy_gateway_urls_answer_s3_xml_and_refuse_changes() {
+    let server = S3Server::start().await;
+    let dir = policies_copy();
+    let state = crate::http::state(registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        server.store(),
+    ));
+    let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+    let body = json!({"request": {"method": "POST", "key": "uppy-file-id"}, "upload": media(6 * MIB)});
+    let (status, answer) = call(&service, "/v1/profiles/media/uppy", "web", body).await;
+    assert_eq!(status, 200, "{answer}");
+    let url = answer["url"].as_str().unwrap();
+    let path = url
+        .strip_prefix("http://gateway.test")
+        .expect("the configured public URL");
+    assert!(path.starts_with("/v1/uppy/s3/create?upload_token="), "{path}");
+    let send = |method: &str, path: String| {
+        let request = match method {
+            "GET" => actix_test::TestRequest::get(),
+            "DELETE" => actix_test::TestRequest::delete(),
+            _ => actix_test::TestRequest::post(),
+        };
+        request.uri(&path).to_request()
+    };
+    // As given: the upload token is the upload ID.
+    let response = actix_test::call_service(&service, send("POST", path.to_owned())).await;
+    assert_eq!(response.status(), 200);
+    let xml = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+    let token = answer["upload_token"].as_str().unwrap();
+    assert!(xml.contains(&format!("<UploadId>{token}</UploadId>")), "{xml}");
+    // Another operation with the same tag, a changed expiry, another method: refused.
+    let refused = [
+        ("POST", path.replace("/create?", "/complete?"), 403, "url-invalid"),
+        ("POST", path.replace("&expires=", "&expires=9"), 403, "url-invalid"),
+        ("GET", path.to_owned(), 405, "method-not-allowed"),
+    ];
+    for (method, path, status, code) in refused {
+        let response = actix_test::call_service(&service, send(method, path.clone())).await;
+        assert_eq!(response.status(), status, "{method} {path}");
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header("content-type").as_deref(), Some("application/xml"));
+        assert_eq!(header("x-amz-error-code").as_deref(), Some(code));
+        let xml = String::from_utf8(actix_test::read_body(response).await.to_vec()).unwrap();
+        assert!(xml.contains(&format!("<Code>{code}</Code>")), "{xml}");
+    }
+    // A part: Uppy's uploadId (the token) and part number give a URL signing its length.
+    let body = json!({"request": {"method": "PUT", "key": "k", "uploadId": token, "partNumber": 2}});
+    let (status, part) = call(&service, "/v1/profiles/media/uppy", "web", body).await;
+    assert_eq!(status, 200, "{part}");
+    assert!(part["url"].as_str().unwrap().contains("partNumber=2&"), "{part}");
+    // Another app's key cannot sign parts of this upload.
+    let body = json!({"request": {"method": "PUT", "key": "k", "uploadId": token, "partNumber": 1}});
+    let (status, problem) = call(&service, "/v1/profiles/media/uppy", "mobile", body).await;
+    assert!(status == 403, "{status} {problem}");
+}
