@@ -299,14 +299,45 @@ fn unsigned_amz_headers<B>(req: &Request<B>) -> Vec<String> {
     let Some(query) = req.uri().query() else {
         return Vec::new();
     };
-    let Some(signed) = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("X-Amz-SignedHeaders="))
-    else {
-        return Vec::new();
+    // Names and values decoded, as s3s reads them (`X-Amz-SignedHeader%73` is the same name).
+    let decode = |text: &str| {
+        let mut out = Vec::with_capacity(text.len());
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match (bytes[i], bytes.get(i + 1..i + 3)) {
+                (b'%', Some(hex)) => match std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                },
+                (b'+', _) => out.push(b' '),
+                (byte, _) => out.push(byte),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
     };
-    let signed = signed.replace("%3B", ";").replace("%3b", ";");
-    let signed: Vec<&str> = signed.split(';').collect();
+    let signed: Vec<String> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| decode(name).eq_ignore_ascii_case("X-Amz-SignedHeaders"))
+        .map(|(_, value)| decode(value))
+        .collect();
+    // A presigned request names its signed headers once; none (or twice) leaves nothing signed.
+    let signed: Vec<&str> = match signed.as_slice() {
+        [one] => one.split(';').collect(),
+        [] if !query.contains("X-Amz-Signature") && !query.to_ascii_lowercase().contains("x-amz-signature") => {
+            return Vec::new();
+        }
+        _ => Vec::new(),
+    };
     req.headers()
         .keys()
         .map(|name| name.as_str())
@@ -400,6 +431,16 @@ fn plain(status: StatusCode, text: &'static str) -> DevResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presigned_requests_name_their_unsigned_amz_headers_however_the_query_spells_them() {
+        let request = Request::builder()
+            .uri("/b/k?X-Amz-SignedHeader%73=host&X-Amz-Signature=00")
+            .header("x-amz-copy-source", "b/other")
+            .body(())
+            .unwrap();
+        assert_eq!(unsigned_amz_headers(&request), ["x-amz-copy-source"]);
+    }
 
     #[test]
     fn presigned_requests_name_their_unsigned_amz_headers() {

@@ -107,8 +107,8 @@ pub struct StoreCallsConfig {
     /// One attempt of one call (connect, request and answer). Default 10 s.
     #[serde(default = "default_store_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Attempts per call (retries on no answer, 5xx, `SlowDown`). Default 3.
-    #[serde(default = "default_store_attempts")]
+    /// Attempts per call (retries on no answer, 5xx, `SlowDown`): 1 to 10. Default 3.
+    #[serde(default = "default_store_attempts", deserialize_with = "attempts_in_range")]
     pub attempts: u32,
 }
 
@@ -118,6 +118,17 @@ fn default_store_timeout() -> Duration {
 
 fn default_store_attempts() -> u32 {
     3
+}
+
+fn attempts_in_range<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let attempts = u32::deserialize(deserializer)?;
+    if (1..=10).contains(&attempts) {
+        Ok(attempts)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{attempts} attempts; use 1 to 10 (each waits up to `timeout`)"
+        )))
+    }
 }
 
 impl Default for StoreCallsConfig {

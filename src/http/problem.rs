@@ -78,6 +78,7 @@ pub enum UploadCode {
     ContentSniffMismatch,
     PartsMismatch,
     CompletionRefused,
+    UploadChanged,
     StoreRefused,
     StoreUnavailable,
 }
@@ -101,6 +102,7 @@ impl UploadCode {
         UploadCode::ContentSniffMismatch,
         UploadCode::PartsMismatch,
         UploadCode::CompletionRefused,
+        UploadCode::UploadChanged,
         UploadCode::StoreRefused,
         UploadCode::StoreUnavailable,
     ];
@@ -166,6 +168,7 @@ impl UploadCode {
                 S::UNPROCESSABLE_ENTITY,
                 "The store refused to complete the upload",
             ),
+            UploadCode::UploadChanged => ("upload-changed", S::CONFLICT, "The object changed while it was checked"),
             UploadCode::StoreRefused => ("store-refused", S::BAD_GATEWAY, "The store refused the call"),
             UploadCode::StoreUnavailable => ("store-unavailable", S::SERVICE_UNAVAILABLE, "The store is unavailable"),
         }

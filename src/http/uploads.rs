@@ -117,7 +117,7 @@ pub struct TokenRequest {
 
 /// How far the store's clock may be behind the gateway's when `complete` compares an object's
 /// `Last-Modified` with the signature's time.
-const CLOCK_SKEW_SECS: i64 = 300;
+const CLOCK_SKEW_SECS: i64 = 120;
 
 /// The most part URLs one call signs.
 const MAX_PARTS_PER_CALL: usize = 1000;
@@ -500,7 +500,7 @@ async fn abort_upload(state: &AppState, snapshot: &Snapshot, claims: &Claims) ->
         (status = 401, description = "`token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`upload-not-found`: nothing is stored at the key (yet); nothing was deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`object-exists`: `overwrite: false` and the key is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`object-exists`: `overwrite: false` and the key is taken; `upload-changed`: the object was written again while it was checked", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The object broke a rule (`object-size-mismatch`, `object-type-mismatch`, `object-metadata-mismatch`, `object-checksum-mismatch`, `content-sniff-mismatch`, `parts-mismatch`); it was removed (`removed`)", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         StoreProblems,
@@ -610,9 +610,7 @@ async fn finish_inner(
             .await
             .map_err(store_problem)
             .map_err(plain)?
-        && head
-            .last_modified
-            .is_none_or(|modified| modified + CLOCK_SKEW_SECS >= claims.issued_at)
+        && !predates(&head, claims)
     {
         check_object(&claims.bounds, &head).map_err(|v| violation_problem(&v, "kept"))?;
         return Ok(completed(
@@ -636,15 +634,27 @@ async fn finish_inner(
             format!("no object at `{key}` yet: upload first, then complete (nothing was deleted)"),
         )));
     };
+    // An object older than the signature is another upload's: never checked, never removed
+    // (`overwrite: false` would be beaten by completing a token that uploaded nothing).
+    if predates(&head, claims) {
+        return Err(plain(Problem::upload(
+            UploadCode::UploadNotFound,
+            format!(
+                "the object at `{key}` is older than this upload's signature, so it is not this upload (nothing was deleted)"
+            ),
+        )));
+    }
 
     let mut violation = check_object(&claims.bounds, &head).err();
     let sniffs = profile.verify().sniff;
     if violation.is_none() && sniffs {
         let declared = head.content_type.clone().unwrap_or_default();
+        // The bytes of the version just checked; another version means the client is writing
+        // to the key while it is checked.
         let first = client
-            .first_bytes(store, bucket, &key, SNIFF_BYTES)
+            .first_bytes(store, bucket, &key, SNIFF_BYTES, head.etag.as_deref())
             .await
-            .map_err(store_problem)
+            .map_err(changed_or_store_problem)
             .map_err(plain)?;
         violation = sniff(&declared, &first).err();
     }
@@ -655,11 +665,40 @@ async fn finish_inner(
     }
 
     if let Some(final_key) = final_key {
+        // Copy the version that was checked, and only it: the client may still hold a valid URL
+        // for the staging key.
+        let quoted = head.etag.as_deref().map(|e| format!("\"{e}\""));
+        let mut headers = copy_headers(profile, true);
+        if let Some(quoted) = &quoted {
+            headers.push(("x-amz-copy-source-if-match", quoted));
+        }
         client
-            .copy(store, bucket, &key, final_key, &copy_headers(profile, true))
+            .copy(store, bucket, &key, final_key, &headers)
+            .await
+            .map_err(changed_or_store_problem)
+            .map_err(plain)?;
+        // Stores that ignore the precondition: a single-part object keeps its ETag in a copy.
+        let copied = client
+            .head(store, bucket, final_key)
             .await
             .map_err(store_problem)
             .map_err(plain)?;
+        if let (Some(checked), Some(copied)) = (&head.etag, copied.as_ref().and_then(|c| c.etag.as_ref()))
+            && !checked.contains('-')
+            && checked != copied
+        {
+            client
+                .delete(store, bucket, final_key)
+                .await
+                .map_err(store_problem)
+                .map_err(plain)?;
+            return Err(plain(Problem::upload(
+                UploadCode::UploadChanged,
+                format!(
+                    "the staged object changed while it was checked; nothing was promoted to `{final_key}`: complete again"
+                ),
+            )));
+        }
         client
             .delete(store, bucket, &key)
             .await
@@ -711,7 +750,10 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
         Err(error) if error.code() == Some("NoSuchUpload") => return Ok(()),
         Err(error) => return Err(plain(store_problem(error))),
     };
-    if listed.is_empty() && client.head(store, &claims.bucket, key).await.ok().flatten().is_some() {
+    if listed.is_empty()
+        && let Ok(Some(head)) = client.head(store, &claims.bucket, key).await
+        && !predates(&head, claims)
+    {
         // s3s-fs answers an unknown upload with an empty list: completed before.
         return Ok(());
     }
@@ -725,7 +767,7 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
             return Err(violation_problem(&violation, "aborted"));
         }
     };
-    match client
+    let completed = client
         .complete_multipart(
             store,
             &claims.bucket,
@@ -737,10 +779,19 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
                 no_overwrite: claims.bounds.no_overwrite,
             },
         )
-        .await
-    {
+        .await;
+    match completed {
         Ok(_) => Ok(()),
+        // Completed by a concurrent call or an earlier attempt of this one: the HEAD (with its
+        // age check) decides.
+        Err(StoreError::Refused { code, .. }) if code == "NoSuchUpload" => Ok(()),
         Err(StoreError::Refused { code, .. }) if code == "PreconditionFailed" => {
+            // Ours (an earlier attempt completed it) or another object's.
+            if let Ok(Some(head)) = client.head(store, &claims.bucket, key).await
+                && !predates(&head, claims)
+            {
+                return Ok(());
+            }
             let _ = client.abort_multipart(store, &claims.bucket, key, upload_id).await;
             Err((
                 CompleteOutcome::Exists,
@@ -752,7 +803,13 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
                 ),
             ))
         }
-        Err(error @ StoreError::Refused { .. }) => {
+        // The parts themselves are refused: nothing can complete this upload.
+        Err(error @ StoreError::Refused { .. })
+            if matches!(
+                error.code(),
+                Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall")
+            ) =>
+        {
             let _ = client.abort_multipart(store, &claims.bucket, key, upload_id).await;
             Err((
                 CompleteOutcome::Rejected,
@@ -762,8 +819,28 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
                 ),
             ))
         }
+        // Anything else (credentials, a store bug): the upload is kept for another attempt.
         Err(error) => Err(plain(store_problem(error))),
     }
+}
+
+/// A store refusal of a precondition (`If-Match`, `x-amz-copy-source-if-match`) means the object
+/// changed under `complete`; anything else as `store_problem`.
+fn changed_or_store_problem(error: StoreError) -> Problem {
+    match &error {
+        StoreError::Refused { status: 412, .. } => Problem::upload(
+            UploadCode::UploadChanged,
+            "the object changed while it was checked (written again with a still valid URL); complete again",
+        ),
+        _ => store_problem(error),
+    }
+}
+
+/// Whether the object at the key is older than the signature: then it is not this upload (with
+/// `CLOCK_SKEW_SECS` of slack for the store's clock).
+fn predates(head: &crate::upload::ObjectHead, claims: &Claims) -> bool {
+    head.last_modified
+        .is_some_and(|modified| modified + CLOCK_SKEW_SECS < claims.issued_at)
 }
 
 /// HEAD, retrying a not-found briefly (a store may list an object a moment after its upload).
@@ -803,11 +880,17 @@ async fn remove(
     let removed = match &profile.verify().quarantine {
         Some(prefix) => {
             let target = format!("{prefix}{key}");
-            client
+            match client
                 .copy(store, bucket, key, &target, &copy_headers(profile, false))
                 .await
-                .map_err(store_problem)?;
-            format!("quarantined as {target}")
+            {
+                Ok(()) => format!("quarantined as {target}"),
+                // A refused copy (a key too long, say) must not leave the object where it is.
+                Err(error @ StoreError::Refused { .. }) => {
+                    format!("deleted (the quarantine copy was refused: {error})")
+                }
+                Err(error) => return Err(store_problem(error)),
+            }
         }
         None => "deleted".to_owned(),
     };
@@ -836,13 +919,8 @@ fn uploaded_key(claims: &Claims, filename: Option<&str>) -> Result<String, Probl
         return Ok(key.clone());
     };
     match filename {
-        Some(name)
-            if !name.is_empty()
-                && !name.contains('/')
-                && !name.contains("${")
-                && name.len() <= 255
-                && !name.chars().any(char::is_control) =>
-        {
+        // The same rules as at admission, and the name must already be what they make of it.
+        Some(name) if crate::profile::admit::sanitize_filename(name).as_deref() == Ok(name) => {
             Ok(format!("{prefix}{name}"))
         }
         _ => Err(Problem::upload(
@@ -1208,9 +1286,15 @@ fn capability_url(
     let tag = tokens.tag(&[operation, token, &expires]);
     let base = match &state.uploads.public_url {
         Some(base) => base.trim_end_matches('/').to_owned(),
+        // Not `Forwarded`/`X-Forwarded-*`, which a client sets: the Host the request came to.
+        // Behind TLS, set `public_url`.
         None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            format!("http://{host}")
         }
     };
     let mut url = format!("{base}/v1/uppy/s3/{operation}?upload_token=");
@@ -1253,7 +1337,7 @@ pub struct CapabilityQuery {
         (status = 403, description = "`url-invalid` (a changed or expired URL), `forbidden`", body = String, content_type = "application/xml"),
         (status = 404, description = "`unknown-profile`, `upload-not-found`", body = String, content_type = "application/xml"),
         (status = 405, description = "`method-not-allowed`: another method than the operation's", body = String, content_type = "application/xml"),
-        (status = 409, description = "`object-exists`", body = String, content_type = "application/xml"),
+        (status = 409, description = "`object-exists`, `upload-changed`", body = String, content_type = "application/xml"),
         (status = 422, description = "The upload is not what was allowed (`parts-mismatch`, `content-sniff-mismatch`, …); it was removed", body = String, content_type = "application/xml"),
         (status = 502, description = "`store-refused`", body = String, content_type = "application/xml"),
         (status = 503, description = "`store-unavailable`, `upload-tokens-unconfigured`", body = String, content_type = "application/xml"),

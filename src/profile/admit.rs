@@ -605,8 +605,10 @@ fn admit_as<'p>(
             "the vars would render a key containing `${`, which S3 would read as a placeholder; change the vars".into(),
         );
     }
-    // S3 substitutes at least one character for `${filename}`.
-    let key_bytes = signed_part.len() + usize::from(filename_left);
+    // S3 substitutes at least one character for `${filename}`. A refused object may move under
+    // the quarantine prefix, which must still make a key S3 takes.
+    let quarantine = profile.verify.quarantine.as_deref().map_or(0, str::len);
+    let key_bytes = signed_part.len() + usize::from(filename_left) + quarantine;
     if key_bytes > MAX_KEY_BYTES {
         refuse(
             RefusalKind::KeyTooLong,

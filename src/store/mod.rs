@@ -129,11 +129,15 @@ impl StoreClient {
                 etag: p.etag.map(|e| unquote(&e)),
             }));
             match (page.is_truncated, page.next_part_number_marker.or(last)) {
-                (Some(true), Some(next)) => marker = next.to_string(),
+                (Some(true), Some(next)) if next.to_string() != marker => marker = next.to_string(),
+                (Some(true), _) => break,
                 _ => return Ok(parts),
             }
         }
-        Ok(parts)
+        Err(StoreError::Unavailable {
+            store: store.name.clone(),
+            detail: "ListParts kept answering truncated pages without moving on".into(),
+        })
     }
 
     /// Completes an upload from the parts the store listed (never the client's ETags), passing
@@ -197,7 +201,9 @@ impl StoreClient {
             Call::new("HeadObject", HttpMethod::HEAD, bucket, key).headers(&[("x-amz-checksum-mode", "ENABLED")]);
         let answer = match self.send(store, call, Vec::new()).await {
             Ok(answer) => answer,
-            Err(StoreError::Refused { status: 404, .. }) => return Ok(None),
+            // Without `s3:ListBucket`, S3 answers 403 for a missing key: also "not there" (and
+            // `complete` deletes nothing on a not-found).
+            Err(StoreError::Refused { status: 404 | 403, .. }) => return Ok(None),
             Err(error) => return Err(error),
         };
         let header = |name: &str| {
@@ -217,20 +223,34 @@ impl StoreClient {
             ..ObjectHead::default()
         };
         for (name, value) in &answer.headers {
-            let Ok(value) = value.to_str() else { continue };
+            let value = String::from_utf8_lossy(value.as_bytes());
             if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
-                head.metadata.insert(meta.to_owned(), value.to_owned());
+                head.metadata.insert(meta.to_owned(), decode_rfc2047(&value));
             } else if let Some(algorithm) = ChecksumAlgorithm::ALL.into_iter().find(|a| a.field() == name.as_str()) {
-                head.checksums.push((algorithm, value.to_owned()));
+                head.checksums.push((algorithm, value.into_owned()));
             }
         }
         Ok(Some(head))
     }
 
-    /// The object's first `len` bytes (fewer for a smaller object; none for an empty one).
-    pub async fn first_bytes(&self, store: &Store, bucket: &str, key: &str, len: u64) -> Result<Vec<u8>, StoreError> {
+    /// The object's first `len` bytes (fewer for a smaller object; none for an empty one), of the
+    /// version whose ETag is `etag` when given (another version: 412 `PreconditionFailed`).
+    pub async fn first_bytes(
+        &self,
+        store: &Store,
+        bucket: &str,
+        key: &str,
+        len: u64,
+        etag: Option<&str>,
+    ) -> Result<Vec<u8>, StoreError> {
         let range = format!("bytes=0-{}", len.saturating_sub(1));
-        let call = Call::new("GetObject", HttpMethod::GET, bucket, key).unsigned_header("Range", &range);
+        let quoted = etag.map(|e| format!("\"{e}\""));
+        let mut call = Call::new("GetObject", HttpMethod::GET, bucket, key)
+            .unsigned_header("Range", &range)
+            .max_body(usize::try_from(len).unwrap_or(usize::MAX));
+        if let Some(quoted) = &quoted {
+            call = call.unsigned_header("If-Match", quoted);
+        }
         match self.send(store, call, Vec::new()).await {
             Ok(answer) => {
                 let mut body = answer.body;
@@ -283,7 +303,7 @@ impl StoreClient {
         for attempt in 0..self.config.attempts.max(1) {
             if attempt > 0 {
                 // 100 ms, 400 ms, …, with up to 50 % jitter so replicas do not retry in step.
-                let base = 100u64 * 4u64.pow(attempt - 1);
+                let base = 100u64.saturating_mul(4u64.saturating_pow(attempt - 1)).min(10_000);
                 let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * base / 512;
                 tokio::time::sleep(Duration::from_millis(base + jitter)).await;
             }
@@ -308,18 +328,20 @@ impl StoreClient {
             };
             let status = response.status();
             let headers = response.headers().clone();
-            let bytes = match response.bytes().await {
-                Ok(bytes) => bytes.to_vec(),
+            let bytes = match read_capped(response, call.max_body).await {
+                Ok(bytes) => bytes,
                 Err(error) => {
                     last = unavailable(describe(&error));
                     continue;
                 }
             };
-            if status.is_success() {
+            // A 200 may carry an <Error> (CompleteMultipartUpload, CopyObject fail after it).
+            let failed = !status.is_success() || root_element(&bytes) == Some("Error");
+            if !failed {
                 return Ok(Answer { headers, body: bytes });
             }
             let (code, message) = error_document(&bytes, status);
-            if status.is_server_error() || matches!(code.as_str(), "SlowDown" | "RequestTimeout" | "InternalError") {
+            if status.is_server_error() || is_retryable(&code) {
                 last = unavailable(format!("{} {code}: {message}", status.as_u16()));
                 continue;
             }
@@ -333,6 +355,28 @@ impl StoreClient {
         }
         Err(last)
     }
+}
+
+/// The store error codes S3 clients retry, wherever they appear (a 200 answer included).
+fn is_retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "Throttling" | "RequestLimitExceeded"
+    )
+}
+
+/// The answer's body, at most `limit` bytes: a store (or a proxy) that ignores `Range` or sends
+/// an endless answer is read no further.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 /// What a completed object must be: its size (`x-amz-mp-object-size`) and, for
@@ -355,6 +399,8 @@ struct Call<'a> {
     /// Headers sent unsigned (`Range`).
     unsigned: Vec<(&'a str, &'a str)>,
     long: bool,
+    /// The most bytes of the answer read.
+    max_body: usize,
 }
 
 impl<'a> Call<'a> {
@@ -368,6 +414,8 @@ impl<'a> Call<'a> {
             headers: Vec::new(),
             unsigned: Vec::new(),
             long: false,
+            // ListParts of 1,000 parts is ~250 KB of XML.
+            max_body: 4 * 1024 * 1024,
         }
     }
     fn params(mut self, params: &[(&'a str, &'a str)]) -> Call<'a> {
@@ -384,6 +432,10 @@ impl<'a> Call<'a> {
     }
     fn long(mut self) -> Call<'a> {
         self.long = true;
+        self
+    }
+    fn max_body(mut self, bytes: usize) -> Call<'a> {
+        self.max_body = bytes;
         self
     }
 }
@@ -475,6 +527,50 @@ fn parse_xml<T: for<'de> Deserialize<'de>>(
         store: store.name.clone(),
         detail: format!("{operation} answered XML that could not be read: {error}"),
     })
+}
+
+/// A metadata value as S3 returns a non-ASCII one (RFC 2047: `=?UTF-8?B?…?=` or `=?UTF-8?Q?…?=`),
+/// decoded; any other value as it is.
+fn decode_rfc2047(value: &str) -> String {
+    use base64::Engine as _;
+    let Some(inner) = value.strip_prefix("=?").and_then(|v| v.strip_suffix("?=")) else {
+        return value.to_owned();
+    };
+    let mut pieces = inner.splitn(3, '?');
+    let (Some(charset), Some(encoding), Some(text)) = (pieces.next(), pieces.next(), pieces.next()) else {
+        return value.to_owned();
+    };
+    if !charset.eq_ignore_ascii_case("utf-8") {
+        return value.to_owned();
+    }
+    let bytes = match encoding {
+        "B" | "b" => base64::engine::general_purpose::STANDARD.decode(text).ok(),
+        "Q" | "q" => {
+            let mut out = Vec::with_capacity(text.len());
+            let mut bytes = text.bytes();
+            while let Some(byte) = bytes.next() {
+                match byte {
+                    b'_' => out.push(b' '),
+                    b'=' => {
+                        let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                        match std::str::from_utf8(&hex)
+                            .ok()
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        {
+                            Some(decoded) => out.push(decoded),
+                            None => return value.to_owned(),
+                        }
+                    }
+                    other => out.push(other),
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    };
+    bytes
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| value.to_owned())
 }
 
 /// An HTTP date (`Tue, 01 Dec 2026 02:29:03 GMT`) as Unix seconds.
@@ -573,5 +669,9 @@ mod tests {
         assert_eq!(root_element(created), Some("InitiateMultipartUploadResult"));
         assert_eq!(http_date("Tue, 01 Dec 2026 02:29:03 GMT"), Some(1_796_092_143));
         assert_eq!(http_date("yesterday"), None);
+        assert_eq!(decode_rfc2047("=?UTF-8?B?Y2Fmw6k=?="), "café");
+        assert_eq!(decode_rfc2047("=?UTF-8?Q?caf=C3=A9_au_lait?="), "café au lait");
+        assert_eq!(decode_rfc2047("plain"), "plain");
+        assert_eq!(decode_rfc2047("=?UTF-8?B?!!?="), "=?UTF-8?B?!!?=");
     }
 }

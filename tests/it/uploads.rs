@@ -540,6 +540,33 @@ async fn expiry_swaps_and_revocation_reach_uploads_in_flight() {
         "nothing is deleted"
     );
 
+    // The same on the first complete: an object at the key older than the signature is another
+    // upload's, so it is neither checked nor removed (completing a token that uploaded nothing
+    // must not clear the way for it under `overwrite: false`).
+    let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "kept.png", "content_type": "image/png", "size": 1});
+    let (_, signed) = call(svc, "/v1/profiles/media/presign", "web", body).await;
+    let mut claims = keys
+        .open(
+            signed["upload_token"].as_str().unwrap(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let key = claims.bounds.key.clone();
+    let raw = server.raw_put_url("user-content", &key, None);
+    assert_eq!(put_part(&raw, png(2048, 9)).await, 200);
+    claims.issued_at = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+    let later = keys.seal(&claims);
+    let (status, problem) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": later})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (404, Some("upload-not-found")),
+        "{problem}"
+    );
+    assert!(
+        server.object("user-content", &key).await.is_some(),
+        "an older object is not removed"
+    );
+
     // Revocation: the profile stops allowing `web` while its multipart upload is in flight.
     let (_, created) = call(svc, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
     let token = created["upload_token"].as_str().unwrap().to_owned();
@@ -620,4 +647,53 @@ async fn uppy_gateway_urls_answer_s3_xml_and_refuse_changes() {
     let body = json!({"request": {"method": "PUT", "key": "k", "uploadId": token, "partNumber": 1}});
     let (status, problem) = call(&service, "/v1/profiles/media/uppy", "mobile", body).await;
     assert!(status == 403, "{status} {problem}");
+}
+
+/// CompleteMultipartUpload may fail after its 200: an `<Error>` with a retryable code is tried
+/// again (not taken as a refusal that would abort the upload); a refusal of the parts is not.
+#[tokio::test]
+async fn a_200_with_a_retryable_error_is_retried() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let answers = [
+        "<Error><Code>InternalError</Code><Message>try again</Message></Error>",
+        "<CompleteMultipartUploadResult><ETag>&quot;abc-2&quot;</ETag></CompleteMultipartUploadResult>",
+        "<Error><Code>InvalidPart</Code><Message>no such part</Message></Error>",
+    ];
+    tokio::spawn(async move {
+        for body in answers {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(response.as_bytes()).await.unwrap();
+        }
+    });
+    let mut store = crate::http::aws_store();
+    store.endpoint = postgate::sign::Endpoint::Custom(endpoint);
+    store.addressing = postgate::sign::Addressing::Path;
+    let client = postgate::store::StoreClient::new(postgate::store::ClientConfig {
+        attempts: 3,
+        ..Default::default()
+    });
+    let parts = [postgate::upload::ListedPart {
+        part_number: 1,
+        size: 5,
+        etag: Some("p1".into()),
+    }];
+    let expect = postgate::store::Completion {
+        object_size: 5,
+        no_overwrite: false,
+    };
+    let etag = client
+        .complete_multipart(&store, "b", "k", "u", &parts, expect)
+        .await
+        .expect("the retry completes");
+    assert_eq!(etag.as_deref(), Some("abc-2"));
+    let refused = client.complete_multipart(&store, "b", "k", "u", &parts, expect).await;
+    assert_eq!(refused.unwrap_err().code(), Some("InvalidPart"));
 }
