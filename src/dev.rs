@@ -22,6 +22,7 @@ use s3s::service::S3Service;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::registry::Snapshot;
+use crate::store::xml_escape;
 
 /// The dev store's fixed credentials (they guard nothing but a local directory).
 pub const ACCESS_KEY: &str = "POSTGATEDEVACCESSKEY";
@@ -379,14 +380,6 @@ fn form_urlencode(text: &str) -> String {
         }
     }
     out
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// The `filename` of the multipart part named `file` (the last part of an S3 POST form).

@@ -25,7 +25,7 @@ use crate::profile::{Bounds, Context, Profile, UploadRequest, admit_multipart};
 use crate::registry::Snapshot;
 use crate::sign::multipart::{PartTarget, create_headers, part_url};
 use crate::sign::{FieldStyle, Signed, Store, format_rfc3339, sign_upload};
-use crate::store::{Completion, StoreError};
+use crate::store::{Completion, StoreError, xml_escape};
 use crate::upload::verify::SNIFF_BYTES;
 use crate::upload::{Carry, Claims, PartPlan, TokenError, TokenKeys, Violation, check_object, check_parts, sniff};
 
@@ -149,15 +149,15 @@ pub async fn create_multipart(
 ) -> HttpResponse {
     let snapshot = state.registry.current();
     let result = async {
-        let app = authenticate(&snapshot, &req)?;
-        snapshot
-            .limiters
-            .check(&app)
-            .map_err(|over| Problem::rate_limited(&app, &over))?;
-        let profile = allowed_profile(&snapshot, &app, &name)?;
-        check_json_content_type(&req)?;
-        let body = read_body(&req, payload, state.max_body_bytes).await?;
-        let request: UploadRequest = parse_json(&body, "{\"size\": 104857600, \"filename\": \"big.bin\"}")?;
+        let (app, profile, request): (_, _, UploadRequest) = signing_request(
+            &state,
+            &snapshot,
+            &req,
+            &name,
+            payload,
+            "{\"size\": 104857600, \"filename\": \"big.bin\"}",
+        )
+        .await?;
         let created = start_multipart(&state, &snapshot, profile, &app, &request).await?;
         Ok::<_, Problem>(created)
     }
@@ -510,11 +510,7 @@ pub async fn complete(state: web::Data<AppState>, req: HttpRequest, payload: web
     let snapshot = state.registry.current();
     let started = Instant::now();
     let result = async {
-        let app = authenticate(&snapshot, &req)?;
-        check_json_content_type(&req)?;
-        let body = read_body(&req, payload, state.max_body_bytes).await?;
-        let request: TokenRequest = parse_json(&body, "{\"upload_token\": \"pgu1.…\"}")?;
-        let claims = open_token(tokens(&state)?, &request.upload_token, Some(&app))?;
+        let (claims, request) = token_request(&state, &snapshot, &req, payload).await?;
         Ok::<_, Problem>((claims, request.filename))
     }
     .await;
@@ -962,11 +958,7 @@ where
     let snapshot = state.registry.current();
     let mut label = UNKNOWN_PROFILE.to_owned();
     let result = async {
-        let app = authenticate(&snapshot, req)?;
-        check_json_content_type(req)?;
-        let body = read_body(req, payload, state.max_body_bytes).await?;
-        let request: TokenRequest = parse_json(&body, "{\"upload_token\": \"pgu1.…\"}")?;
-        let claims = open_token(tokens(state)?, &request.upload_token, Some(&app))?;
+        let (claims, request) = token_request(state, &snapshot, req, payload).await?;
         label = profile_label(&snapshot, &claims.profile).to_owned();
         handle(snapshot.clone(), claims, request).await
     }
@@ -981,6 +973,44 @@ where
             problem.response()
         }
     }
+}
+
+/// The opening of every route that mints a capability (multipart start, Uppy): the app, its
+/// rate limit (before the body is read), the profile it may use, and the JSON body.
+async fn signing_request<'s, T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    snapshot: &'s Snapshot,
+    req: &HttpRequest,
+    name: &str,
+    payload: web::Payload,
+    example: &str,
+) -> Result<(String, &'s Arc<Profile>, T), Problem> {
+    let app = authenticate(snapshot, req)?;
+    snapshot
+        .limiters
+        .check(&app)
+        .map_err(|over| Problem::rate_limited(&app, &over))?;
+    let profile = allowed_profile(snapshot, &app, name)?;
+    check_json_content_type(req)?;
+    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let request = parse_json(&body, example)?;
+    Ok((app, profile, request))
+}
+
+/// The opening of every route that takes an upload token: the app, the JSON body, and the
+/// token opened for that app.
+async fn token_request(
+    state: &AppState,
+    snapshot: &Snapshot,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Claims, TokenRequest), Problem> {
+    let app = authenticate(snapshot, req)?;
+    check_json_content_type(req)?;
+    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let request: TokenRequest = parse_json(&body, "{\"upload_token\": \"pgu1.…\"}")?;
+    let claims = open_token(tokens(state)?, &request.upload_token, Some(&app))?;
+    Ok((claims, request))
 }
 
 fn tokens(state: &AppState) -> Result<&TokenKeys, Problem> {
@@ -1140,18 +1170,15 @@ pub async fn uppy_sign(
     let started = Instant::now();
     let snapshot = state.registry.current();
     let result = async {
-        let app = authenticate(&snapshot, &req)?;
-        snapshot
-            .limiters
-            .check(&app)
-            .map_err(|over| Problem::rate_limited(&app, &over))?;
-        let profile = allowed_profile(&snapshot, &app, &name)?;
-        check_json_content_type(&req)?;
-        let body = read_body(&req, payload, state.max_body_bytes).await?;
-        let sign: UppySignRequest = parse_json(
-            &body,
+        let (app, profile, sign): (_, _, UppySignRequest) = signing_request(
+            &state,
+            &snapshot,
+            &req,
+            &name,
+            payload,
             "{\"request\": {\"method\": \"PUT\", \"key\": \"…\"}, \"upload\": {\"size\": 1}}",
-        )?;
+        )
+        .await?;
         uppy_answer(&state, &req, &snapshot, profile, &app, sign).await
     }
     .await;
@@ -1444,11 +1471,4 @@ async fn uppy_s3_inner(
             format!("`{}` takes no {method}", operation.escape_debug()),
         )),
     }
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -584,11 +584,13 @@ fn unquote(etag: &str) -> String {
     etag.trim().trim_matches('"').to_owned()
 }
 
-fn xml_escape(text: &str) -> String {
+/// Text as XML character data or an attribute value (the gateway's and the dev store's S3 answers).
+pub fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 #[derive(Deserialize)]

@@ -1,10 +1,15 @@
 // What the browser suites share: starting `postgate dev`, Chromium's flags, and test files.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
+
+import { chromium } from 'playwright-core';
 
 export const root = fileURLToPath(new URL('../../', import.meta.url));
 export const gateway = 'http://127.0.0.1:8080';
@@ -21,6 +26,28 @@ export const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
+
+/**
+ * One suite's world: a built `postgate` (`POSTGATE_BIN`) running `dev` on a fresh data directory,
+ * and headless Chromium. `stop()` ends both and removes the directory.
+ */
+export async function startSuite(prefix) {
+  const bin = path.resolve(root, process.env.POSTGATE_BIN ?? 'target/debug/postgate');
+  assert.ok(existsSync(bin), `${bin} does not exist: build it with \`cargo build\` or set POSTGATE_BIN`);
+  assert.equal(await ready(), false, `${gateway} already answers: stop the server on port 8080 first`);
+  const data = await mkdtemp(path.join(tmpdir(), prefix));
+  const dev = await startDev(bin, data);
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  return {
+    data,
+    browser,
+    async stop() {
+      await browser.close();
+      await dev.stop();
+      await rm(data, { recursive: true, force: true });
+    },
+  };
+}
 
 export async function startDev(bin, dataDir) {
   const child = spawn(bin, ['dev', '--data', dataDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -9,33 +9,23 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { chromium } from 'playwright-core';
+import { MiB, gateway, listFiles, makePng, startSuite } from './harness.mjs';
 
-import { CHROMIUM_ARGS, MiB, gateway, listFiles, makePng, ready, root, startDev } from './harness.mjs';
-
-let dev;
+let suite;
 let data;
 let browser;
 
 before(async () => {
-  const bin = path.resolve(root, process.env.POSTGATE_BIN ?? 'target/debug/postgate');
-  assert.ok(existsSync(bin), `${bin} does not exist: build it with \`cargo build\` or set POSTGATE_BIN`);
-  assert.equal(await ready(), false, `${gateway} already answers: stop the server on port 8080 first`);
-  data = await mkdtemp(path.join(tmpdir(), 'postgate-browser-'));
-  dev = await startDev(bin, data);
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  suite = await startSuite('postgate-browser-');
+  ({ data, browser } = suite);
 });
 
 after(async () => {
-  await browser?.close();
-  await dev?.stop();
-  if (data) await rm(data, { recursive: true, force: true });
+  await suite?.stop();
 });
 
 test('the JavaScript page uploads a PNG under the signed key', async () => {

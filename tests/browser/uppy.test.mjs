@@ -9,30 +9,24 @@
 // and 9000. Run with `bash tests/browser/run.sh` from the repository root.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import * as esbuild from 'esbuild';
-import { chromium } from 'playwright-core';
 
-import { CHROMIUM_ARGS, MiB, gateway, listFiles, makePng, ready, root, startDev } from './harness.mjs';
+import { MiB, gateway, listFiles, makePng, root, startSuite } from './harness.mjs';
 
 const DEV_KEY = 'dev-key-web-local';
 // Uppy uploads files above this in parts (its default is 100 MiB).
 const MULTIPART_ABOVE = 1 * MiB;
 
-let dev;
+let suite;
 let data;
 let browser;
 let bundle;
 
 before(async () => {
-  const bin = path.resolve(root, process.env.POSTGATE_BIN ?? 'target/debug/postgate');
-  assert.ok(existsSync(bin), `${bin} does not exist: build it with \`cargo build\` or set POSTGATE_BIN`);
-  assert.equal(await ready(), false, `${gateway} already answers: stop the server on port 8080 first`);
   const built = await esbuild.build({
     entryPoints: [path.join(root, 'tests/browser/uppy-entry.mjs')],
     bundle: true,
@@ -42,15 +36,12 @@ before(async () => {
     logLevel: 'error',
   });
   bundle = built.outputFiles[0].text;
-  data = await mkdtemp(path.join(tmpdir(), 'postgate-uppy-'));
-  dev = await startDev(bin, data);
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  suite = await startSuite('postgate-uppy-');
+  ({ data, browser } = suite);
 });
 
 after(async () => {
-  await browser?.close();
-  await dev?.stop();
-  if (data) await rm(data, { recursive: true, force: true });
+  await suite?.stop();
 });
 
 /// Uploads one file with Uppy from a page of the gateway's origin; returns Uppy's result.
