@@ -90,6 +90,7 @@ fn benches(c: &mut Criterion) {
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
     let store = store();
+    let signer = store.signer(OffsetDateTime::now_utc()).unwrap();
     let request = request();
     let snapshot = registry.current();
     let profile = snapshot.get("avatars").unwrap();
@@ -104,15 +105,15 @@ fn benches(c: &mut Criterion) {
     });
     let filled = admit(profile, &request, Method::Post, &ctx).unwrap();
     c.bench_function("parts: POST renderer", |b| {
-        b.iter(|| post::post_form(black_box(filled.clone()), &store, now, FieldStyle::Botocore))
+        b.iter(|| post::post_form(black_box(filled.clone()), &signer, now, FieldStyle::Botocore))
     });
-    let form = post::post_form(filled, &store, now, FieldStyle::Botocore);
+    let form = post::post_form(filled, &signer, now, FieldStyle::Botocore);
     c.bench_function("parts: response JSON", |b| b.iter(|| black_box(&form).to_json()));
     let photos = snapshot.get("photos").unwrap();
     let put_request = put_request();
     let filled = admit(photos, &put_request, Method::Put, &ctx).unwrap();
     c.bench_function("parts: PUT renderer", |b| {
-        b.iter(|| put::put_url(black_box(filled.clone()), &store, now))
+        b.iter(|| put::put_url(black_box(filled.clone()), &signer, now))
     });
     c.bench_function("parts: uuid v7 + clock", |b| {
         b.iter(|| (Uuid::now_v7(), OffsetDateTime::now_utc()))
@@ -128,7 +129,8 @@ fn benches(c: &mut Criterion) {
             now,
             uuid: Uuid::now_v7(),
         };
-        let signed = postgate::sign::sign(profile, &store, black_box(request), &ctx, FieldStyle::Botocore).unwrap();
+        let signer = store.signer(now).unwrap();
+        let signed = postgate::sign::sign(profile, &signer, black_box(request), &ctx, FieldStyle::Botocore).unwrap();
         signed.to_json()
     };
     c.bench_function("sign one request end to end", |b| {
@@ -186,7 +188,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("sign 1000 part URLs", |b| {
         b.iter(|| {
             (1..=1000u32)
-                .map(|n| postgate::sign::multipart::part_url(&store, &target, n, plan.size_of(n).unwrap(), now))
+                .map(|n| postgate::sign::multipart::part_url(&signer, &target, n, plan.size_of(n).unwrap(), now))
                 .collect::<Vec<_>>()
         })
     });

@@ -43,9 +43,15 @@ fn main() {
             now,
             uuid: Uuid::now_v7(),
         };
-        postgate::sign::sign(profile, &store, &request, &ctx, postgate::sign::FieldStyle::Botocore)
-            .unwrap()
-            .to_json()
+        postgate::sign::sign(
+            profile,
+            &store.signer(ctx.now).unwrap(),
+            &request,
+            &ctx,
+            postgate::sign::FieldStyle::Botocore,
+        )
+        .unwrap()
+        .to_json()
     };
     sign(); // warm the signing-key cache
     let rounds = 1000;

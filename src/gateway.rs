@@ -17,20 +17,38 @@ use postgate::store::{ClientConfig, StoreClient};
 use postgate::upload::TokenKeys;
 use uuid::Uuid;
 
+/// How long a starting gateway waits for credentials it fetches (it starts anyway, not ready).
+const FIRST_CREDENTIALS_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Where a store's credentials come from, for the start-up log.
+fn refresh_kind(refresh: &postgate::config::Refresh) -> String {
+    use postgate::config::Refresh;
+    match refresh {
+        Refresh::Never => "static".into(),
+        Refresh::Files(_) => "static, files re-read on change".into(),
+        Refresh::Provider { source, .. } => format!("{source:?} provider, refreshed"),
+    }
+}
+
 /// `postgate serve`.
 pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut stores = Stores::new();
+    let mut refreshes = Vec::new();
     for name in config.store_names() {
-        let store = config.resolve_store(&name, &process_env)?;
-        tracing::info!(store = %name, region = %store.region, endpoint = ?store.endpoint, post = store.post, "store ready");
-        stores.insert(name, Arc::new(store));
+        let (store, refresh) = config.resolve_store(&name, &process_env)?;
+        tracing::info!(store = %name, region = %store.region, endpoint = ?store.endpoint, post = store.post, credentials = ?refresh_kind(&refresh), "store configured");
+        let store = Arc::new(store);
+        refreshes.push((store.clone(), refresh));
+        stores.insert(name, store);
     }
+    let metrics = Arc::new(Metrics::new());
+    postgate::credentials::spawn(refreshes, metrics.clone(), FIRST_CREDENTIALS_WAIT);
     let source = Source {
         policies: config.policies.clone(),
         stores: Arc::new(stores),
         apps: AppsSource::ConfigFile(config_path.clone()),
     };
-    let registry = start_registry(source, &config, None)?;
+    let registry = start_registry(source, &config, metrics, None)?;
     if registry.current().apps.is_empty() {
         tracing::warn!("no apps are configured: every request will be answered 401; see `apps` in the README");
     }
@@ -107,7 +125,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     };
     let data_dir = store.data_dir.clone();
     let on_publish = Box::new(move |snapshot: &postgate::registry::Snapshot| dev::ensure_buckets(&data_dir, snapshot));
-    let registry = start_registry(source, &config, Some(on_publish))?;
+    let registry = start_registry(source, &config, Arc::new(Metrics::new()), Some(on_publish))?;
     let watched = watched_dirs(&config, vec![config.policies.clone()]);
     let reloader = watch::spawn(registry.clone(), watched, watch_settings(&config));
 
@@ -204,10 +222,11 @@ type OnPublish = Box<dyn Fn(&postgate::registry::Snapshot) + Send + Sync>;
 fn start_registry(
     source: Source,
     config: &GatewayConfig,
+    metrics: Arc<Metrics>,
     on_publish: Option<OnPublish>,
 ) -> anyhow::Result<Arc<Registry>> {
     let dir = source.policies.display().to_string();
-    match Registry::start(source, config.reload.allow_empty, Arc::new(Metrics::new()), on_publish) {
+    match Registry::start(source, config.reload.allow_empty, metrics, on_publish) {
         Ok(registry) => Ok(Arc::new(registry)),
         Err(diagnostics) => {
             for diagnostic in &diagnostics {

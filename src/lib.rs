@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod credentials;
 #[cfg(feature = "dev-store")]
 pub mod dev;
 pub mod http;

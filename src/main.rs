@@ -212,7 +212,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sign(args) => {
             let snapshot = load(&args.dir.clone().unwrap_or_else(|| config.policies.clone()), &config)?;
             let profile = find(&snapshot, &args.profile)?;
-            let store = config.resolve_store(profile.store(), &process_env)?;
+            let (store, refresh) = config.resolve_store(profile.store(), &process_env)?;
+            postgate::credentials::fetch_now(&store, &refresh)
+                .map_err(|e| anyhow::anyhow!("store `{}`: cannot fetch credentials: {e}", store.name))?;
             let request = UploadRequest {
                 vars: args.vars.into_iter().collect(),
                 filename: args.filename,
@@ -228,7 +230,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 now,
                 uuid: Uuid::now_v7(),
             };
-            let signed = match sign(profile, &store, &request, &ctx, FieldStyle::default()) {
+            let signer = match store.signer(now) {
+                Ok(signer) => signer,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let signed = match sign(profile, &signer, &request, &ctx, FieldStyle::default()) {
                 Ok(signed) => signed,
                 Err(refusals) => {
                     for refusal in &refusals {

@@ -3,7 +3,8 @@
 //! words. Never keys, user ids or client-supplied strings.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub const PRESIGN_REQUESTS: &str = "postgate_presign_requests_total";
@@ -19,6 +20,13 @@ pub const BUILD_INFO: &str = "postgate_build_info";
 pub const COMPLETES: &str = "postgate_upload_completes_total";
 pub const VERIFIED_BYTES: &str = "postgate_upload_verified_bytes_total";
 pub const MULTIPART_REQUESTS: &str = "postgate_multipart_requests_total";
+pub const CREDENTIALS_EXPIRY: &str = "postgate_store_credentials_expiry_timestamp_seconds";
+pub const CREDENTIALS_VALID: &str = "postgate_store_credentials_valid";
+pub const CREDENTIALS_REFRESHES: &str = "postgate_store_credentials_refreshes_total";
+pub const JWKS_FETCHES: &str = "postgate_jwks_fetches_total";
+pub const END_USER_TOKENS: &str = "postgate_end_user_tokens_total";
+pub const RATE_LIMIT_BACKEND_UP: &str = "postgate_rate_limit_backend_up";
+pub const RATE_LIMIT_FALLBACKS: &str = "postgate_rate_limit_backend_fallbacks_total";
 
 /// The `profile` label for names that are not loaded.
 pub const UNKNOWN_PROFILE: &str = "_unknown";
@@ -219,6 +227,13 @@ pub struct Metrics {
     completes: IntCounterVec,
     verified_bytes: IntCounterVec,
     multipart_requests: IntCounterVec,
+    credentials_expiry: GaugeVec,
+    credentials_valid: IntGaugeVec,
+    credentials_refreshes: IntCounterVec,
+    jwks_fetches: IntCounterVec,
+    end_user_tokens: IntCounterVec,
+    rate_limit_backend_up: IntGauge,
+    rate_limit_fallbacks: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -288,6 +303,54 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let credentials_expiry = GaugeVec::new(
+            Opts::new(
+                CREDENTIALS_EXPIRY,
+                "Unix time the credentials of a store expire; absent for credentials that do not expire.",
+            ),
+            &["store"],
+        )
+        .expect("valid metric");
+        let credentials_valid = IntGaugeVec::new(
+            Opts::new(
+                CREDENTIALS_VALID,
+                "Whether a store has credentials to sign with (1) or not (0: presign answers 503).",
+            ),
+            &["store"],
+        )
+        .expect("valid metric");
+        let credentials_refreshes = IntCounterVec::new(
+            Opts::new(
+                CREDENTIALS_REFRESHES,
+                "Credential fetches by store and result (ok, failed).",
+            ),
+            &["store", "result"],
+        )
+        .expect("valid metric");
+        let jwks_fetches = IntCounterVec::new(
+            Opts::new(JWKS_FETCHES, "JWKS fetches by app and result (ok, failed)."),
+            &["app", "result"],
+        )
+        .expect("valid metric");
+        let end_user_tokens = IntCounterVec::new(
+            Opts::new(
+                END_USER_TOKENS,
+                "End-user tokens checked, by app and result (valid, or the problem code).",
+            ),
+            &["app", "result"],
+        )
+        .expect("valid metric");
+        let rate_limit_backend_up = IntGauge::new(
+            RATE_LIMIT_BACKEND_UP,
+            "Whether the shared rate-limit backend answers (1) or the local limiter stands in (0).",
+        )
+        .expect("valid metric");
+        let rate_limit_fallbacks = prometheus::IntCounter::new(
+            RATE_LIMIT_FALLBACKS,
+            "Rate-limit checks the local limiter answered because the shared backend failed.",
+        )
+        .expect("valid metric");
+
         for collector in [
             Box::new(presign_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(presign_duration.clone()),
@@ -302,6 +365,13 @@ impl Metrics {
             Box::new(completes.clone()),
             Box::new(verified_bytes.clone()),
             Box::new(multipart_requests.clone()),
+            Box::new(credentials_expiry.clone()),
+            Box::new(credentials_valid.clone()),
+            Box::new(credentials_refreshes.clone()),
+            Box::new(jwks_fetches.clone()),
+            Box::new(end_user_tokens.clone()),
+            Box::new(rate_limit_backend_up.clone()),
+            Box::new(rate_limit_fallbacks.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -320,7 +390,54 @@ impl Metrics {
             completes,
             verified_bytes,
             multipart_requests,
+            credentials_expiry,
+            credentials_valid,
+            credentials_refreshes,
+            jwks_fetches,
+            end_user_tokens,
+            rate_limit_backend_up,
+            rate_limit_fallbacks,
         }
+    }
+
+    /// Records a credential fetch for `store`: its result, and the expiry of the credentials
+    /// now signing (`None`: they do not expire; `valid` false: there are none).
+    pub fn credentials(&self, store: &str, ok: bool, valid: bool, expires_at_unix: Option<f64>) {
+        let result = if ok { "ok" } else { "failed" };
+        self.credentials_refreshes.with_label_values(&[store, result]).inc();
+        self.credentials_valid.with_label_values(&[store]).set(i64::from(valid));
+        match expires_at_unix {
+            Some(at) => self.credentials_expiry.with_label_values(&[store]).set(at),
+            None => {
+                let _ = self.credentials_expiry.remove_label_values(&[store]);
+            }
+        }
+    }
+
+    /// Marks whether `store` can sign (without a fetch: the credentials it had ran out).
+    pub fn credentials_valid(&self, store: &str, valid: bool) {
+        self.credentials_valid.with_label_values(&[store]).set(i64::from(valid));
+    }
+
+    /// Counts a JWKS fetch for `app` (a configured app name).
+    pub fn jwks_fetch(&self, app: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.jwks_fetches.with_label_values(&[app, result]).inc();
+    }
+
+    /// Counts an end-user token for `app` (a configured app name): `valid` or a problem code.
+    pub fn end_user_token(&self, app: &str, result: &'static str) {
+        self.end_user_tokens.with_label_values(&[app, result]).inc();
+    }
+
+    /// Whether the shared rate-limit backend answers.
+    pub fn rate_limit_backend(&self, up: bool) {
+        self.rate_limit_backend_up.set(i64::from(up));
+    }
+
+    /// Counts a check the local limiter answered in the backend's place.
+    pub fn rate_limit_fallback(&self) {
+        self.rate_limit_fallbacks.inc();
     }
 
     /// Counts one `complete`; `profile` is a loaded profile's name or `UNKNOWN_PROFILE`.

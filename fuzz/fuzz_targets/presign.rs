@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let ctx = common::context();
     for style in [FieldStyle::Botocore, FieldStyle::JsSdk] {
-        let Ok(signed) = sign(profile, &STORE, &request, &ctx, style) else {
+        let Ok(signed) = sign(profile, &STORE.signer(ctx.now).unwrap(), &request, &ctx, style) else {
             return;
         };
         if let Err(problem) = coverage::check(profile, &signed, common::now()) {

@@ -313,10 +313,41 @@ pub struct StoreConfig {
     pub credentials: CredentialsConfig,
 }
 
-/// Where a store's credentials come from. A `*_file` setting wins over its `*_env` setting.
+/// Where a store's credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    /// Fixed keys from the `*_env` and `*_file` settings below (files are re-read when they
+    /// change). The default for stores with an `endpoint` or with any of those settings.
+    Static,
+    /// The AWS SDK's provider chain: environment, shared config and credentials files
+    /// (`AWS_PROFILE`, `credential_process`), web identity (EKS IRSA), container credentials
+    /// (ECS, EKS Pod Identity), then EC2 instance metadata (IMDSv2). The default for AWS S3.
+    Chain,
+    /// Container credentials only (`AWS_CONTAINER_CREDENTIALS_FULL_URI` or `…_RELATIVE_URI`,
+    /// with `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`): ECS tasks and EKS Pod Identity.
+    Container,
+    /// Web identity only (`AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_ARN`): EKS IRSA.
+    WebIdentity,
+    /// EC2 instance metadata only (IMDSv2).
+    Imds,
+    /// A profile of the shared config files (`profile`, default `AWS_PROFILE` or `default`),
+    /// including `credential_process` and `role_arn` profiles.
+    Profile,
+}
+
+/// Where a store's credentials come from: `source`, and for `static` the settings below (a
+/// `*_file` setting wins over its `*_env` setting).
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsConfig {
+    /// `static`, `chain`, `container`, `web_identity`, `imds` or `profile`. Default: `static` for
+    /// stores with an `endpoint` or a `*_env`/`*_file` setting, else `chain`.
+    #[serde(default)]
+    pub source: Option<CredentialSource>,
+    /// The shared-config profile for `source: profile`.
+    #[serde(default)]
+    pub profile: Option<String>,
     /// Variable holding the access key id; default `AWS_ACCESS_KEY_ID`.
     pub access_key_id_env: Option<String>,
     /// Variable holding the secret access key; default `AWS_SECRET_ACCESS_KEY`.
@@ -328,6 +359,94 @@ pub struct CredentialsConfig {
     pub access_key_id_file: Option<PathBuf>,
     pub secret_access_key_file: Option<PathBuf>,
     pub session_token_file: Option<PathBuf>,
+}
+
+impl CredentialsConfig {
+    /// Whether any static setting is given.
+    fn has_static_settings(&self) -> bool {
+        self.access_key_id_env.is_some()
+            || self.secret_access_key_env.is_some()
+            || self.session_token_env.is_some()
+            || self.expiration_env.is_some()
+            || self.access_key_id_file.is_some()
+            || self.secret_access_key_file.is_some()
+            || self.session_token_file.is_some()
+    }
+
+    /// The files static credentials are read from (watched for rotation).
+    pub fn files(&self) -> Vec<PathBuf> {
+        [
+            &self.access_key_id_file,
+            &self.secret_access_key_file,
+            &self.session_token_file,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+    }
+
+    /// Reads static credentials with `env`: `Ok(None)` when the key id or secret is not set.
+    /// Errors name the setting, never a value read.
+    pub fn read_static(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Credentials>, String> {
+        let read =
+            |file: &Option<PathBuf>, var: &Option<String>, default_var: &str| -> Result<Option<String>, String> {
+                if let Some(file) = file {
+                    return std::fs::read_to_string(file)
+                        .map(|text| Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
+                        .map_err(|e| format!("cannot read {}: {e}", file.display()));
+                }
+                Ok(env(var.as_deref().unwrap_or(default_var)).filter(|v| !v.is_empty()))
+            };
+        let access_key_id = read(&self.access_key_id_file, &self.access_key_id_env, "AWS_ACCESS_KEY_ID")?;
+        let secret = read(
+            &self.secret_access_key_file,
+            &self.secret_access_key_env,
+            "AWS_SECRET_ACCESS_KEY",
+        )?;
+        let token = read(&self.session_token_file, &self.session_token_env, "AWS_SESSION_TOKEN")?;
+        let expiration_var = self.expiration_env.as_deref().unwrap_or("AWS_CREDENTIAL_EXPIRATION");
+        let expires_at = match env(expiration_var).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(text) => Some(
+                OffsetDateTime::parse(&text, &Rfc3339)
+                    .map_err(|e| format!("{expiration_var} is not an RFC 3339 time: {e}"))?,
+            ),
+        };
+        let (Some(access_key_id), Some(secret)) = (access_key_id, secret) else {
+            return Ok(None);
+        };
+        Ok(Some(Credentials {
+            access_key_id,
+            secret_access_key: Secret::new(secret),
+            session_token: token.map(Secret::new),
+            expires_at,
+        }))
+    }
+
+    fn missing(&self) -> String {
+        let var = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_owned());
+        format!(
+            "no credentials: set {} and {} (or the store's credentials.*_file settings, or `source: chain`)",
+            var(&self.access_key_id_env, "AWS_ACCESS_KEY_ID"),
+            var(&self.secret_access_key_env, "AWS_SECRET_ACCESS_KEY"),
+        )
+    }
+}
+
+/// How a store's credentials stay current after start.
+#[derive(Debug, Clone)]
+pub enum Refresh {
+    /// Fixed for the life of the process (environment variables).
+    Never,
+    /// Static keys from files: re-read when they change (a Kubernetes Secret rotation).
+    Files(CredentialsConfig),
+    /// Fetched from an AWS credential provider before they expire.
+    Provider {
+        source: CredentialSource,
+        profile: Option<String>,
+        region: String,
+    },
 }
 
 /// A config error without the offending string: a key or secret written in the wrong place
@@ -378,8 +497,13 @@ impl GatewayConfig {
         self.stores.get(name).and_then(|s| s.post).unwrap_or(true)
     }
 
-    /// Builds a store, reading its credentials with `env` (the process environment in production).
-    pub fn resolve_store(&self, name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Store, ConfigError> {
+    /// Builds a store, reading its static credentials with `env` (the process environment in
+    /// production), and says how its credentials stay current.
+    pub fn resolve_store(
+        &self,
+        name: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Store, Refresh), ConfigError> {
         let implicit = StoreConfig::default();
         let config = match self.stores.get(name) {
             Some(config) => config,
@@ -408,45 +532,45 @@ impl GatewayConfig {
         };
 
         let creds = &config.credentials;
-        let read =
-            |file: &Option<PathBuf>, var: &Option<String>, default_var: &str| -> Result<Option<String>, ConfigError> {
-                if let Some(file) = file {
-                    return std::fs::read_to_string(file)
-                        .map(|text| Some(text.trim().to_owned()))
-                        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())));
-                }
-                Ok(env(var.as_deref().unwrap_or(default_var)).filter(|v| !v.is_empty()))
-            };
-        let access_key_id = read(&creds.access_key_id_file, &creds.access_key_id_env, "AWS_ACCESS_KEY_ID")?;
-        let secret = read(
-            &creds.secret_access_key_file,
-            &creds.secret_access_key_env,
-            "AWS_SECRET_ACCESS_KEY",
-        )?;
-        let token = read(&creds.session_token_file, &creds.session_token_env, "AWS_SESSION_TOKEN")?;
-        let expiration_var = creds.expiration_env.as_deref().unwrap_or("AWS_CREDENTIAL_EXPIRATION");
-        let expires_at = match env(expiration_var).filter(|v| !v.is_empty()) {
-            None => None,
-            Some(text) => Some(
-                OffsetDateTime::parse(&text, &Rfc3339)
-                    .map_err(|e| fail(format!("{expiration_var} is not an RFC 3339 time: {e}")))?,
-            ),
+        let source = creds
+            .source
+            .unwrap_or(if endpoint != Endpoint::Aws || creds.has_static_settings() {
+                CredentialSource::Static
+            } else {
+                CredentialSource::Chain
+            });
+        let take_post = config.post.unwrap_or(true);
+        // Static keys in the environment come first in the chain too, and never change.
+        let fixed = match source {
+            CredentialSource::Static | CredentialSource::Chain => creds.read_static(env).map_err(fail)?,
+            _ => None,
         };
-        let (Some(access_key_id), Some(secret)) = (access_key_id, secret) else {
-            let var = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_owned());
-            return Err(fail(format!(
-                "no credentials: set {} and {} (or the store's credentials.*_file settings)",
-                var(&creds.access_key_id_env, "AWS_ACCESS_KEY_ID"),
-                var(&creds.secret_access_key_env, "AWS_SECRET_ACCESS_KEY"),
-            )));
-        };
-        let credentials = Credentials {
-            access_key_id,
-            secret_access_key: Secret::new(secret),
-            session_token: token.map(Secret::new),
-            expires_at,
-        };
-        Ok(Store::new(name, &region, endpoint, config.addressing, credentials).with_post(config.post.unwrap_or(true)))
+        match (source, fixed) {
+            (CredentialSource::Static, None) => Err(fail(creds.missing())),
+            (CredentialSource::Static, Some(credentials)) => {
+                let refresh = if creds.files().is_empty() {
+                    Refresh::Never
+                } else {
+                    Refresh::Files(creds.clone())
+                };
+                let store = Store::new(name, &region, endpoint, config.addressing, credentials).with_post(take_post);
+                Ok((store, refresh))
+            }
+            (CredentialSource::Chain, Some(credentials)) => {
+                let store = Store::new(name, &region, endpoint, config.addressing, credentials).with_post(take_post);
+                Ok((store, Refresh::Never))
+            }
+            (source, _) => {
+                let store =
+                    Store::awaiting_credentials(name, &region, endpoint, config.addressing).with_post(take_post);
+                let refresh = Refresh::Provider {
+                    source,
+                    profile: creds.profile.clone(),
+                    region,
+                };
+                Ok((store, refresh))
+            }
+        }
     }
 }
 
@@ -644,15 +768,47 @@ mod tests {
             ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000/"),
             ("AWS_CREDENTIAL_EXPIRATION", "2026-11-21T12:00:00Z"),
         ]);
-        let store = GatewayConfig::default().resolve_store("default", &env).unwrap();
+        let (store, refresh) = GatewayConfig::default().resolve_store("default", &env).unwrap();
+        assert!(matches!(refresh, Refresh::Never));
         assert_eq!(store.region, "eu-central-1");
         assert_eq!(store.endpoint, Endpoint::Custom("http://127.0.0.1:9000".into()));
-        assert_eq!(store.credentials.access_key_id, "AKIA1");
-        assert_eq!(store.credentials.session_token, Some(Secret::new("t1")));
-        assert!(store.credentials.expires_at.is_some());
+        let keys = store.credentials().unwrap();
+        assert_eq!(keys.credentials.access_key_id, "AKIA1");
+        assert_eq!(keys.credentials.session_token, Some(Secret::new("t1")));
+        assert!(keys.credentials.expires_at.is_some());
         assert!(matches!(
             GatewayConfig::default().resolve_store("archive", &env),
             Err(ConfigError::UnknownStore(_))
+        ));
+    }
+
+    #[test]
+    fn aws_stores_default_to_the_provider_chain_and_others_to_static_keys() {
+        // Without static keys, an AWS store waits for the chain; with them, it signs at once.
+        let (store, refresh) = GatewayConfig::default().resolve_store("default", &env_of(&[])).unwrap();
+        assert!(store.credentials().is_none());
+        assert!(matches!(
+            refresh,
+            Refresh::Provider {
+                source: CredentialSource::Chain,
+                ..
+            }
+        ));
+        let env = env_of(&[("AWS_ACCESS_KEY_ID", "AKIA1"), ("AWS_SECRET_ACCESS_KEY", "s1")]);
+        let (store, refresh) = GatewayConfig::default().resolve_store("default", &env).unwrap();
+        assert!(store.credentials().is_some());
+        assert!(matches!(refresh, Refresh::Never));
+        // An explicit source wins over keys in the environment.
+        let (store, refresh) = config("stores:\n  default:\n    credentials: { source: container }\n")
+            .resolve_store("default", &env)
+            .unwrap();
+        assert!(store.credentials().is_none());
+        assert!(matches!(
+            refresh,
+            Refresh::Provider {
+                source: CredentialSource::Container,
+                ..
+            }
         ));
     }
 
@@ -690,10 +846,12 @@ mod tests {
         );
         let config = config(&yaml);
         assert_eq!(config.store_names(), ["archive"]);
-        let store = config
+        let (store, refresh) = config
             .resolve_store("archive", &env_of(&[("ARCHIVE_KEY", "AKIA2")]))
             .unwrap();
-        assert_eq!(store.credentials.secret_access_key, Secret::new("from-file"));
+        assert!(matches!(refresh, Refresh::Files(_)), "key files are re-read");
+        let keys = store.credentials().unwrap();
+        assert_eq!(keys.credentials.secret_access_key, Secret::new("from-file"));
         assert_eq!(store.addressing, Addressing::Path);
         assert_eq!(store.endpoint, Endpoint::Aws);
         // The implicit default store exists only when no store is declared.
@@ -702,12 +860,12 @@ mod tests {
 
     #[test]
     fn missing_credentials_and_bad_endpoints_say_what_to_fix() {
-        let error = GatewayConfig::default()
+        let error = config("stores:\n  default:\n    endpoint: http://127.0.0.1:9000\n")
             .resolve_store("default", &env_of(&[]))
             .unwrap_err();
         assert_eq!(
             error.to_string(),
-            "store `default`: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the store's credentials.*_file settings)"
+            "store `default`: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the store's credentials.*_file settings, or `source: chain`)"
         );
         let config = config("stores:\n  default:\n    endpoint: ftp://example\n");
         let error = config.resolve_store("default", &env_of(&[])).unwrap_err();

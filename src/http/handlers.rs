@@ -162,7 +162,10 @@ async fn presign_inner(
         );
         return Err(fail(Problem::internal()));
     };
-    let (signed, bounds) = sign_upload(profile, store, &request, &ctx, style)
+    let signer = store
+        .signer(now)
+        .map_err(|e| fail(Problem::credentials_unavailable(&e)))?;
+    let (signed, bounds) = sign_upload(profile, &signer, &request, &ctx, style)
         .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
     let upload_token = state.uploads.tokens.as_ref().map(|tokens| {
         let carry = match signed.method() {
@@ -403,7 +406,7 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: a profile set is loaded.
+/// `GET /readyz`: a profile set is loaded and every store has credentials to sign with.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -411,7 +414,7 @@ pub async fn healthz() -> HttpResponse {
     summary = "Readiness",
     security(()),
     responses(
-        (status = 200, description = "A profile set is loaded", body = Health),
+        (status = 200, description = "A profile set is loaded and every store can sign", body = Health),
         (status = 503, description = "`not-ready`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -423,6 +426,22 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "not-ready",
             "Not ready",
             "no profile set is loaded yet",
+        )
+        .response();
+    }
+    let now = OffsetDateTime::now_utc();
+    let unavailable: Vec<String> = snapshot
+        .stores
+        .values()
+        .filter_map(|store| store.signer(now).err())
+        .map(|e| e.to_string())
+        .collect();
+    if !unavailable.is_empty() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            unavailable.join("; "),
         )
         .response();
     }

@@ -70,7 +70,11 @@ pub async fn form(
     let Some(store) = snapshot.store_of(profile) else {
         return error_page(&Problem::internal());
     };
-    let post = match sign(profile, store, &request, &ctx, FieldStyle::default()) {
+    let signer = match store.signer(now) {
+        Ok(signer) => signer,
+        Err(e) => return error_page(&Problem::credentials_unavailable(&e)),
+    };
+    let post = match sign(profile, &signer, &request, &ctx, FieldStyle::default()) {
         Ok(Signed::Post(post)) => post,
         Ok(Signed::Put(_)) => return error_page(&Problem::internal()),
         Err(refusals) => return error_page(&Problem::refused(&name, refusals)),

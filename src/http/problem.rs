@@ -58,9 +58,9 @@ pub const REFUSAL_KINDS: &[RefusalKind] = &[
 ];
 
 /// The problem codes of the upload routes (multipart, complete, Uppy), each with its status and
-/// title. The table (`UploadCode::ALL`) is snapshot-tested and listed in README.md.
+/// title. The table (`ProblemCode::ALL`) is snapshot-tested and listed in README.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UploadCode {
+pub enum ProblemCode {
     TokenInvalid,
     TokenExpired,
     TokenAppMismatch,
@@ -81,96 +81,103 @@ pub enum UploadCode {
     UploadChanged,
     StoreRefused,
     StoreUnavailable,
+    CredentialsUnavailable,
 }
 
-impl UploadCode {
-    pub const ALL: &[UploadCode] = &[
-        UploadCode::TokenInvalid,
-        UploadCode::TokenExpired,
-        UploadCode::TokenAppMismatch,
-        UploadCode::TokensUnconfigured,
-        UploadCode::UrlInvalid,
-        UploadCode::NotMultipart,
-        UploadCode::PartInvalid,
-        UploadCode::FilenameRequired,
-        UploadCode::UploadNotFound,
-        UploadCode::ObjectExists,
-        UploadCode::ObjectSizeMismatch,
-        UploadCode::ObjectTypeMismatch,
-        UploadCode::ObjectMetadataMismatch,
-        UploadCode::ObjectChecksumMismatch,
-        UploadCode::ContentSniffMismatch,
-        UploadCode::PartsMismatch,
-        UploadCode::CompletionRefused,
-        UploadCode::UploadChanged,
-        UploadCode::StoreRefused,
-        UploadCode::StoreUnavailable,
+impl ProblemCode {
+    pub const ALL: &[ProblemCode] = &[
+        ProblemCode::TokenInvalid,
+        ProblemCode::TokenExpired,
+        ProblemCode::TokenAppMismatch,
+        ProblemCode::TokensUnconfigured,
+        ProblemCode::UrlInvalid,
+        ProblemCode::NotMultipart,
+        ProblemCode::PartInvalid,
+        ProblemCode::FilenameRequired,
+        ProblemCode::UploadNotFound,
+        ProblemCode::ObjectExists,
+        ProblemCode::ObjectSizeMismatch,
+        ProblemCode::ObjectTypeMismatch,
+        ProblemCode::ObjectMetadataMismatch,
+        ProblemCode::ObjectChecksumMismatch,
+        ProblemCode::ContentSniffMismatch,
+        ProblemCode::PartsMismatch,
+        ProblemCode::CompletionRefused,
+        ProblemCode::UploadChanged,
+        ProblemCode::StoreRefused,
+        ProblemCode::StoreUnavailable,
+        ProblemCode::CredentialsUnavailable,
     ];
 
     /// The machine code, the status and the title.
     pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
         use StatusCode as S;
         match self {
-            UploadCode::TokenInvalid => ("token-invalid", S::UNAUTHORIZED, "The upload token is not valid"),
-            UploadCode::TokenExpired => ("token-expired", S::UNAUTHORIZED, "The upload token expired"),
-            UploadCode::TokenAppMismatch => (
+            ProblemCode::TokenInvalid => ("token-invalid", S::UNAUTHORIZED, "The upload token is not valid"),
+            ProblemCode::TokenExpired => ("token-expired", S::UNAUTHORIZED, "The upload token expired"),
+            ProblemCode::TokenAppMismatch => (
                 "token-app-mismatch",
                 S::FORBIDDEN,
                 "The upload token belongs to another app",
             ),
-            UploadCode::TokensUnconfigured => (
+            ProblemCode::TokensUnconfigured => (
                 "upload-tokens-unconfigured",
                 S::SERVICE_UNAVAILABLE,
                 "Upload tokens are not configured",
             ),
-            UploadCode::UrlInvalid => ("url-invalid", S::FORBIDDEN, "This URL is not valid"),
-            UploadCode::NotMultipart => ("not-multipart", S::UNPROCESSABLE_ENTITY, "Not a multipart upload"),
-            UploadCode::PartInvalid => ("part-invalid", S::UNPROCESSABLE_ENTITY, "No such part in the plan"),
-            UploadCode::FilenameRequired => (
+            ProblemCode::UrlInvalid => ("url-invalid", S::FORBIDDEN, "This URL is not valid"),
+            ProblemCode::NotMultipart => ("not-multipart", S::UNPROCESSABLE_ENTITY, "Not a multipart upload"),
+            ProblemCode::PartInvalid => ("part-invalid", S::UNPROCESSABLE_ENTITY, "No such part in the plan"),
+            ProblemCode::FilenameRequired => (
                 "filename-required",
                 S::UNPROCESSABLE_ENTITY,
                 "The request needs the file's name",
             ),
-            UploadCode::UploadNotFound => ("upload-not-found", S::NOT_FOUND, "No such upload"),
-            UploadCode::ObjectExists => ("object-exists", S::CONFLICT, "The key is taken"),
-            UploadCode::ObjectSizeMismatch => (
+            ProblemCode::UploadNotFound => ("upload-not-found", S::NOT_FOUND, "No such upload"),
+            ProblemCode::ObjectExists => ("object-exists", S::CONFLICT, "The key is taken"),
+            ProblemCode::ObjectSizeMismatch => (
                 "object-size-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
             ),
-            UploadCode::ObjectTypeMismatch => (
+            ProblemCode::ObjectTypeMismatch => (
                 "object-type-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
             ),
-            UploadCode::ObjectMetadataMismatch => (
+            ProblemCode::ObjectMetadataMismatch => (
                 "object-metadata-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
             ),
-            UploadCode::ObjectChecksumMismatch => (
+            ProblemCode::ObjectChecksumMismatch => (
                 "object-checksum-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
             ),
-            UploadCode::ContentSniffMismatch => (
+            ProblemCode::ContentSniffMismatch => (
                 "content-sniff-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
             ),
-            UploadCode::PartsMismatch => (
+            ProblemCode::PartsMismatch => (
                 "parts-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
             ),
-            UploadCode::CompletionRefused => (
+            ProblemCode::CompletionRefused => (
                 "completion-refused",
                 S::UNPROCESSABLE_ENTITY,
                 "The store refused to complete the upload",
             ),
-            UploadCode::UploadChanged => ("upload-changed", S::CONFLICT, "The object changed while it was checked"),
-            UploadCode::StoreRefused => ("store-refused", S::BAD_GATEWAY, "The store refused the call"),
-            UploadCode::StoreUnavailable => ("store-unavailable", S::SERVICE_UNAVAILABLE, "The store is unavailable"),
+            ProblemCode::UploadChanged => ("upload-changed", S::CONFLICT, "The object changed while it was checked"),
+            ProblemCode::StoreRefused => ("store-refused", S::BAD_GATEWAY, "The store refused the call"),
+            ProblemCode::StoreUnavailable => ("store-unavailable", S::SERVICE_UNAVAILABLE, "The store is unavailable"),
+            ProblemCode::CredentialsUnavailable => (
+                "credentials-unavailable",
+                S::SERVICE_UNAVAILABLE,
+                "The store's credentials are unavailable",
+            ),
         }
     }
 }
@@ -297,9 +304,21 @@ impl Problem {
     }
 
     /// A problem of the upload routes.
-    pub fn upload(code: UploadCode, detail: impl Into<String>) -> Problem {
+    pub fn upload(code: ProblemCode, detail: impl Into<String>) -> Problem {
         let (code, status, title) = code.describe();
         Problem::new(status, code, title, detail)
+    }
+
+    /// The store has no credentials to sign with: 503, retry shortly (they refresh in the
+    /// background).
+    pub fn credentials_unavailable(unavailable: &crate::sign::CredentialsUnavailable) -> Problem {
+        tracing::warn!(store = %unavailable.store, reason = %unavailable.reason, "no valid credentials to sign with");
+        let mut problem = Problem::upload(
+            ProblemCode::CredentialsUnavailable,
+            format!("{unavailable}; retry shortly"),
+        );
+        problem.retry_after = std::num::NonZeroU32::new(5);
+        problem
     }
 
     pub fn internal() -> Problem {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::handlers::{allowed_profile, authenticate, check_json_content_type, parse_json, read_body};
-use super::problem::{Problem, UploadCode};
+use super::problem::{Problem, ProblemCode};
 use crate::metrics::{CompleteOutcome, MultipartOperation, Outcome, UNKNOWN_PROFILE};
 use crate::profile::conditions::write_json_string;
 use crate::profile::{Bounds, Context, Profile, UploadRequest, admit_multipart};
@@ -343,6 +343,7 @@ fn sign_part_urls(
     numbers: &[u32],
 ) -> Result<SignedParts, Problem> {
     let now = OffsetDateTime::now_utc();
+    let store = store.signer(now).map_err(|e| Problem::credentials_unavailable(&e))?;
     let target = PartTarget {
         bucket: &claims.bucket,
         key: &claims.bounds.key,
@@ -358,7 +359,7 @@ fn sign_part_urls(
                 plan.part_count
             )));
         };
-        let url = part_url(store, &target, number, size, now);
+        let url = part_url(&store, &target, number, size, now);
         parts.push(SignedPart {
             part_number: number,
             size,
@@ -626,7 +627,7 @@ async fn finish_inner(
     let head = head_with_retry(state, store, bucket, &key).await.map_err(plain)?;
     let Some(head) = head else {
         return Err(plain(Problem::upload(
-            UploadCode::UploadNotFound,
+            ProblemCode::UploadNotFound,
             format!("no object at `{key}` yet: upload first, then complete (nothing was deleted)"),
         )));
     };
@@ -634,7 +635,7 @@ async fn finish_inner(
     // (`overwrite: false` would be beaten by completing a token that uploaded nothing).
     if predates(&head, claims) {
         return Err(plain(Problem::upload(
-            UploadCode::UploadNotFound,
+            ProblemCode::UploadNotFound,
             format!(
                 "the object at `{key}` is older than this upload's signature, so it is not this upload (nothing was deleted)"
             ),
@@ -689,7 +690,7 @@ async fn finish_inner(
                 .map_err(store_problem)
                 .map_err(plain)?;
             return Err(plain(Problem::upload(
-                UploadCode::UploadChanged,
+                ProblemCode::UploadChanged,
                 format!(
                     "the staged object changed while it was checked; nothing was promoted to `{final_key}`: complete again"
                 ),
@@ -792,7 +793,7 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
             Err((
                 CompleteOutcome::Exists,
                 Problem::upload(
-                    UploadCode::ObjectExists,
+                    ProblemCode::ObjectExists,
                     format!(
                         "an object is already stored at `{key}` and the profile does not overwrite; the upload was aborted"
                     ),
@@ -810,7 +811,7 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
             Err((
                 CompleteOutcome::Rejected,
                 Problem::upload(
-                    UploadCode::CompletionRefused,
+                    ProblemCode::CompletionRefused,
                     format!("{error}; the upload was aborted"),
                 ),
             ))
@@ -825,7 +826,7 @@ async fn complete_multipart(state: &AppState, store: &Store, claims: &Claims, ke
 fn changed_or_store_problem(error: StoreError) -> Problem {
     match &error {
         StoreError::Refused { status: 412, .. } => Problem::upload(
-            UploadCode::UploadChanged,
+            ProblemCode::UploadChanged,
             "the object changed while it was checked (written again with a still valid URL); complete again",
         ),
         _ => store_problem(error),
@@ -920,7 +921,7 @@ fn uploaded_key(claims: &Claims, filename: Option<&str>) -> Result<String, Probl
             Ok(format!("{prefix}{name}"))
         }
         _ => Err(Problem::upload(
-            UploadCode::FilenameRequired,
+            ProblemCode::FilenameRequired,
             "this upload's key left `${filename}` to the store: send the uploaded file's name as `filename` (one path segment)",
         )),
     }
@@ -928,15 +929,15 @@ fn uploaded_key(claims: &Claims, filename: Option<&str>) -> Result<String, Probl
 
 fn violation_problem(violation: &Violation, removed: &str) -> Failure {
     let (outcome, code) = match violation {
-        Violation::Size { .. } => (CompleteOutcome::Size, UploadCode::ObjectSizeMismatch),
-        Violation::ContentType { .. } => (CompleteOutcome::ContentType, UploadCode::ObjectTypeMismatch),
-        Violation::Metadata { .. } => (CompleteOutcome::Metadata, UploadCode::ObjectMetadataMismatch),
-        Violation::Checksum { .. } => (CompleteOutcome::Checksum, UploadCode::ObjectChecksumMismatch),
-        Violation::Sniffed { .. } => (CompleteOutcome::Sniffed, UploadCode::ContentSniffMismatch),
+        Violation::Size { .. } => (CompleteOutcome::Size, ProblemCode::ObjectSizeMismatch),
+        Violation::ContentType { .. } => (CompleteOutcome::ContentType, ProblemCode::ObjectTypeMismatch),
+        Violation::Metadata { .. } => (CompleteOutcome::Metadata, ProblemCode::ObjectMetadataMismatch),
+        Violation::Checksum { .. } => (CompleteOutcome::Checksum, ProblemCode::ObjectChecksumMismatch),
+        Violation::Sniffed { .. } => (CompleteOutcome::Sniffed, ProblemCode::ContentSniffMismatch),
         Violation::PartCount { .. }
         | Violation::PartMissing { .. }
         | Violation::PartExtra { .. }
-        | Violation::PartSize { .. } => (CompleteOutcome::Parts, UploadCode::PartsMismatch),
+        | Violation::PartSize { .. } => (CompleteOutcome::Parts, ProblemCode::PartsMismatch),
     };
     let problem = Problem::upload(code, format!("{violation}; the upload was {removed}"));
     (outcome, problem)
@@ -1016,7 +1017,7 @@ async fn token_request(
 fn tokens(state: &AppState) -> Result<&TokenKeys, Problem> {
     state.uploads.tokens.as_deref().ok_or_else(|| {
         Problem::upload(
-            UploadCode::TokensUnconfigured,
+            ProblemCode::TokensUnconfigured,
             "the gateway has no `upload_tokens` key, so it cannot issue or open upload tokens; its operator sets `upload_tokens` in postgate.yaml",
         )
     })
@@ -1026,8 +1027,8 @@ fn tokens(state: &AppState) -> Result<&TokenKeys, Problem> {
 fn open_token(tokens: &TokenKeys, token: &str, app: Option<&str>) -> Result<Claims, Problem> {
     let claims = tokens.open(token.trim(), OffsetDateTime::now_utc()).map_err(|error| {
         let code = match error {
-            TokenError::Expired(_) => UploadCode::TokenExpired,
-            _ => UploadCode::TokenInvalid,
+            TokenError::Expired(_) => ProblemCode::TokenExpired,
+            _ => ProblemCode::TokenInvalid,
         };
         Problem::upload(code, error.to_string())
     })?;
@@ -1035,7 +1036,7 @@ fn open_token(tokens: &TokenKeys, token: &str, app: Option<&str>) -> Result<Clai
         && claims.app != app
     {
         return Err(Problem::upload(
-            UploadCode::TokenAppMismatch,
+            ProblemCode::TokenAppMismatch,
             format!("this token was issued to app `{}`, not `{app}`", claims.app),
         ));
     }
@@ -1048,7 +1049,7 @@ fn upload_context<'s>(snapshot: &'s Snapshot, claims: &Claims) -> Result<(&'s Ar
     let profile = allowed_profile(snapshot, &claims.app, &claims.profile)?;
     let store = snapshot.stores.get(&claims.store).ok_or_else(|| {
         Problem::upload(
-            UploadCode::StoreUnavailable,
+            ProblemCode::StoreUnavailable,
             format!("store `{}` of this upload is no longer configured", claims.store),
         )
     })?;
@@ -1069,14 +1070,14 @@ fn multipart_of(claims: &Claims) -> Result<(&str, &PartPlan), Problem> {
     match (&claims.upload_id, &claims.parts) {
         (Some(id), Some(plan)) if claims.carry == Carry::Multipart => Ok((id, plan)),
         _ => Err(Problem::upload(
-            UploadCode::NotMultipart,
+            ProblemCode::NotMultipart,
             "this upload token is for a single POST or PUT upload; only `complete` takes it",
         )),
     }
 }
 
 fn part_invalid(detail: String) -> Problem {
-    Problem::upload(UploadCode::PartInvalid, detail)
+    Problem::upload(ProblemCode::PartInvalid, detail)
 }
 
 /// A store failure as a problem: down → 503; a refusal → 502 (or 404 for a missing upload).
@@ -1084,17 +1085,18 @@ fn store_problem(error: StoreError) -> Problem {
     match &error {
         StoreError::Unavailable { .. } => {
             tracing::warn!(%error, "store call failed");
-            let mut problem = Problem::upload(UploadCode::StoreUnavailable, format!("{error}; retry later"));
+            let mut problem = Problem::upload(ProblemCode::StoreUnavailable, format!("{error}; retry later"));
             problem.retry_after = std::num::NonZeroU32::new(5);
             problem
         }
+        StoreError::NoCredentials(unavailable) => Problem::credentials_unavailable(unavailable),
         StoreError::Refused { code, .. } if code == "NoSuchUpload" => Problem::upload(
-            UploadCode::UploadNotFound,
+            ProblemCode::UploadNotFound,
             format!("{error}: it was completed or aborted"),
         ),
         StoreError::Refused { .. } => {
             tracing::warn!(%error, "store refused a call");
-            Problem::upload(UploadCode::StoreRefused, error.to_string())
+            Problem::upload(ProblemCode::StoreRefused, error.to_string())
         }
     }
 }
@@ -1224,7 +1226,8 @@ async fn uppy_answer(
                 now,
                 uuid: Uuid::now_v7(),
             };
-            let (signed, bounds) = sign_upload(profile, store, &upload, &ctx, FieldStyle::Botocore)
+            let signer = store.signer(now).map_err(|e| Problem::credentials_unavailable(&e))?;
+            let (signed, bounds) = sign_upload(profile, &signer, &upload, &ctx, FieldStyle::Botocore)
                 .map_err(|refusals| Problem::refused(name, refusals))?;
             if let Signed::Post(post) = &signed
                 && (post.key.contains("${filename}") || post.fields.iter().any(|(n, _)| n == "success_action_redirect"))
@@ -1403,7 +1406,7 @@ async fn uppy_s3_inner(
 ) -> Result<HttpResponse, Problem> {
     let tokens = tokens(state)?;
     let expires = query.expires.to_string();
-    let forbidden = |detail: &str| Problem::upload(UploadCode::UrlInvalid, detail.to_owned());
+    let forbidden = |detail: &str| Problem::upload(ProblemCode::UrlInvalid, detail.to_owned());
     if !tokens.verify_tag(&[operation, &query.upload_token, &expires], &query.tag) {
         return Err(forbidden("the URL's tag does not match: it was changed or forged"));
     }

@@ -9,8 +9,11 @@ pub mod post;
 pub mod put;
 pub mod sigv4;
 
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use time::OffsetDateTime;
 
@@ -53,21 +56,78 @@ pub enum Addressing {
     Virtual,
 }
 
-/// A named S3 endpoint with the credentials that sign for it.
-#[derive(Debug)]
+/// Credentials closer to their expiry than this are not used: a request gets a clear 503
+/// rather than a form that dies while its file is still being chosen.
+pub const MIN_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(30);
+
+/// One set of credentials and the signing key of the day they last signed for.
+pub struct Keys {
+    pub credentials: Credentials,
+    /// The derived signing key for one day, reused until the date changes.
+    day_key: Mutex<Option<(String, [u8; 32])>>,
+}
+
+impl Keys {
+    pub fn new(credentials: Credentials) -> Keys {
+        Keys {
+            credentials,
+            day_key: Mutex::new(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The day's signing key is as good as the secret for a day: never printed.
+        f.debug_struct("Keys")
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a store cannot sign now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialsUnavailable {
+    pub store: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for CredentialsUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "store `{}` has no valid credentials: {}", self.store, self.reason)
+    }
+}
+
+/// A named S3 endpoint with the credentials that sign for it. The credentials are swapped in
+/// place when they are refreshed (`set_credentials`); every signature takes one set for all its
+/// parts (`signer`).
 pub struct Store {
     pub name: String,
     pub region: String,
     pub endpoint: Endpoint,
     pub addressing: Addressing,
-    pub credentials: Credentials,
     /// Whether the store takes POST uploads (R2 and B2 do not).
     pub post: bool,
-    /// The derived signing key for one day, reused until the date changes.
-    signing_key_cache: Mutex<Option<(String, [u8; 32])>>,
+    keys: ArcSwapOption<Keys>,
+    /// Why the last attempt to get credentials failed, while it is the latest word.
+    problem: ArcSwapOption<String>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("addressing", &self.addressing)
+            .field("post", &self.post)
+            .field("keys", &self.keys.load())
+            .finish()
+    }
 }
 
 impl Store {
+    /// A store signing with fixed credentials.
     pub fn new(
         name: &str,
         region: &str,
@@ -75,15 +135,73 @@ impl Store {
         addressing: Addressing,
         credentials: Credentials,
     ) -> Store {
+        let store = Store::awaiting_credentials(name, region, endpoint, addressing);
+        store.set_credentials(credentials);
+        store
+    }
+
+    /// A store whose credentials come later (`set_credentials`); it cannot sign until then.
+    pub fn awaiting_credentials(name: &str, region: &str, endpoint: Endpoint, addressing: Addressing) -> Store {
         Store {
             name: name.to_owned(),
             region: region.to_owned(),
             endpoint,
             addressing,
-            credentials,
             post: true,
-            signing_key_cache: Mutex::new(None),
+            keys: ArcSwapOption::empty(),
+            problem: ArcSwapOption::from_pointee("no credentials have been fetched yet".to_owned()),
         }
+    }
+
+    /// Publishes fresh credentials; signatures started before keep the set they took.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        self.keys.store(Some(Arc::new(Keys::new(credentials))));
+        self.problem.store(None);
+    }
+
+    /// Records why credentials could not be had; the current ones serve until they expire.
+    pub fn set_credentials_problem(&self, reason: String) {
+        self.problem.store(Some(Arc::new(reason)));
+    }
+
+    /// The current credentials, whatever their expiry.
+    pub fn credentials(&self) -> Option<Arc<Keys>> {
+        self.keys.load_full()
+    }
+
+    /// The credentials to sign with at `now`: there, and with at least
+    /// `MIN_CREDENTIAL_LIFETIME` left.
+    pub fn signer(&self, now: OffsetDateTime) -> Result<Signer<'_>, CredentialsUnavailable> {
+        let unavailable = |reason: String| CredentialsUnavailable {
+            store: self.name.clone(),
+            reason,
+        };
+        let problem = || {
+            self.problem
+                .load()
+                .as_deref()
+                .map(|p| format!("; the last refresh failed: {p}"))
+                .unwrap_or_default()
+        };
+        let Some(keys) = self.keys.load_full() else {
+            return Err(unavailable(
+                self.problem
+                    .load()
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| "none yet".into()),
+            ));
+        };
+        if let Some(expires_at) = keys.credentials.expires_at
+            && expires_at - MIN_CREDENTIAL_LIFETIME <= now
+        {
+            return Err(unavailable(format!(
+                "they expire at {}{}",
+                format_rfc3339(expires_at),
+                problem()
+            )));
+        }
+        Ok(Signer { store: self, keys })
     }
 
     /// The store, taking POST uploads or not.
@@ -125,6 +243,26 @@ impl Store {
             (Endpoint::Custom(base), _) => format!("{base}/{bucket}"),
         }
     }
+}
+
+/// A store with the one set of credentials a signature uses from start to end.
+pub struct Signer<'a> {
+    store: &'a Store,
+    keys: Arc<Keys>,
+}
+
+impl Deref for Signer<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        self.store
+    }
+}
+
+impl Signer<'_> {
+    pub fn credentials(&self) -> &Credentials {
+        &self.keys.credentials
+    }
 
     /// Who signs a presigned URL for this store: its credentials, region, and the signing key of
     /// `amz_date`'s day.
@@ -134,24 +272,26 @@ impl Store {
         signing_key: &'a [u8; 32],
         expires_in: u64,
     ) -> sigv4::QuerySigner<'a> {
+        let credentials = self.credentials();
         sigv4::QuerySigner {
-            access_key_id: &self.credentials.access_key_id,
-            session_token: self.credentials.session_token.as_ref().map(|t| t.expose()),
+            access_key_id: &credentials.access_key_id,
+            session_token: credentials.session_token.as_ref().map(|t| t.expose()),
             signing_key,
-            region: &self.region,
+            region: &self.store.region,
             amz_date,
             expires_in,
         }
     }
 
     pub(crate) fn signing_key(&self, date: &str) -> [u8; 32] {
-        let mut cache = self.signing_key_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.keys.day_key.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_date, key)) = cache.as_ref()
             && cached_date == date
         {
             return *key;
         }
-        let key = sigv4::signing_key(self.credentials.secret_access_key.expose(), date, &self.region, "s3");
+        let secret = self.keys.credentials.secret_access_key.expose();
+        let key = sigv4::signing_key(secret, date, &self.store.region, "s3");
         *cache = Some((date.to_owned(), key));
         key
     }
@@ -321,7 +461,7 @@ pub fn choose_method(profile: &Profile, store: &Store, requested: Option<Method>
 /// benches) turns a request into a signed upload. `ctx.now` is the signing time.
 pub fn sign<'p>(
     profile: &'p Profile,
-    store: &Store,
+    store: &Signer<'_>,
     request: &UploadRequest,
     ctx: &Context<'_>,
     style: FieldStyle,
@@ -332,7 +472,7 @@ pub fn sign<'p>(
 /// `sign`, with what the signature allows the stored object to be (for its upload token).
 pub fn sign_upload<'p>(
     profile: &'p Profile,
-    store: &Store,
+    store: &Signer<'_>,
     request: &UploadRequest,
     ctx: &Context<'_>,
     style: FieldStyle,
@@ -360,20 +500,20 @@ impl Signed<'_> {
 /// credentials expire. Returns the whole-second signing time, the expiry, and whether the
 /// credentials cut it short.
 pub(crate) fn validity(
-    store: &Store,
+    store: &Signer<'_>,
     now: OffsetDateTime,
     expires_in: Duration,
 ) -> (OffsetDateTime, OffsetDateTime, bool) {
     let now = now.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(now);
     let expires_at = now + expires_in;
-    match store.credentials.expires_at {
+    match store.credentials().expires_at {
         Some(limit) if limit < expires_at => (now, limit.max(now), true),
         _ => (now, expires_at, false),
     }
 }
 
 /// The SigV4 date of `now` and the store's signing key for its day (for the gateway's own calls).
-pub fn amz_date_now(store: &Store, now: OffsetDateTime) -> (String, [u8; 32]) {
+pub fn amz_date_now(store: &Signer<'_>, now: OffsetDateTime) -> (String, [u8; 32]) {
     let date = amz_date(now.to_offset(time::UtcOffset::UTC));
     let key = store.signing_key(&date[..8]);
     (date, key)
@@ -431,7 +571,15 @@ mod tests {
             now,
             uuid: uuid::Uuid::nil(),
         };
-        match sign(profile, store, &Default::default(), &ctx, FieldStyle::Botocore).unwrap() {
+        match sign(
+            profile,
+            &store.signer(now).unwrap(),
+            &Default::default(),
+            &ctx,
+            FieldStyle::Botocore,
+        )
+        .unwrap()
+        {
             Signed::Post(post) => post,
             Signed::Put(_) => panic!("a PUT"),
         }

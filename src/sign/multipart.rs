@@ -11,7 +11,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::sigv4::{QueryRequest, presign_query};
-use super::{Store, amz_date, validity};
+use super::{Signer, amz_date, validity};
 use crate::profile::plan::Target;
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
 
@@ -51,7 +51,13 @@ pub struct PartTarget<'a> {
 }
 
 /// Presigns `PUT ?partNumber=N&uploadId=…` with `Content-Length: size` signed.
-pub fn part_url(store: &Store, target: &PartTarget<'_>, part_number: u32, size: u64, now: OffsetDateTime) -> PartUrl {
+pub fn part_url(
+    store: &Signer<'_>,
+    target: &PartTarget<'_>,
+    part_number: u32,
+    size: u64,
+    now: OffsetDateTime,
+) -> PartUrl {
     let (now, mut expires_at, _) = validity(store, now, target.expires_in);
     expires_at = expires_at.min(target.not_after).max(now);
     let expires_in = (expires_at - now)

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{ALGORITHM, Answer, Store, amz_date, format_rfc3339, sigv4, validity};
+use super::{ALGORITHM, Answer, Signer, amz_date, format_rfc3339, sigv4, validity};
 use crate::profile::conditions::{Condition, write_json_string};
 use crate::profile::plan::Target;
 use crate::profile::{Filled, Value};
@@ -116,7 +116,12 @@ fn policy_document_parts(expiration: OffsetDateTime, parts: &[&[Condition]]) -> 
 
 /// Renders a filled plan as a signed POST form. Infallible: everything that could be wrong was
 /// refused by admission.
-pub fn post_form<'p>(filled: Filled<'p>, store: &Store, now: OffsetDateTime, style: FieldStyle) -> PresignedPost<'p> {
+pub fn post_form<'p>(
+    filled: Filled<'p>,
+    store: &Signer<'_>,
+    now: OffsetDateTime,
+    style: FieldStyle,
+) -> PresignedPost<'p> {
     let (now, expires_at, expiry_clamped) = validity(store, now, filled.expires_in);
 
     let mut conditions: Vec<Condition<'p>> = Vec::with_capacity(filled.entries.len() + 4);
@@ -149,7 +154,8 @@ pub fn post_form<'p>(filled: Filled<'p>, store: &Store, now: OffsetDateTime, sty
     let date = &amz_date[..8];
     let credential = format!(
         "{}/{date}/{}/s3/aws4_request",
-        store.credentials.access_key_id, store.region
+        store.credentials().access_key_id,
+        store.region
     );
     let [
         algorithm,
@@ -164,7 +170,7 @@ pub fn post_form<'p>(filled: Filled<'p>, store: &Store, now: OffsetDateTime, sty
         (credential_name, credential),
         (date_name, amz_date.clone()),
     ];
-    if let Some(token) = &store.credentials.session_token {
+    if let Some(token) = &store.credentials().session_token {
         signing.push((token_name, token.expose().to_owned()));
     }
     let signing_conditions: Vec<Condition> = signing

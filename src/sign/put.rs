@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use time::OffsetDateTime;
 
 use super::sigv4::{QueryRequest, presign_query};
-use super::{Answer, Store, amz_date, validity};
+use super::{Answer, Signer, amz_date, validity};
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
 
 /// A presigned PUT: send the file as the body to `url` with `headers`.
@@ -55,7 +55,7 @@ impl PresignedPut<'_> {
 /// Renders a filled plan as a presigned PUT URL. Infallible: admission refused every PUT
 /// request that leaves a value open (no size, no filename for a `${filename}` key, no type for a
 /// prefix rule).
-pub fn put_url<'p>(filled: Filled<'p>, store: &Store, now: OffsetDateTime) -> PresignedPut<'p> {
+pub fn put_url<'p>(filled: Filled<'p>, store: &Signer<'_>, now: OffsetDateTime) -> PresignedPut<'p> {
     let (now, expires_at, expiry_clamped) = validity(store, now, filled.expires_in);
     let expires_in = (expires_at - now)
         .whole_seconds()

@@ -47,6 +47,9 @@ pub enum StoreError {
     /// No usable answer after every attempt: down, unreachable, timing out, or failing (5xx).
     #[error("store `{store}` is unavailable: {detail}")]
     Unavailable { store: String, detail: String },
+    /// The store has no credentials to sign the call with.
+    #[error("{0}")]
+    NoCredentials(crate::sign::CredentialsUnavailable),
     /// The store answered and refused (4xx, or an `<Error>` in a 200 answer).
     #[error("store `{store}` refused {operation}: {status} {code}: {message}")]
     Refused {
@@ -63,7 +66,7 @@ impl StoreError {
     pub fn code(&self) -> Option<&str> {
         match self {
             StoreError::Refused { code, .. } => Some(code),
-            StoreError::Unavailable { .. } => None,
+            StoreError::Unavailable { .. } | StoreError::NoCredentials(_) => None,
         }
     }
 }
@@ -307,7 +310,7 @@ impl StoreClient {
                 let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * base / 512;
                 tokio::time::sleep(Duration::from_millis(base + jitter)).await;
             }
-            let url = presigned_url(store, &call);
+            let url = presigned_url(store, &call).map_err(StoreError::NoCredentials)?;
             let mut request = self.http.request(call.method.clone(), &url).timeout(if call.long {
                 self.config.long_timeout
             } else {
@@ -447,9 +450,11 @@ struct Answer {
 
 /// The call as a presigned URL (query-string SigV4, valid 5 minutes): one signer for the
 /// gateway's calls and the URLs it hands out.
-fn presigned_url(store: &Store, call: &Call<'_>) -> String {
+fn presigned_url(store: &Store, call: &Call<'_>) -> Result<String, crate::sign::CredentialsUnavailable> {
     let (origin, host, path) = store.object_location(call.bucket, call.key);
-    let (amz_date, signing_key) = amz_date_now(store, OffsetDateTime::now_utc());
+    let now = OffsetDateTime::now_utc();
+    let store = store.signer(now)?;
+    let (amz_date, signing_key) = amz_date_now(&store, now);
     let query = presign_query(
         &QueryRequest {
             method: call.method.as_str(),
@@ -460,7 +465,7 @@ fn presigned_url(store: &Store, call: &Call<'_>) -> String {
         },
         &store.query_signer(&amz_date, &signing_key, 300),
     );
-    format!("{origin}{path}?{query}")
+    Ok(format!("{origin}{path}?{query}"))
 }
 
 fn describe(error: &reqwest::Error) -> String {

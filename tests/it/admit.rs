@@ -89,7 +89,13 @@ fn every_signed_case_is_covered() {
                 ..case.request.clone()
             };
             let ctx = context(case);
-            let Ok(signed) = sign(&profile, &store, &request, &ctx, FieldStyle::Botocore) else {
+            let Ok(signed) = sign(
+                &profile,
+                &store.signer(ctx.now).unwrap(),
+                &request,
+                &ctx,
+                FieldStyle::Botocore,
+            ) else {
                 continue;
             };
             crate::coverage::check(&profile, &signed, ctx.now).unwrap_or_else(|e| panic!("{name} {method}: {e}"));
@@ -143,7 +149,11 @@ fn every_multipart_case_is_covered() {
             .iter()
             .map(|&n| {
                 let size = plan.size_of(n).unwrap();
-                (n, size, part_url(&store, &target, n, size, ctx.now).url)
+                (
+                    n,
+                    size,
+                    part_url(&store.signer(ctx.now).unwrap(), &target, n, size, ctx.now).url,
+                )
             })
             .collect();
         crate::coverage::check_multipart(

@@ -106,6 +106,6 @@ fn sign_without_credentials_says_what_to_set() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("store `default`: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            .contains("store `default`: cannot fetch credentials: no credentials from the AWS provider chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,")
     );
 }

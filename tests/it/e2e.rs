@@ -454,7 +454,7 @@ fn sign_styled(
         now,
         uuid: Uuid::now_v7(),
     };
-    postgate::sign::sign(profile, store, request, &ctx, style)
+    postgate::sign::sign(profile, &store.signer(ctx.now).unwrap(), request, &ctx, style)
         .unwrap_or_else(|r| panic!("refused: {r:?}"))
         .into()
 }
@@ -800,14 +800,15 @@ async fn every_constraint_is_enforced_by_the_server() {
 }
 
 async fn check_wrong_secret(server: &S3Server) {
-    let mut store = server.store();
-    store.credentials.secret_access_key = Secret::new("not-the-secret");
+    let store = server.store();
+    let mut credentials = store.credentials().unwrap().credentials.clone();
+    credentials.secret_access_key = Secret::new("not-the-secret");
     let store = Store::new(
         "default",
         &server.region,
         store.endpoint.clone(),
         Addressing::Path,
-        store.credentials,
+        credentials,
     );
     let form: SignedForm = library_signer(&store)("invoices", "web", &{
         let mut request = UploadRequest::default();

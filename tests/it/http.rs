@@ -438,7 +438,7 @@ fn machine_codes_are_stable() {
 /// The upload routes' codes: unique, each with one status and title (README.md lists them).
 #[test]
 fn upload_codes_are_stable() {
-    let table: Vec<(String, &str, u16)> = http::problem::UploadCode::ALL
+    let table: Vec<(String, &str, u16)> = http::problem::ProblemCode::ALL
         .iter()
         .map(|code| {
             let (name, status, _) = code.describe();

@@ -7,6 +7,7 @@ mod cardinality;
 mod cli;
 mod compile;
 pub mod coverage;
+mod credentials;
 mod e2e;
 mod hostile;
 mod hostile_yaml;

@@ -177,8 +177,8 @@ proptest! {
         let now = OffsetDateTime::from_unix_timestamp(seconds).unwrap();
         let ctx = Context { app: "web", now, uuid: Uuid::from_u128(0x019a_9f3c_0000_7000_8000_0000_0000_0001) };
         let request = UploadRequest { method, ..request };
-        let Ok(signed) = sign(&profile, &store(), &request, &ctx, FieldStyle::Botocore) else { return Ok(()) };
-        let again = sign(&profile, &store(), &request, &ctx, FieldStyle::Botocore).unwrap();
+        let Ok(signed) = sign(&profile, &store().signer(ctx.now).unwrap(), &request, &ctx, FieldStyle::Botocore) else { return Ok(()) };
+        let again = sign(&profile, &store().signer(ctx.now).unwrap(), &request, &ctx, FieldStyle::Botocore).unwrap();
         prop_assert_eq!(again.to_json(), signed.to_json());
         if let Err(problem) = crate::coverage::check(&profile, &signed, now) {
             return Err(TestCaseError::fail(format!("{problem}\nprofile: {yaml}\nrequest: {request:?}")));
@@ -205,7 +205,7 @@ proptest! {
                     .into_iter()
                     .map(|n| {
                         let size = plan.size_of(n).unwrap();
-                        (n, size, part_url(&store(), &target, n, size, now).url)
+                        (n, size, part_url(&store().signer(now).unwrap(), &target, n, size, now).url)
                     })
                     .collect();
                 if let Err(problem) = crate::coverage::check_multipart(&profile, &filled.key, &headers, &parts, filled.max_size, plan.part_count) {

@@ -60,7 +60,7 @@ impl SigningLoad {
                 };
                 match snapshot
                     .get("avatars")
-                    .map(|p| sign(p, &store, &request, &ctx, FieldStyle::Botocore))
+                    .map(|p| sign(p, &store.signer(ctx.now).unwrap(), &request, &ctx, FieldStyle::Botocore))
                 {
                     Some(Ok(signed)) => {
                         assert!(!signed.to_json().is_empty());

@@ -164,8 +164,14 @@ fn botocore_put_object_through_the_put_renderer() {
         now,
         uuid: uuid::Uuid::nil(),
     };
-    let Signed::Put(put) = postgate::sign::sign(&profile, &store, &request, &ctx, FieldStyle::default()).unwrap()
-    else {
+    let Signed::Put(put) = postgate::sign::sign(
+        &profile,
+        &store.signer(ctx.now).unwrap(),
+        &request,
+        &ctx,
+        FieldStyle::default(),
+    )
+    .unwrap() else {
         panic!("not a PUT");
     };
     assert_eq!(put.url, url_vector("botocore-put-object", "url"));
@@ -245,8 +251,14 @@ fn post_forms_are_byte_identical_to_the_golden_forms() {
             method: Some(Method::Post),
             ..request
         };
-        let Signed::Post(post) = postgate::sign::sign(&profile, &store, &request, &ctx, FieldStyle::Botocore).unwrap()
-        else {
+        let Signed::Post(post) = postgate::sign::sign(
+            &profile,
+            &store.signer(ctx.now).unwrap(),
+            &request,
+            &ctx,
+            FieldStyle::Botocore,
+        )
+        .unwrap() else {
             panic!("{name}: not a POST");
         };
         assert_eq!(post.policy, case["policy"].as_str().unwrap(), "{name}: policy");
