@@ -34,6 +34,7 @@ async fn main() {
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
     let state = web::Data::new(AppState {
+        shared_limits: None,
         registry,
         max_body_bytes: 64 * 1024,
         dev_pages: None,

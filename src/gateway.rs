@@ -270,7 +270,21 @@ fn run_servers(
         attempts: config.store_calls.attempts,
         ..ClientConfig::default()
     });
+    let shared_limits = match &config.rate_limit_backend {
+        None => None,
+        Some(backend) => {
+            let redis = &backend.redis;
+            let url = redis.url(&process_env).map_err(anyhow::Error::msg)?;
+            let prefix = redis.key_prefix.as_deref().unwrap_or("postgate:ratelimit:");
+            let timeout = redis.timeout.unwrap_or(std::time::Duration::from_millis(50));
+            let shared = postgate::shared_limits::SharedLimits::start(&url, prefix, timeout, registry.metrics_arc())
+                .map_err(|e| anyhow::anyhow!("rate_limit_backend.redis: {e}"))?;
+            tracing::info!(%prefix, ?timeout, "rate limits are shared through Redis");
+            Some(Arc::new(shared))
+        }
+    };
     let state = AppState {
+        shared_limits,
         registry,
         max_body_bytes: config.max_body_bytes,
         dev_pages,

@@ -10,11 +10,13 @@ pub mod credentials;
 #[cfg(feature = "dev-store")]
 pub mod dev;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod profile;
 pub mod ratelimit;
 pub mod registry;
 pub mod secret;
+pub mod shared_limits;
 pub mod sign;
 pub mod store;
 pub mod upload;

@@ -119,6 +119,7 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    postgate::identity::install_crypto();
     if matches!(cli.command, Command::Serve) || cfg!(feature = "dev-store") && is_dev(&cli.command) {
         // The servers log; the one-shot commands print.
         init_logs(&cli);

@@ -335,7 +335,7 @@ impl Metrics {
         let end_user_tokens = IntCounterVec::new(
             Opts::new(
                 END_USER_TOKENS,
-                "End-user tokens checked, by app and result (valid, or the problem code).",
+                "End-user tokens checked, by app and result (valid, malformed, algorithm, issuer, audience, unknown_key, signature, expired, not_yet_valid, claim_invalid, jwks_unavailable).",
             ),
             &["app", "result"],
         )

@@ -203,6 +203,11 @@ impl Limiters {
         })
     }
 
+    /// `app`'s limit, if it has one.
+    pub fn limit_of(&self, app: &str) -> Option<RateLimit> {
+        self.by_app.get(app).map(|(limit, _)| *limit)
+    }
+
     /// Whether `app`'s state is the same object in both (tests of reuse across reloads).
     pub fn shares_state(&self, other: &Limiters, app: &str) -> bool {
         match (self.by_app.get(app), other.by_app.get(app)) {

@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     /// The rate limit of every app without its own `rate_limit`; absent: unlimited.
     #[serde(default)]
     pub default_rate_limit: Option<RateLimitConfig>,
+    /// Where rate limits are shared by replicas; absent: each process limits on its own.
+    #[serde(default)]
+    pub rate_limit_backend: Option<RateLimitBackendConfig>,
     #[serde(default)]
     pub cors: CorsConfig,
     #[serde(default)]
@@ -161,6 +164,7 @@ impl Default for GatewayConfig {
             admin_listen: None,
             apps: IndexMap::new(),
             default_rate_limit: None,
+            rate_limit_backend: None,
             cors: CorsConfig::default(),
             reload: ReloadConfig::default(),
             log_format: LogFormat::default(),
@@ -187,6 +191,43 @@ pub struct AppConfig {
     /// This app's presign rate limit; absent: `default_rate_limit`.
     #[serde(default)]
     pub rate_limit: Option<AppRateLimit>,
+    /// `key`, `token`, `either` or `both`; default `either` with `end_user_tokens`, else `key`.
+    #[serde(default)]
+    pub auth: Option<crate::identity::AuthMode>,
+    /// End users' ID tokens this app accepts.
+    #[serde(default)]
+    pub end_user_tokens: Option<EndUserTokensConfig>,
+    /// Origins browsers may call with this app's credentials (besides `cors.allowed_origins`).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+/// An identity provider's ID tokens: who issues them, for whom, and where its keys are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserTokensConfig {
+    /// The `iss` claim, exactly (`https://accounts.google.com`, `https://<tenant>.auth0.com/`).
+    pub issuer: String,
+    /// Accepted `aud` values (the app's client ID at the provider); at least one.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms; default RS256, ES256 and EdDSA. Asymmetric ones only.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// The issuer's JWKS URL (https, or http on loopback).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// A JWKS file instead of a URL.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`; default 30 s, at most 5 min.
+    #[serde(default, with = "humantime_serde")]
+    pub leeway: Option<Duration>,
+    /// Fetch the JWKS for an unknown `kid` at most this often; default 30 s.
+    #[serde(default, with = "humantime_serde")]
+    pub refetch_interval: Option<Duration>,
+    /// Refresh the JWKS in the background when it is older than this; default 10 min.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
 }
 
 /// An app's `rate_limit`: `unlimited` (whatever `default_rate_limit` says) or a limit.
@@ -207,6 +248,48 @@ pub struct RateLimitConfig {
     /// Requests allowed at once after a quiet time; default one second's worth (at least 1).
     #[serde(default)]
     pub burst: Option<u32>,
+}
+
+/// A shared rate-limit backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitBackendConfig {
+    pub redis: RedisConfig,
+}
+
+/// Redis or Valkey (`redis://`, `rediss://` for TLS; a password goes in the URL, which is a
+/// secret: it comes from a variable or a file, never from this file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// The variable holding the URL.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// The file holding the URL (a mounted Secret).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// Prefix of the keys; default `postgate:ratelimit:`.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// How long a check waits for Redis before the local limiter answers; default 50ms.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+impl RedisConfig {
+    /// The URL, read from its variable or file. Errors name the setting, never the value.
+    pub fn url(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+        match (&self.url_env, &self.url_file) {
+            (Some(var), None) => env(var)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().to_owned())
+                .ok_or_else(|| format!("rate_limit_backend.redis.url_env: {var} is not set")),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|v| v.trim().to_owned())
+                .map_err(|e| format!("rate_limit_backend.redis.url_file: cannot read {}: {e}", file.display())),
+            _ => Err("rate_limit_backend.redis: give exactly one of `url_env` and `url_file`".into()),
+        }
+    }
 }
 
 /// Cross-origin access for browser apps that call the gateway directly.
@@ -689,11 +772,136 @@ impl GatewayConfig {
                     None => errors.push(format!("apps.{app}.keys_env: {var} is not set")),
                 }
             }
-            if keys.key_count(app) == 0 && !errors.iter().any(|e| e.starts_with(&format!("apps.{app}."))) {
+            let token_only = config.auth == Some(crate::identity::AuthMode::Token);
+            if keys.key_count(app) == 0 && !token_only && !errors.iter().any(|e| e.starts_with(&format!("apps.{app}.")))
+            {
                 errors.push(format!("apps.{app}: no keys; give `keys`, `keys_file` or `keys_env`"));
             }
         }
         if errors.is_empty() { Ok(keys) } else { Err(errors) }
+    }
+
+    /// Each app's identity settings: its `auth` mode, end-user token rules and CORS origins.
+    /// Every problem is reported, naming the setting (never a value read from a file).
+    pub fn token_apps(&self) -> Result<crate::identity::TokenApps, Vec<String>> {
+        use crate::identity::{ACCEPTED_ALGORITHMS, AppIdentity, AuthMode, JwksSource, TokenRules};
+        let mut apps = Vec::new();
+        let mut errors = Vec::new();
+        let mut pairs: Vec<(String, String, String)> = Vec::new();
+        for (app, config) in &self.apps {
+            let at = |field: &str| format!("apps.{app}.{field}");
+            let tokens = match &config.end_user_tokens {
+                None => None,
+                Some(t) => {
+                    let before = errors.len();
+                    if t.issuer.trim().is_empty() {
+                        errors.push(format!("{}: must not be empty", at("end_user_tokens.issuer")));
+                    }
+                    if t.audiences.is_empty() || t.audiences.iter().any(|a| a.is_empty()) {
+                        errors.push(format!(
+                            "{}: list at least one audience (the app's client ID at the identity provider)",
+                            at("end_user_tokens.audiences")
+                        ));
+                    }
+                    for audience in &t.audiences {
+                        if let Some((other, ..)) = pairs.iter().find(|(_, i, a)| i == &t.issuer && a == audience) {
+                            errors.push(format!(
+                                "{}: `{audience}` of issuer `{}` is also accepted by app `{other}`; a token must pick one app",
+                                at("end_user_tokens.audiences"),
+                                t.issuer
+                            ));
+                        }
+                        pairs.push((app.clone(), t.issuer.clone(), audience.clone()));
+                    }
+                    let algorithms = match &t.algorithms {
+                        None => vec![
+                            jsonwebtoken::Algorithm::RS256,
+                            jsonwebtoken::Algorithm::ES256,
+                            jsonwebtoken::Algorithm::EdDSA,
+                        ],
+                        Some(names) => names
+                            .iter()
+                            .filter_map(|name| {
+                                match name.parse::<jsonwebtoken::Algorithm>().ok().filter(|a| ACCEPTED_ALGORITHMS.contains(a)) {
+                                    Some(a) => Some(a),
+                                    None => {
+                                        errors.push(format!(
+                                            "{}: `{name}` is not accepted; use asymmetric ones: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA",
+                                            at("end_user_tokens.algorithms")
+                                        ));
+                                        None
+                                    }
+                                }
+                            })
+                            .collect(),
+                    };
+                    let jwks = match (&t.jwks_url, &t.jwks_file) {
+                        (Some(url), None) => {
+                            if let Err(why) = crate::identity::check_jwks_url(url) {
+                                errors.push(format!("{}: {why}", at("end_user_tokens.jwks_url")));
+                            }
+                            Some(JwksSource::Url(url.clone()))
+                        }
+                        (None, Some(file)) => Some(JwksSource::File(file.clone())),
+                        _ => {
+                            errors.push(format!(
+                                "{}: give exactly one of `jwks_url` and `jwks_file`",
+                                at("end_user_tokens")
+                            ));
+                            None
+                        }
+                    };
+                    let leeway = t.leeway.unwrap_or(Duration::from_secs(30));
+                    if leeway > Duration::from_secs(300) {
+                        errors.push(format!("{}: at most 5m", at("end_user_tokens.leeway")));
+                    }
+                    let refetch_interval = t.refetch_interval.unwrap_or(Duration::from_secs(30));
+                    if refetch_interval < Duration::from_secs(1) {
+                        errors.push(format!("{}: at least 1s", at("end_user_tokens.refetch_interval")));
+                    }
+                    match jwks {
+                        Some(jwks) if errors.len() == before => Some(TokenRules {
+                            issuer: t.issuer.clone(),
+                            audiences: t.audiences.clone(),
+                            algorithms,
+                            leeway,
+                            jwks,
+                            refetch_interval,
+                            max_age: t.max_age.unwrap_or(Duration::from_secs(600)).max(refetch_interval),
+                        }),
+                        _ => None,
+                    }
+                }
+            };
+            let mode = config.auth.unwrap_or(if config.end_user_tokens.is_some() {
+                AuthMode::Either
+            } else {
+                AuthMode::Key
+            });
+            if matches!(mode, AuthMode::Token | AuthMode::Either | AuthMode::Both) && config.end_user_tokens.is_none() {
+                errors.push(format!("{}: `{mode:?}` needs `end_user_tokens`", at("auth")).to_lowercase());
+            }
+            for origin in &config.cors_origins {
+                if origin == "*" || normalize_endpoint(origin).ok().as_deref() != Some(origin.as_str()) {
+                    errors.push(format!(
+                        "{}: `{}` is not an origin like `https://app.example.com` (no `*`, path or trailing `/`)",
+                        at("cors_origins"),
+                        origin.escape_debug()
+                    ));
+                }
+            }
+            apps.push(AppIdentity {
+                app: app.clone(),
+                mode,
+                tokens,
+                cors_origins: config.cors_origins.clone(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(crate::identity::TokenApps { apps })
+        } else {
+            Err(errors)
+        }
     }
 
     /// The rate limit of each app: its own `rate_limit`, else `default_rate_limit`; apps with

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::AppState;
 #[allow(unused_imports)]
 use super::openapi::{Health, PresignResponse, ProfileList};
-use super::problem::Problem;
+use super::problem::{Problem, ProblemCode};
 use super::wire::{ProfileDetail, ProfileSummary, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
 use crate::profile::{Context, Profile, UploadRequest};
@@ -108,12 +108,13 @@ async fn presign_inner(
     query: &PresignQuery,
     payload: web::Payload,
 ) -> Result<(Option<String>, HttpResponse, String), PresignError> {
-    let app = authenticate(snapshot, req).map_err(|p| (None, p))?;
+    let caller = identify(state, snapshot, req).await.map_err(|p| (None, p))?;
+    let app = caller.app;
     let fail = |problem: Problem| (Some(app.clone()), problem);
     // Before anything that costs: a flooding app is turned away without its body being read.
-    snapshot
-        .limiters
-        .check(&app)
+    state
+        .check_rate(snapshot, &app)
+        .await
         .map_err(|over| fail(Problem::rate_limited(&app, &over)))?;
     let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
     let curl = match query.format.as_deref() {
@@ -145,7 +146,9 @@ async fn presign_inner(
     };
     check_json_content_type(req).map_err(fail)?;
     let body = read_body(req, payload, state.max_body_bytes).await.map_err(fail)?;
-    let request = parse_request(&body).map_err(fail)?;
+    let mut request = parse_request(&body).map_err(fail)?;
+    crate::profile::bind_claims(profile, &mut request, caller.claims.as_ref())
+        .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
 
     let now = OffsetDateTime::now_utc();
     let ctx = Context {
@@ -200,25 +203,131 @@ async fn presign_inner(
     Ok((Some(app), response, fingerprint))
 }
 
-/// The app a request's bearer key belongs to.
-pub(super) fn authenticate(snapshot: &Snapshot, req: &HttpRequest) -> Result<String, Problem> {
+/// Who calls: the app, and the end user's verified claims when a token came with the request.
+pub(super) struct Caller {
+    pub app: String,
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The header carrying an end user's token next to an app key.
+pub const END_USER_TOKEN_HEADER: &str = "end-user-token";
+
+/// Who calls: an app key, an end user's ID token, or both (`apps.<app>.auth`), and the origin
+/// the app accepts calls from.
+pub(super) async fn identify(state: &AppState, snapshot: &Snapshot, req: &HttpRequest) -> Result<Caller, Problem> {
+    use crate::identity::{AuthMode, looks_like_jwt};
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(Problem::unauthenticated("send `Authorization: Bearer <app key>`"));
+        return Err(Problem::unauthenticated(
+            "send `Authorization: Bearer <app key>` or `Authorization: Bearer <ID token>`",
+        ));
     };
     let text = value.to_str().unwrap_or_default();
-    let key = match text.split_once(' ') {
-        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+    let credential = match text.split_once(' ') {
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") => credential.trim(),
         _ => {
             return Err(Problem::unauthenticated(
-                "the Authorization header must be `Bearer <app key>`",
+                "the Authorization header must be `Bearer <app key>` or `Bearer <ID token>`",
             ));
         }
     };
-    snapshot
-        .apps
-        .authenticate(key)
-        .map(str::to_owned)
-        .ok_or_else(|| Problem::unauthenticated("the app key is not valid"))
+    let identities = &snapshot.identities;
+    let mode_of = |app: &str| identities.app(app).map_or(AuthMode::Key, |a| a.mode);
+    let caller = if looks_like_jwt(credential) {
+        let verified = verify_token(state, snapshot, credential, None).await?;
+        if matches!(mode_of(&verified.app), AuthMode::Both | AuthMode::Key) {
+            return Err(Problem::upload(
+                ProblemCode::AppKeyRequired,
+                format!(
+                    "app `{}` takes its app key in `Authorization` (and the user's token in `End-User-Token`)",
+                    verified.app
+                ),
+            ));
+        }
+        Caller {
+            app: verified.app,
+            claims: Some(verified.claims),
+        }
+    } else {
+        let app = snapshot
+            .apps
+            .authenticate(credential)
+            .map(str::to_owned)
+            .ok_or_else(|| Problem::unauthenticated("the app key is not valid"))?;
+        let mode = mode_of(&app);
+        if mode == AuthMode::Token {
+            return Err(Problem::upload(
+                ProblemCode::AppKeyNotAccepted,
+                format!("app `{app}` takes end users' ID tokens only: `Authorization: Bearer <ID token>`"),
+            ));
+        }
+        let user_token = req
+            .headers()
+            .get(END_USER_TOKEN_HEADER)
+            .map(|v| v.to_str().unwrap_or_default().trim());
+        let claims = match user_token {
+            Some(token) => Some(verify_token(state, snapshot, token, Some(&app)).await?.claims),
+            None if mode == AuthMode::Both => {
+                return Err(Problem::upload(
+                    ProblemCode::IdTokenRequired,
+                    format!("app `{app}` needs the end user's ID token in `End-User-Token`"),
+                ));
+            }
+            None => None,
+        };
+        Caller { app, claims }
+    };
+    // An origin another app lists is not this app's, unless this one lists it too.
+    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok())
+        && identities.allows_origin(origin)
+        && !identities
+            .app(&caller.app)
+            .is_some_and(|a| a.cors_origins.iter().any(|o| o == origin))
+    {
+        return Err(Problem::upload(
+            ProblemCode::OriginNotAllowed,
+            format!("app `{}` does not accept calls from {origin}", caller.app),
+        ));
+    }
+    Ok(caller)
+}
+
+async fn verify_token(
+    state: &AppState,
+    snapshot: &Snapshot,
+    token: &str,
+    for_app: Option<&str>,
+) -> Result<crate::identity::Verified, Problem> {
+    use crate::identity::TokenError as E;
+    let metrics = state.registry.metrics_arc();
+    let now = OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    match snapshot.identities.verify(token, for_app, now, &metrics).await {
+        Ok(verified) => {
+            metrics.end_user_token(&verified.app, "valid");
+            Ok(verified)
+        }
+        Err((app, error)) => {
+            if let Some(app) = &app {
+                metrics.end_user_token(app, error.label());
+            }
+            let code = match &error {
+                E::Malformed(_) => ProblemCode::IdTokenMalformed,
+                E::Algorithm(_) => ProblemCode::IdTokenAlgorithm,
+                E::Issuer(_) => ProblemCode::IdTokenIssuer,
+                E::Audience => ProblemCode::IdTokenAudience,
+                E::UnknownKey(_) => ProblemCode::IdTokenUnknownKey,
+                E::Signature => ProblemCode::IdTokenSignature,
+                E::Expired => ProblemCode::IdTokenExpired,
+                E::NotYetValid => ProblemCode::IdTokenNotYetValid,
+                E::ClaimInvalid(_) => ProblemCode::IdTokenClaimInvalid,
+                E::JwksUnavailable(_) => ProblemCode::JwksUnavailable,
+            };
+            let mut problem = Problem::upload(code, error.to_string());
+            if code == ProblemCode::JwksUnavailable {
+                problem.retry_after = std::num::NonZeroU32::new(5);
+            }
+            Err(problem)
+        }
+    }
 }
 
 /// The named profile, if it exists and the app may use it.
@@ -340,7 +449,7 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], example: &
 )]
 pub async fn list_profiles(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, Problem> {
     let snapshot = state.registry.current();
-    let app = authenticate(&snapshot, &req)?;
+    let app = identify(&state, &snapshot, &req).await?.app;
     let profiles: Vec<ProfileSummary<'_>> = snapshot
         .profiles
         .values()
@@ -373,7 +482,7 @@ pub async fn get_profile(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let snapshot = state.registry.current();
-    let app = authenticate(&snapshot, &req)?;
+    let app = identify(&state, &snapshot, &req).await?.app;
     let profile = allowed_profile(&snapshot, &app, &name)?;
     Ok(HttpResponse::Ok().json(ProfileDetail::of(profile)))
 }

@@ -11,7 +11,6 @@ mod wire;
 use std::sync::Arc;
 
 use actix_cors::Cors;
-use actix_web::middleware::Condition;
 use actix_web::{App, HttpServer, web};
 
 use crate::config::CorsConfig;
@@ -27,6 +26,23 @@ pub struct AppState {
     /// The dev upload pages (`/`, `/form/{profile}`, `/uploaded`); off outside `postgate dev`.
     pub dev_pages: Option<DevPages>,
     pub uploads: Uploads,
+    /// Rate limits shared by replicas (Redis); `None`: each process limits on its own.
+    pub shared_limits: Option<Arc<crate::shared_limits::SharedLimits>>,
+}
+
+impl AppState {
+    /// Counts one request of `app` against its rate limit: on the shared backend when there is
+    /// one (the snapshot's limiter standing in when it fails), else in this process.
+    pub async fn check_rate(
+        &self,
+        snapshot: &crate::registry::Snapshot,
+        app: &str,
+    ) -> Result<(), crate::ratelimit::OverLimit> {
+        match &self.shared_limits {
+            Some(shared) => shared.check(app, &snapshot.limiters).await,
+            None => snapshot.limiters.check(app),
+        }
+    }
 }
 
 /// What the upload routes (multipart, complete, Uppy) need beyond the snapshot.
@@ -79,22 +95,23 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(handlers::not_found));
 }
 
-/// The CORS policy: exact allowed origins, the API's methods and headers.
-pub fn cors(config: &CorsConfig) -> Cors {
-    let mut cors = Cors::default()
+/// The CORS policy: exact allowed origins (`cors.allowed_origins`, and each app's
+/// `cors_origins` in the served snapshot, so they follow reloads), the API's methods and headers.
+pub fn cors(config: &CorsConfig, registry: Arc<crate::registry::Registry>) -> Cors {
+    let cors = Cors::default()
         .allowed_methods(["GET", "POST", "DELETE"])
-        .allowed_headers(["authorization", "content-type"])
+        .allowed_headers(["authorization", "content-type", handlers::END_USER_TOKEN_HEADER])
         // Uppy reads a refusal's S3 error code from this header.
         .expose_headers(["x-amz-error-code", "etag"])
         .max_age(config.max_age);
-    for origin in &config.allowed_origins {
-        cors = if origin == "*" {
-            cors.allow_any_origin()
-        } else {
-            cors.allowed_origin(origin)
-        };
+    if config.allowed_origins.iter().any(|o| o == "*") {
+        return cors.allow_any_origin();
     }
-    cors
+    let fixed = config.allowed_origins.clone();
+    cors.allowed_origin_fn(move |origin, _| {
+        let Ok(origin) = origin.to_str() else { return false };
+        fixed.iter().any(|o| o == origin) || registry.current().identities.allows_origin(origin)
+    })
 }
 
 /// Where and how the servers listen.
@@ -110,11 +127,10 @@ pub struct Listen<'a> {
 pub async fn serve(state: AppState, cors_config: CorsConfig, listen: Listen<'_>) -> std::io::Result<()> {
     let state = web::Data::new(state);
     let api_state = state.clone();
-    let cors_enabled = !cors_config.allowed_origins.is_empty();
     let mut api = HttpServer::new(move || {
         App::new()
             .app_data(api_state.clone())
-            .wrap(Condition::new(cors_enabled, cors(&cors_config)))
+            .wrap(cors(&cors_config, api_state.registry.clone()))
             .configure(routes)
     });
     if let Some(workers) = listen.workers {

@@ -32,6 +32,8 @@ pub fn refusal_code(kind: RefusalKind) -> &'static str {
         RefusalKind::FilenameRequired => "filename-required",
         RefusalKind::ChecksumRequired => "checksum-required",
         RefusalKind::ChecksumInvalid => "checksum-invalid",
+        RefusalKind::VarBound => "var-bound",
+        RefusalKind::ClaimMissing => "claim-missing",
     }
 }
 
@@ -55,6 +57,8 @@ pub const REFUSAL_KINDS: &[RefusalKind] = &[
     RefusalKind::FilenameRequired,
     RefusalKind::ChecksumRequired,
     RefusalKind::ChecksumInvalid,
+    RefusalKind::VarBound,
+    RefusalKind::ClaimMissing,
 ];
 
 /// The problem codes of the upload routes (multipart, complete, Uppy), each with its status and
@@ -82,6 +86,20 @@ pub enum ProblemCode {
     StoreRefused,
     StoreUnavailable,
     CredentialsUnavailable,
+    IdTokenMalformed,
+    IdTokenAlgorithm,
+    IdTokenIssuer,
+    IdTokenAudience,
+    IdTokenUnknownKey,
+    IdTokenSignature,
+    IdTokenExpired,
+    IdTokenNotYetValid,
+    IdTokenClaimInvalid,
+    IdTokenRequired,
+    AppKeyRequired,
+    AppKeyNotAccepted,
+    JwksUnavailable,
+    OriginNotAllowed,
 }
 
 impl ProblemCode {
@@ -107,6 +125,20 @@ impl ProblemCode {
         ProblemCode::StoreRefused,
         ProblemCode::StoreUnavailable,
         ProblemCode::CredentialsUnavailable,
+        ProblemCode::IdTokenMalformed,
+        ProblemCode::IdTokenAlgorithm,
+        ProblemCode::IdTokenIssuer,
+        ProblemCode::IdTokenAudience,
+        ProblemCode::IdTokenUnknownKey,
+        ProblemCode::IdTokenSignature,
+        ProblemCode::IdTokenExpired,
+        ProblemCode::IdTokenNotYetValid,
+        ProblemCode::IdTokenClaimInvalid,
+        ProblemCode::IdTokenRequired,
+        ProblemCode::AppKeyRequired,
+        ProblemCode::AppKeyNotAccepted,
+        ProblemCode::JwksUnavailable,
+        ProblemCode::OriginNotAllowed,
     ];
 
     /// The machine code, the status and the title.
@@ -177,6 +209,60 @@ impl ProblemCode {
                 "credentials-unavailable",
                 S::SERVICE_UNAVAILABLE,
                 "The store's credentials are unavailable",
+            ),
+            ProblemCode::IdTokenMalformed => ("id-token-malformed", S::UNAUTHORIZED, "The end-user token is not a JWT"),
+            ProblemCode::IdTokenAlgorithm => (
+                "id-token-algorithm",
+                S::UNAUTHORIZED,
+                "The end-user token's algorithm is not accepted",
+            ),
+            ProblemCode::IdTokenIssuer => (
+                "id-token-issuer",
+                S::UNAUTHORIZED,
+                "The end-user token's issuer is not accepted",
+            ),
+            ProblemCode::IdTokenAudience => (
+                "id-token-audience",
+                S::UNAUTHORIZED,
+                "The end-user token's audience is not accepted",
+            ),
+            ProblemCode::IdTokenUnknownKey => (
+                "id-token-unknown-key",
+                S::UNAUTHORIZED,
+                "The end-user token's key is unknown",
+            ),
+            ProblemCode::IdTokenSignature => (
+                "id-token-signature",
+                S::UNAUTHORIZED,
+                "The end-user token's signature is not valid",
+            ),
+            ProblemCode::IdTokenExpired => ("id-token-expired", S::UNAUTHORIZED, "The end-user token expired"),
+            ProblemCode::IdTokenNotYetValid => (
+                "id-token-not-yet-valid",
+                S::UNAUTHORIZED,
+                "The end-user token is not valid yet",
+            ),
+            ProblemCode::IdTokenClaimInvalid => (
+                "id-token-claim-invalid",
+                S::UNAUTHORIZED,
+                "The end-user token lacks a required claim",
+            ),
+            ProblemCode::IdTokenRequired => ("id-token-required", S::UNAUTHORIZED, "The app needs an end-user token"),
+            ProblemCode::AppKeyRequired => ("app-key-required", S::UNAUTHORIZED, "The app needs its app key"),
+            ProblemCode::AppKeyNotAccepted => (
+                "app-key-not-accepted",
+                S::UNAUTHORIZED,
+                "The app takes end-user tokens only",
+            ),
+            ProblemCode::JwksUnavailable => (
+                "jwks-unavailable",
+                S::SERVICE_UNAVAILABLE,
+                "The identity provider's keys are unavailable",
+            ),
+            ProblemCode::OriginNotAllowed => (
+                "origin-not-allowed",
+                S::FORBIDDEN,
+                "The app does not accept calls from this origin",
             ),
         }
     }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::AppState;
-use super::handlers::{allowed_profile, authenticate, check_json_content_type, parse_json, read_body};
+use super::handlers::{Caller, allowed_profile, check_json_content_type, identify, parse_json, read_body};
 use super::problem::{Problem, ProblemCode};
 use crate::metrics::{CompleteOutcome, MultipartOperation, Outcome, UNKNOWN_PROFILE};
 use crate::profile::conditions::write_json_string;
@@ -149,7 +149,7 @@ pub async fn create_multipart(
 ) -> HttpResponse {
     let snapshot = state.registry.current();
     let result = async {
-        let (app, profile, request): (_, _, UploadRequest) = signing_request(
+        let (caller, profile, mut request): (_, _, UploadRequest) = signing_request(
             &state,
             &snapshot,
             &req,
@@ -158,7 +158,9 @@ pub async fn create_multipart(
             "{\"size\": 104857600, \"filename\": \"big.bin\"}",
         )
         .await?;
-        let created = start_multipart(&state, &snapshot, profile, &app, &request).await?;
+        crate::profile::bind_claims(profile, &mut request, caller.claims.as_ref())
+            .map_err(|refusals| Problem::refused(&name, refusals))?;
+        let created = start_multipart(&state, &snapshot, profile, &caller.app, &request).await?;
         Ok::<_, Problem>(created)
     }
     .await;
@@ -943,7 +945,7 @@ fn violation_problem(violation: &Violation, removed: &str) -> Failure {
     (outcome, problem)
 }
 
-/// The routes that take `{upload_token, …}` with an app key: authenticate, open the token for
+/// The routes that take `{upload_token, …}` with an app key: identify, open the token for
 /// the app, count, answer.
 async fn token_route<F, Fut>(
     state: &web::Data<AppState>,
@@ -985,17 +987,18 @@ async fn signing_request<'s, T: serde::de::DeserializeOwned>(
     name: &str,
     payload: web::Payload,
     example: &str,
-) -> Result<(String, &'s Arc<Profile>, T), Problem> {
-    let app = authenticate(snapshot, req)?;
-    snapshot
-        .limiters
-        .check(&app)
-        .map_err(|over| Problem::rate_limited(&app, &over))?;
-    let profile = allowed_profile(snapshot, &app, name)?;
+) -> Result<(Caller, &'s Arc<Profile>, T), Problem> {
+    let caller = identify(state, snapshot, req).await?;
+    let app = &caller.app;
+    state
+        .check_rate(snapshot, app)
+        .await
+        .map_err(|over| Problem::rate_limited(app, &over))?;
+    let profile = allowed_profile(snapshot, app, name)?;
     check_json_content_type(req)?;
     let body = read_body(req, payload, state.max_body_bytes).await?;
     let request = parse_json(&body, example)?;
-    Ok((app, profile, request))
+    Ok((caller, profile, request))
 }
 
 /// The opening of every route that takes an upload token: the app, the JSON body, and the
@@ -1006,7 +1009,7 @@ async fn token_request(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<(Claims, TokenRequest), Problem> {
-    let app = authenticate(snapshot, req)?;
+    let app = identify(state, snapshot, req).await?.app;
     check_json_content_type(req)?;
     let body = read_body(req, payload, state.max_body_bytes).await?;
     let request: TokenRequest = parse_json(&body, "{\"upload_token\": \"pgu1.…\"}")?;
@@ -1172,7 +1175,7 @@ pub async fn uppy_sign(
     let started = Instant::now();
     let snapshot = state.registry.current();
     let result = async {
-        let (app, profile, sign): (_, _, UppySignRequest) = signing_request(
+        let (caller, profile, mut sign): (_, _, UppySignRequest) = signing_request(
             &state,
             &snapshot,
             &req,
@@ -1181,7 +1184,12 @@ pub async fn uppy_sign(
             "{\"request\": {\"method\": \"PUT\", \"key\": \"…\"}, \"upload\": {\"size\": 1}}",
         )
         .await?;
-        uppy_answer(&state, &req, &snapshot, profile, &app, sign).await
+        // The steps that start an upload take its vars; the others carry its upload token.
+        if sign.request.upload_id.is_none() {
+            crate::profile::bind_claims(profile, &mut sign.upload, caller.claims.as_ref())
+                .map_err(|refusals| Problem::refused(&name, refusals))?;
+        }
+        uppy_answer(&state, &req, &snapshot, profile, &caller.app, sign).await
     }
     .await;
     // Counted as a presign request: each answer is a signed capability (or a refusal of one).

@@ -55,6 +55,9 @@ pub struct VarWire<'a> {
     pub name: &'a str,
     pub pattern: &'a str,
     pub description: Option<&'a str>,
+    /// The end-user token claim the value comes from; such a var is not sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<&'a str>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,6 +94,7 @@ impl<'a> ProfileSummary<'a> {
                     name: &v.name,
                     pattern: &v.pattern_source,
                     description: v.description.as_deref(),
+                    claim: v.claim.as_deref(),
                 })
                 .collect(),
             metadata: profile

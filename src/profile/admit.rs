@@ -94,6 +94,10 @@ pub enum RefusalKind {
     FilenameRequired,
     ChecksumRequired,
     ChecksumInvalid,
+    /// The request supplied a var that comes from the end user's token.
+    VarBound,
+    /// A var comes from a token claim, and there is no token or no such claim.
+    ClaimMissing,
 }
 
 /// One reason a request was refused, naming the request field (`vars.user`, `size`, …).
@@ -785,4 +789,53 @@ fn describe_rule(rule: &ContentTypeRule) -> String {
         ContentTypeRule::OneOf(types) => format!("one of {}", types.join(", ")),
         ContentTypeRule::Exact(exact) => format!("only `{exact}`"),
     }
+}
+
+/// Fills the vars bound to token claims (`vars.<name>.claim`) from the end user's verified
+/// claims. A request that supplies a bound var is refused (`var-bound`), as is one without the
+/// claim (`claim-missing`: no token, or a token without it); string and number claims are taken
+/// as text, and `admit` then checks them like any var.
+pub fn bind_claims(
+    profile: &Profile,
+    request: &mut UploadRequest,
+    claims: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), Vec<Refusal>> {
+    let mut refusals = Vec::new();
+    for var in &profile.vars {
+        let Some(claim) = &var.claim else { continue };
+        let field = format!("vars.{}", var.name);
+        if request.vars.contains_key(&var.name) {
+            refusals.push(Refusal {
+                kind: RefusalKind::VarBound,
+                field,
+                message: format!(
+                    "`{}` comes from the end-user token's `{claim}` claim; do not send it",
+                    var.name
+                ),
+            });
+            continue;
+        }
+        let value = match claims.and_then(|c| c.get(claim)) {
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(serde_json::Value::Number(number)) => Some(number.to_string()),
+            _ => None,
+        };
+        match value {
+            Some(value) => {
+                request.vars.insert(var.name.clone(), value);
+            }
+            None => refusals.push(Refusal {
+                kind: RefusalKind::ClaimMissing,
+                field,
+                message: match claims {
+                    None => format!(
+                        "`{}` comes from the end user's token (claim `{claim}`); send the token as `Authorization: Bearer <ID token>`",
+                        var.name
+                    ),
+                    Some(_) => format!("the end-user token has no string `{claim}` claim for `{}`", var.name),
+                },
+            }),
+        }
+    }
+    if refusals.is_empty() { Ok(()) } else { Err(refusals) }
 }

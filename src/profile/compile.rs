@@ -326,6 +326,15 @@ fn compile_vars(raw: &RawProfile, cache: &mut RegexCache, diags: &mut Vec<Diagno
             ));
             continue;
         }
+        if let Some(claim) = &raw_var.claim
+            && (claim.is_empty() || claim.len() > 256 || claim.chars().any(char::is_control))
+        {
+            diags.push(Diagnostic::error(
+                format!("{path}.claim"),
+                "a claim name is 1 to 256 characters without control characters, like `sub` or `tenant`",
+            ));
+            continue;
+        }
         let source = raw_var.pattern.as_deref().unwrap_or(DEFAULT_VAR_PATTERN);
         match cache.full_match(source) {
             Ok(pattern) if pattern.is_match("") && source.is_empty() => diags.push(Diagnostic::error(
@@ -337,6 +346,7 @@ fn compile_vars(raw: &RawProfile, cache: &mut RegexCache, diags: &mut Vec<Diagno
                 pattern,
                 pattern_source: source.to_owned(),
                 description: raw_var.description.clone(),
+                claim: raw_var.claim.clone(),
             }),
             Err(message) => diags.push(Diagnostic::error(format!("{path}.pattern"), message)),
         }

@@ -19,7 +19,7 @@ use regex::Regex;
 
 pub use admit::{
     Bounds, ChecksumRequest, Context, Entry, Filled, Refusal, RefusalKind, TypeBound, UploadRequest, Value, admit,
-    admit_multipart,
+    admit_multipart, bind_claims,
 };
 pub use compile::{RegexCache, compile, compile_cached};
 pub use plan::{ChecksumAlgorithm, ChecksumRule, Method, Plan};
@@ -157,6 +157,8 @@ pub struct Var {
     pub pattern: Regex,
     pub pattern_source: String,
     pub description: Option<String>,
+    /// The end-user token claim the value comes from; such a var is never taken from a request.
+    pub claim: Option<String>,
 }
 
 /// The accepted object size, in bytes, inclusive.

@@ -177,6 +177,12 @@ pub struct RawVar {
     /// Shown to apps.
     #[serde(default)]
     pub description: Option<String>,
+    /// Takes its value from this claim of the end user's verified ID token (`sub`, or a custom
+    /// claim such as `tenant`); the request may then not supply it. The value still has to match
+    /// `pattern`.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 256))]
+    pub claim: Option<String>,
 }
 
 /// The size range of an upload.

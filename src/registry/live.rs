@@ -20,6 +20,8 @@ use crate::ratelimit::{AppLimits, Limiters, RateClock};
 pub enum AppsSource {
     /// Fixed for the process's life (dev mode, tests).
     Fixed(AppKeys, AppLimits),
+    /// Like `Fixed`, with end-user token rules (tests).
+    FixedWithTokens(AppKeys, AppLimits, crate::identity::TokenApps),
     /// The `apps` and `default_rate_limit` sections of this config file (plus `POSTGATE_*`
     /// overrides), re-read on every reload so keys rotate and limits change without a restart.
     ConfigFile(Option<PathBuf>),
@@ -104,6 +106,11 @@ impl Registry {
         &self.metrics
     }
 
+    /// The metrics, shared (for background work).
+    pub fn metrics_arc(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     pub fn source(&self) -> &Source {
         &self.source
     }
@@ -180,13 +187,14 @@ impl Registry {
 
     /// The next snapshot, `None` when the content equals what is served.
     fn next_snapshot(&self, served: &Snapshot, trigger: Trigger) -> Result<Option<Snapshot>, Vec<Diagnostic>> {
-        let (apps, limits) = self.load_apps()?;
+        let (apps, limits, tokens) = self.load_apps()?;
         let previous = (served.generation > 0).then_some(served);
         let mut next = load_reusing(&self.source.policies, &self.source.stores, previous)?;
         let mut hasher = Sha256::new();
         hasher.update(next.content_hash.as_bytes());
         hasher.update(apps.fingerprint());
         hasher.update(limits.fingerprint());
+        hasher.update(tokens.fingerprint());
         next.content_hash = hex::encode(hasher.finalize());
         if served.generation > 0 && next.content_hash == served.content_hash {
             return Ok(None);
@@ -209,12 +217,14 @@ impl Registry {
         next.generation = served.generation + 1;
         next.apps = Arc::new(apps);
         next.limiters = Arc::new(Limiters::build(&limits, &served.limiters, &self.clock));
+        next.identities = Arc::new(crate::identity::Identities::build(&tokens, &served.identities));
         Ok(Some(next))
     }
 
-    fn load_apps(&self) -> Result<(AppKeys, AppLimits), Vec<Diagnostic>> {
+    fn load_apps(&self) -> Result<(AppKeys, AppLimits, crate::identity::TokenApps), Vec<Diagnostic>> {
         match &self.source.apps {
-            AppsSource::Fixed(keys, limits) => Ok((keys.clone(), limits.clone())),
+            AppsSource::Fixed(keys, limits) => Ok((keys.clone(), limits.clone(), Default::default())),
+            AppsSource::FixedWithTokens(keys, limits, tokens) => Ok((keys.clone(), limits.clone(), tokens.clone())),
             AppsSource::ConfigFile(path) => {
                 let shown = path
                     .as_ref()
@@ -223,12 +233,14 @@ impl Registry {
                     .map_err(|e| vec![Diagnostic::error("", e.to_string()).in_file(&shown)])?;
                 let keys = config.app_keys(&process_env);
                 let limits = config.app_limits();
-                match (keys, limits) {
-                    (Ok(keys), Ok(limits)) => Ok((keys, limits)),
-                    (keys, limits) => Err(keys
+                let tokens = config.token_apps();
+                match (keys, limits, tokens) {
+                    (Ok(keys), Ok(limits), Ok(tokens)) => Ok((keys, limits, tokens)),
+                    (keys, limits, tokens) => Err(keys
                         .err()
                         .into_iter()
                         .chain(limits.err())
+                        .chain(tokens.err())
                         .flatten()
                         .map(|e| Diagnostic::error("", e).in_file(&shown))
                         .collect()),

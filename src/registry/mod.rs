@@ -87,6 +87,8 @@ pub struct Snapshot {
     /// One GCRA state per rate-limited app, carried over from the previous snapshot for every
     /// app whose limit is unchanged.
     pub limiters: Arc<Limiters>,
+    /// Each app's auth mode, end-user token rules (with their JWKS caches) and CORS origins.
+    pub identities: Arc<crate::identity::Identities>,
     /// SHA-256 of each profile's file text, so a reload reuses the profiles whose text is unchanged.
     pub digests: BTreeMap<String, [u8; 32]>,
     /// The stores the profiles sign for; every profile's store is here (`build` refuses the set
@@ -343,6 +345,7 @@ pub fn build_reusing(
         generation: 0,
         apps: Arc::default(),
         limiters: Arc::default(),
+        identities: Arc::default(),
         digests,
         stores: stores.clone(),
     })

@@ -468,7 +468,8 @@ fn presigned_url(store: &Store, call: &Call<'_>) -> Result<String, crate::sign::
     Ok(format!("{origin}{path}?{query}"))
 }
 
-fn describe(error: &reqwest::Error) -> String {
+/// A failed HTTP call in a few words, with its chain of causes.
+pub fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         "timed out".into()
     } else if error.is_connect() {

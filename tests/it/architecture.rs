@@ -87,9 +87,17 @@ fn dependencies_point_one_way() {
         }
         if text.contains("reqwest") {
             assert!(
-                path.starts_with("src/store/"),
-                "{path} makes HTTP calls: only src/store/ may"
+                path.starts_with("src/store/") || path == "src/identity.rs",
+                "{path} makes HTTP calls: only src/store/ (S3) and src/identity.rs (JWKS) may"
             );
+        }
+        if path == "src/identity.rs" || path == "src/credentials.rs" {
+            for module in ["registry", "http", "upload", "profile"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
         }
         if path.starts_with("src/registry/") {
             assert!(!text.contains("crate::http"), "{path} depends on http");

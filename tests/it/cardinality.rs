@@ -207,6 +207,13 @@ async fn hostile_traffic_leaves_every_metric_family_bounded() {
         (metrics::CONFIG_HASH, 1),
         (metrics::PROFILES_LOADED, 1),
         (metrics::BUILD_INFO, 1),
+        (metrics::CREDENTIALS_EXPIRY, 4),
+        (metrics::CREDENTIALS_VALID, 4),
+        (metrics::CREDENTIALS_REFRESHES, 8),
+        (metrics::JWKS_FETCHES, 16),
+        (metrics::END_USER_TOKENS, 96),
+        (metrics::RATE_LIMIT_BACKEND_UP, 1),
+        (metrics::RATE_LIMIT_FALLBACKS, 1),
     ]
     .into_iter()
     .collect();

@@ -59,14 +59,7 @@ impl CredentialsEndpoint {
                     };
                     socket.set_nonblocking(false).unwrap();
                     socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => request.extend_from_slice(&buf[..n]),
-                        }
-                    }
+                    let request = read_head(&mut socket);
                     calls2.fetch_add(1, Ordering::SeqCst);
                     let text = String::from_utf8_lossy(&request).to_lowercase();
                     let authorized = text.contains(&format!("\r\nauthorization: {}\r\n", AUTH_TOKEN.to_lowercase()))
@@ -110,6 +103,19 @@ impl CredentialsEndpoint {
             refused,
         }
     }
+}
+
+/// A request's head (up to the blank line), as a loopback test server reads it.
+pub fn read_head(socket: &mut impl Read) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    request
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {

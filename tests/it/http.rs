@@ -8,7 +8,6 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::Condition;
 use actix_web::{App, test as actix_test, web};
 use postgate::auth::AppKeys;
 use postgate::config::CorsConfig;
@@ -92,6 +91,7 @@ pub fn aws_store() -> Store {
 
 pub fn state(registry: Arc<Registry>) -> web::Data<AppState> {
     web::Data::new(AppState {
+        shared_limits: None,
         registry,
         max_body_bytes: 64 * 1024,
         dev_pages: None,
@@ -139,15 +139,16 @@ fn cors_config() -> CorsConfig {
 }
 
 macro_rules! service {
-    ($state:expr) => {
+    ($state:expr) => {{
+        let state = $state;
         actix_test::init_service(
             App::new()
-                .app_data($state.clone())
-                .wrap(Condition::new(true, http::cors(&cors_config())))
+                .app_data(state.clone())
+                .wrap(http::cors(&cors_config(), state.registry.clone()))
                 .configure(http::routes),
         )
         .await
-    };
+    }};
 }
 
 /// One request of the contract table.
@@ -883,6 +884,7 @@ async fn dev_pages_sign_forms_and_escape_what_they_show() {
     let registry = registry(dir.path());
     let off = state(registry.clone());
     let on = web::Data::new(AppState {
+        shared_limits: None,
         registry,
         uploads: uploads(),
         max_body_bytes: 64 * 1024,

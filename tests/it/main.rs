@@ -12,12 +12,14 @@ mod e2e;
 mod hostile;
 mod hostile_yaml;
 mod http;
+mod jwt;
 mod properties;
 mod ratelimit;
 mod registry;
 mod reload;
 mod schema;
 mod serve;
+mod shared_ratelimit;
 mod uploads;
 mod vectors;
 

@@ -367,6 +367,7 @@ async fn a_store_that_is_down_is_a_503() {
     store.endpoint = postgate::sign::Endpoint::Custom("http://127.0.0.1:9".into());
     let registry = registry_signing(dir.path(), app_limits(), RateClock::manual(Default::default()), store);
     let state = web::Data::new(AppState {
+        shared_limits: None,
         registry,
         max_body_bytes: 64 * 1024,
         dev_pages: None,

@@ -1,0 +1,597 @@
+//! End users' ID tokens (JWTs from the app's identity provider): which app a token is for, and
+//! whether it is valid, with keys from the issuer's JWKS.
+//!
+//! `TokenApps` is plain data read from the config (compared to detect changes); `Identities` is
+//! what a snapshot serves: the rules of each app and its JWKS cache, carried over a reload when
+//! the JWKS source is unchanged. A JWKS is fetched when first needed, again in the background
+//! once it is older than `max_age`, and again for an unknown `kid` at most once per
+//! `refetch_interval` (a flood of made-up `kid`s costs the issuer one fetch per interval). A
+//! fetch replaces the whole set, so keys the issuer dropped leave the cache with it.
+//! Only asymmetric algorithms are accepted; `alg: none` and HMAC never are.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use crate::metrics::Metrics;
+
+/// Algorithms a token may be signed with (asymmetric only).
+pub const ACCEPTED_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+/// The largest JWKS read.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+/// The longest JWT read.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// How long one JWKS fetch may take.
+pub const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How an app proves who calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// An app key (`Authorization: Bearer <app key>`). The default without `end_user_tokens`.
+    Key,
+    /// An end user's token only (`Authorization: Bearer <ID token>`): browsers calling directly.
+    Token,
+    /// Either. The default with `end_user_tokens`.
+    Either,
+    /// Both: the app key in `Authorization`, the user's token in `End-User-Token` (a backend
+    /// acting for a signed-in user).
+    Both,
+}
+
+/// Where a JWKS comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    Url(String),
+    File(PathBuf),
+}
+
+/// One app's token rules, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRules {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+    pub jwks: JwksSource,
+    pub refetch_interval: Duration,
+    pub max_age: Duration,
+}
+
+/// One app's identity settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppIdentity {
+    pub app: String,
+    pub mode: AuthMode,
+    pub tokens: Option<TokenRules>,
+    /// Origins a browser may call from with this app's credentials; empty: the global list only.
+    pub cors_origins: Vec<String>,
+}
+
+/// Every app's identity settings, as configured (plain data).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenApps {
+    pub apps: Vec<AppIdentity>,
+}
+
+impl TokenApps {
+    /// A stable digest, for change detection.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(format!("{self:?}").as_bytes()).into()
+    }
+
+    pub fn get(&self, app: &str) -> Option<&AppIdentity> {
+        self.apps.iter().find(|a| a.app == app)
+    }
+}
+
+/// Why a token is refused; each has its own problem code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a JWT: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Algorithm(String),
+    #[error("no app accepts tokens from issuer `{0}`")]
+    Issuer(String),
+    #[error("the token's audience is not one this app accepts")]
+    Audience,
+    #[error("{0}")]
+    UnknownKey(String),
+    #[error("the token's signature is not valid")]
+    Signature,
+    #[error("the token expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("{0}")]
+    ClaimInvalid(String),
+    #[error("the issuer's keys cannot be fetched: {0}")]
+    JwksUnavailable(String),
+}
+
+impl TokenError {
+    /// The word for the metric's `result` label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::Algorithm(_) => "algorithm",
+            TokenError::Issuer(_) => "issuer",
+            TokenError::Audience => "audience",
+            TokenError::UnknownKey(_) => "unknown_key",
+            TokenError::Signature => "signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::ClaimInvalid(_) => "claim_invalid",
+            TokenError::JwksUnavailable(_) => "jwks_unavailable",
+        }
+    }
+}
+
+/// A verified token: the app it is for and its claims.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub app: String,
+    pub claims: Map<String, Value>,
+}
+
+/// The keys of one JWKS fetch.
+#[derive(Default)]
+struct KeySet {
+    keys: HashMap<String, (Arc<DecodingKey>, Option<Algorithm>)>,
+    /// Keys without a `kid` (used only when the token names none).
+    unnamed: Vec<(Arc<DecodingKey>, Option<Algorithm>)>,
+    fetched_at: Option<Instant>,
+}
+
+/// One app's JWKS, cached.
+pub struct JwksCache {
+    app: String,
+    source: JwksSource,
+    refetch_interval: Duration,
+    max_age: Duration,
+    keys: ArcSwap<KeySet>,
+    last_attempt: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+}
+
+impl JwksCache {
+    fn new(app: &str, rules: &TokenRules, http: reqwest::Client) -> JwksCache {
+        JwksCache {
+            app: app.to_owned(),
+            source: rules.jwks.clone(),
+            refetch_interval: rules.refetch_interval,
+            max_age: rules.max_age,
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            last_attempt: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+            http,
+        }
+    }
+
+    fn same_source(&self, rules: &TokenRules) -> bool {
+        self.source == rules.jwks && self.refetch_interval == rules.refetch_interval && self.max_age == rules.max_age
+    }
+
+    fn lookup(&self, kid: Option<&str>) -> Option<(Arc<DecodingKey>, Option<Algorithm>)> {
+        let set = self.keys.load();
+        match kid {
+            Some(kid) => set.keys.get(kid).cloned(),
+            None if set.unnamed.len() + set.keys.len() == 1 => set
+                .unnamed
+                .first()
+                .cloned()
+                .or_else(|| set.keys.values().next().cloned()),
+            None => None,
+        }
+    }
+
+    /// The key for `kid`: from the cache, or after a fetch if the interval allows one.
+    async fn key(
+        self: &Arc<Self>,
+        kid: Option<&str>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<(Arc<DecodingKey>, Option<Algorithm>), TokenError> {
+        let fetched_at = self.keys.load().fetched_at;
+        if let Some(found) = self.lookup(kid) {
+            if fetched_at.is_some_and(|at| at.elapsed() > self.max_age) {
+                let cache = self.clone();
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    let _guard = cache.fetching.lock().await;
+                    if cache.claim_attempt() {
+                        let _ = cache.fetch(&metrics).await;
+                    }
+                });
+            }
+            return Ok(found);
+        }
+        let fetched = {
+            let _guard = self.fetching.lock().await;
+            // Whoever held the lock may have fetched what this request needs.
+            if let Some(found) = self.lookup(kid) {
+                return Ok(found);
+            }
+            if self.claim_attempt() {
+                Some(self.fetch(metrics).await)
+            } else {
+                None
+            }
+        };
+        if let Some(found) = self.lookup(kid) {
+            return Ok(found);
+        }
+        match (fetched, self.keys.load().fetched_at) {
+            (Some(Err(error)), None) => Err(TokenError::JwksUnavailable(error)),
+            (None, None) => Err(TokenError::JwksUnavailable(
+                "the last fetch failed; the next is allowed within the refetch interval".into(),
+            )),
+            _ => Err(TokenError::UnknownKey(match kid {
+                Some(kid) => format!("the issuer's keys have no key `{}`", kid.escape_debug()),
+                None => "the token names no key (`kid`) and the issuer has several".into(),
+            })),
+        }
+    }
+
+    /// Takes the right to fetch now: false within `refetch_interval` of the last attempt.
+    fn claim_attempt(&self) -> bool {
+        let mut last = self.last_attempt.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| at.elapsed() < self.refetch_interval) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    /// Fetches and publishes the set; on failure the old set stays.
+    async fn fetch(&self, metrics: &Metrics) -> Result<(), String> {
+        let result = self.read().await.and_then(|text| parse_jwks(&text));
+        metrics.jwks_fetch(&self.app, result.is_ok());
+        match result {
+            Ok(set) => {
+                tracing::info!(app = %self.app, keys = set.keys.len() + set.unnamed.len(), "JWKS fetched");
+                self.keys.store(Arc::new(set));
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(app = %self.app, %error, "cannot fetch the JWKS");
+                Err(error)
+            }
+        }
+    }
+
+    async fn read(&self) -> Result<String, String> {
+        match &self.source {
+            JwksSource::File(path) => {
+                let text = tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                if text.len() > MAX_JWKS_BYTES {
+                    return Err(format!("{} is larger than {MAX_JWKS_BYTES} bytes", path.display()));
+                }
+                Ok(text)
+            }
+            JwksSource::Url(url) => {
+                let response = self
+                    .http
+                    .get(url)
+                    .timeout(JWKS_TIMEOUT)
+                    .send()
+                    .await
+                    .map_err(|e| format!("GET {url}: {}", crate::store::describe(&e)))?;
+                let status = response.status();
+                if !status.is_success() {
+                    return Err(format!("GET {url}: {status}"));
+                }
+                let bytes = response.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+                if bytes.len() > MAX_JWKS_BYTES {
+                    return Err(format!("GET {url}: larger than {MAX_JWKS_BYTES} bytes"));
+                }
+                String::from_utf8(bytes.to_vec()).map_err(|_| format!("GET {url}: not UTF-8"))
+            }
+        }
+    }
+}
+
+/// A JWKS document as keys: asymmetric keys only, each with its `alg` if it names one.
+fn parse_jwks(text: &str) -> Result<KeySet, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    let mut keys = KeySet {
+        fetched_at: Some(Instant::now()),
+        ..KeySet::default()
+    };
+    for jwk in &set.keys {
+        if matches!(jwk.algorithm, jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)) {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
+        let entry = (Arc::new(key), alg);
+        match &jwk.common.key_id {
+            Some(kid) => {
+                keys.keys.insert(kid.clone(), entry);
+            }
+            None => keys.unnamed.push(entry),
+        }
+    }
+    Ok(keys)
+}
+
+/// What a snapshot serves: each app's settings and JWKS cache.
+#[derive(Default)]
+pub struct Identities {
+    pub config: TokenApps,
+    caches: HashMap<String, Arc<JwksCache>>,
+}
+
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identities")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identities {
+    /// Builds from `config`, keeping the caches of `previous` whose source is unchanged.
+    pub fn build(config: &TokenApps, previous: &Identities) -> Identities {
+        static HTTP: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                // A JWKS URL is configured exact; a redirect could leave https.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        });
+        let http = &*HTTP;
+        let mut caches = HashMap::new();
+        for app in &config.apps {
+            let Some(rules) = &app.tokens else { continue };
+            let cache = match previous.caches.get(&app.app) {
+                Some(cache) if cache.same_source(rules) => cache.clone(),
+                _ => Arc::new(JwksCache::new(&app.app, rules, http.clone())),
+            };
+            caches.insert(app.app.clone(), cache);
+        }
+        Identities {
+            config: config.clone(),
+            caches,
+        }
+    }
+
+    pub fn app(&self, app: &str) -> Option<&AppIdentity> {
+        self.config.get(app)
+    }
+
+    /// Whether `origin` is one an app lists.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.config
+            .apps
+            .iter()
+            .any(|a| a.cors_origins.iter().any(|o| o == origin))
+    }
+
+    /// Verifies `token`; `for_app` (from an app key) pins the app, else the token's issuer and
+    /// audience pick it.
+    pub async fn verify(
+        &self,
+        token: &str,
+        for_app: Option<&str>,
+        now_unix: u64,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Verified, (Option<String>, TokenError)> {
+        let (header, payload) = peek(token).map_err(|e| (for_app.map(str::to_owned), e))?;
+        let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or_default();
+        let issuer = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
+        let audiences: Vec<&str> = match payload.get("aud") {
+            Some(Value::String(one)) => vec![one],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let candidates: Vec<(&AppIdentity, &TokenRules)> = self
+            .config
+            .apps
+            .iter()
+            .filter(|a| for_app.is_none_or(|name| a.app == name))
+            .filter_map(|a| a.tokens.as_ref().map(|rules| (a, rules)))
+            .filter(|(_, rules)| rules.issuer == issuer)
+            .collect();
+        if candidates.is_empty() {
+            return Err((
+                for_app.map(str::to_owned),
+                TokenError::Issuer(issuer.escape_debug().to_string()),
+            ));
+        }
+        let Some((app, rules)) = candidates
+            .iter()
+            .find(|(_, rules)| rules.audiences.iter().any(|a| audiences.contains(&a.as_str())))
+        else {
+            let app = (candidates.len() == 1).then(|| candidates[0].0.app.clone());
+            return Err((app, TokenError::Audience));
+        };
+        let fail = |error: TokenError| (Some(app.app.clone()), error);
+        let algorithm = Algorithm::from_str(alg_name)
+            .ok()
+            .filter(|a| rules.algorithms.contains(a))
+            .ok_or_else(|| {
+                fail(TokenError::Algorithm(format!(
+                    "tokens signed with `{}` are not accepted; this app takes {}",
+                    alg_name.escape_debug(),
+                    rules
+                        .algorithms
+                        .iter()
+                        .map(|a| format!("{a:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            })?;
+        let cache = self
+            .caches
+            .get(&app.app)
+            .ok_or_else(|| fail(TokenError::JwksUnavailable("no JWKS is configured".into())))?;
+        let kid = header.get("kid").and_then(Value::as_str);
+        let (key, key_alg) = cache.key(kid, metrics).await.map_err(fail)?;
+        if key_alg.is_some_and(|a| a != algorithm) {
+            return Err(fail(TokenError::Algorithm(format!(
+                "the key `{}` is for {:?}, the token says {algorithm:?}",
+                kid.unwrap_or_default().escape_debug(),
+                key_alg.unwrap_or(algorithm)
+            ))));
+        }
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.leeway = rules.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&rules.issuer]);
+        validation.set_audience(&rules.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| fail(map_error(&e)))?;
+        // `iat` in the future beyond the leeway: a clock or forgery problem either way.
+        if let Some(iat) = data.claims.get("iat").and_then(Value::as_u64)
+            && iat > now_unix + rules.leeway.as_secs()
+        {
+            return Err(fail(TokenError::NotYetValid));
+        }
+        Ok(Verified {
+            app: app.app.clone(),
+            claims: data.claims,
+        })
+    }
+}
+
+fn map_error(error: &jsonwebtoken::errors::Error) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match error.kind() {
+        K::ExpiredSignature => TokenError::Expired,
+        K::ImmatureSignature => TokenError::NotYetValid,
+        K::InvalidSignature => TokenError::Signature,
+        K::InvalidIssuer => TokenError::Issuer(String::new()),
+        K::InvalidAudience => TokenError::Audience,
+        K::InvalidAlgorithm | K::MissingAlgorithm => {
+            TokenError::Algorithm("the token's algorithm does not fit its key".into())
+        }
+        K::MissingRequiredClaim(claim) => TokenError::ClaimInvalid(format!("the token has no `{claim}` claim")),
+        K::InvalidClaimFormat(claim) => TokenError::ClaimInvalid(format!("the token's `{claim}` claim is malformed")),
+        K::InvalidToken | K::Base64(_) | K::Json(_) | K::Utf8(_) => TokenError::Malformed("cannot decode it".into()),
+        _ => TokenError::Signature,
+    }
+}
+
+/// The header and payload of a JWT, unverified (to pick the app and key; nothing else is
+/// trusted before the signature is checked).
+fn peek(token: &str) -> Result<(Claims, Claims), TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed("a JWT has three dot-separated parts".into()));
+    };
+    let decode = |part: &str, what: &str| -> Result<Map<String, Value>, TokenError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|_| TokenError::Malformed(format!("its {what} is not base64url")))?;
+        serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(format!("its {what} is not a JSON object")))
+    };
+    Ok((decode(header, "header")?, decode(payload, "payload")?))
+}
+
+/// A JSON object: a JWT's header or payload.
+type Claims = Map<String, Value>;
+
+/// Whether a bearer credential looks like a JWT rather than an app key.
+pub fn looks_like_jwt(credential: &str) -> bool {
+    credential.starts_with("eyJ") && credential.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+/// Whether `url` may serve a JWKS: https, or http to a loopback address (tests, sidecars).
+pub fn check_jwks_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{}` is not a URL: {e}", url.escape_debug()))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    let credentials = !parsed.username().is_empty() || parsed.password().is_some();
+    match parsed.scheme() {
+        _ if credentials => Err("the JWKS URL must not carry credentials".into()),
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("the JWKS must come over https (http only on loopback)".into()),
+    }
+}
+
+/// Makes the RustCrypto provider jsonwebtoken's default (it panics at first use when feature
+/// unification enables two backends and none is chosen).
+pub fn install_crypto() {
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwts_and_app_keys_are_told_apart() {
+        assert!(looks_like_jwt("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"));
+        assert!(!looks_like_jwt("pg_0123456789abcdef"));
+        assert!(!looks_like_jwt("eyJ.only-two"));
+    }
+
+    #[test]
+    fn jwks_urls_are_https_or_loopback() {
+        for good in [
+            "https://idp.example.com/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://[::1]/j",
+            "http://localhost/j",
+        ] {
+            assert_eq!(check_jwks_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://idp.example.com/jwks",
+            "http://localhost.evil.example/jwks",
+            "http://localhost@evil.example/jwks",
+            "https://user:pw@idp.example.com/",
+            "ftp://127.0.0.1/",
+            "not a url",
+        ] {
+            assert!(check_jwks_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn peeking_refuses_what_is_not_a_jwt() {
+        assert!(matches!(peek("a.b"), Err(TokenError::Malformed(_))));
+        assert!(matches!(peek("!!.e30.x"), Err(TokenError::Malformed(_))));
+        let (header, payload) = peek("eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.").unwrap();
+        assert_eq!(header["alg"], "none");
+        assert_eq!(payload["iss"], "x");
+    }
+}
