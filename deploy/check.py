@@ -5,9 +5,12 @@ Each command prints what it checked and exits non-zero with every problem it fou
   check.py manifests APP.yaml SECRETS.yaml   rendered kustomize output against the repository
   check.py split APP.yaml CORE.yaml          core objects only (CRDs have no schema to validate)
   check.py dockerfile                        deploy/Dockerfile and its ignore file
+  check.py aws                               deploy/aws's IAM policies against policies/
   check.py dashboard                         deploy/grafana/postgate.json's structure
+  check.py metric-names                      the dashboard and rules name only the gateway's metrics
   check.py query URL EXPR                    one instant query: prints the values, one per line
-  check.py dashboard-queries URL             every dashboard query runs and returns data
+  check.py dashboard-queries URL             every dashboard query runs and returns data (or may
+                                             not: metrics postgate dev does not export)
   check.py rules-health URL                  every rule loaded and evaluated without error
 
 Run from the repository root with a Python that has PyYAML (the check's virtualenv).
@@ -24,7 +27,36 @@ from pathlib import Path
 import yaml
 
 DASHBOARD = Path("deploy/grafana/postgate.json")
+RULES = Path("deploy/prometheus/rules.yaml")
+RULES_TEST = Path("deploy/prometheus/rules_test.yaml")
+METRICS_SOURCE = Path("src/metrics.rs")
 CORE_GROUPS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1"}
+
+AWS = Path("deploy/aws")
+IAM_POLICY = AWS / "iam-policy.json"
+KMS_POLICY = AWS / "iam-policy-sse-kms.json"
+TRUST_IRSA = AWS / "trust-irsa.json"
+TRUST_POD_IDENTITY = AWS / "trust-pod-identity.json"
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
+# The S3 actions postgate's own calls and signatures need, and nothing else: PutObject (presigned
+# POST/PUT, CreateMultipartUpload, UploadPart, CompleteMultipartUpload, a copy's destination),
+# PutObjectAcl (a pinned `acl`), GetObject (HeadObject, the ranged GetObject of a sniff, a copy's
+# source), DeleteObject, ListParts and AbortMultipartUpload.
+S3_ACTIONS = {"s3:PutObject", "s3:PutObjectAcl", "s3:GetObject", "s3:DeleteObject",
+              "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"}
+KMS_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
+# Placeholders in deploy/aws and the ServiceAccount: ACCOUNT_ID, OIDC_PROVIDER_ID, ...
+PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
+# Metrics `postgate dev` exports no series of: it signs with fixed keys, so it fetches no store
+# credentials, and it checks no end-user tokens. A dashboard query of these alone must run
+# against the live scrape but may return nothing.
+ABSENT_IN_DEV = {
+    "postgate_store_credentials_expiry_timestamp_seconds",
+    "postgate_store_credentials_valid",
+    "postgate_store_credentials_refreshes_total",
+    "postgate_jwks_fetches_total",
+    "postgate_end_user_tokens_total",
+}
 
 
 def fail(problems):
@@ -189,6 +221,37 @@ def manifests(app_path, secrets_path):
     if pdb["spec"].get("minAvailable") != 1:
         problems.append("the PodDisruptionBudget does not keep 1 replica available")
 
+    # The pods' ServiceAccount names the IAM role (IRSA), and both trust policies in deploy/aws
+    # name this ServiceAccount in this namespace.
+    account_name = pod.get("serviceAccountName", "default")
+    account = find(docs, "ServiceAccount", account_name)
+    if account is None:
+        problems.append(f"the pods' ServiceAccount {account_name} is not rendered")
+    else:
+        namespace = account["metadata"].get("namespace", "default")
+        role_arn = (account["metadata"].get("annotations") or {}).get(ROLE_ARN_ANNOTATION)
+        if role_arn is None:
+            problems.append(f"the ServiceAccount {account_name} has no {ROLE_ARN_ANNOTATION} annotation")
+        elif not re.fullmatch(r"arn:aws[a-z-]*:iam::(\d{12}|ACCOUNT_ID):role/[\w+=,.@/-]+", role_arn):
+            problems.append(f"{ROLE_ARN_ANNOTATION} {role_arn} is not an IAM role ARN")
+        if account.get("automountServiceAccountToken") is not False:
+            problems.append(f"the ServiceAccount {account_name} mounts an API token: postgate never calls the Kubernetes API")
+        subject = f"system:serviceaccount:{namespace}:{account_name}"
+        try:
+            irsa = {key.rsplit(":", 1)[-1]: value for statement in json.loads(TRUST_IRSA.read_text())["Statement"]
+                    for key, value in statement.get("Condition", {}).get("StringEquals", {}).items()}
+            tags = {key: value for statement in json.loads(TRUST_POD_IDENTITY.read_text())["Statement"]
+                    for key, value in statement.get("Condition", {}).get("StringEquals", {}).items()}
+        except (OSError, ValueError, KeyError, AttributeError) as error:
+            problems.append(f"the trust policies in {AWS} do not read: {error} (check.py aws says more)")
+        else:
+            if irsa.get("sub") != subject:
+                problems.append(f"{TRUST_IRSA}: the `sub` condition is {irsa.get('sub')!r}, not the pods' {subject!r}")
+            for tag, want in (("kubernetes-namespace", namespace), ("kubernetes-service-account", account_name)):
+                if tags.get(f"aws:RequestTag/{tag}") != want:
+                    problems.append(f"{TRUST_POD_IDENTITY}: aws:RequestTag/{tag} is "
+                                    f"{tags.get(f'aws:RequestTag/{tag}')!r}, not {want!r}")
+
     if problems:
         fail(problems)
     print(f"  ok: {len(docs)} objects and {len(secrets)} Secrets agree with policies/ "
@@ -229,6 +292,167 @@ def dockerfile():
     print(f"  ok: stages {' -> '.join(stages)}; every COPY source is in the context")
 
 
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def read_policy(path, problems):
+    """A policy document, or None (with the reason in problems)."""
+    try:
+        policy = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        problems.append(f"{path}: {error}")
+        return None
+    if policy.get("Version") != "2012-10-17":
+        problems.append(f"{path}: Version is not 2012-10-17 (policy variables and conditions need it)")
+    statements = policy.get("Statement")
+    if not isinstance(statements, list) or not statements:
+        problems.append(f"{path}: no Statement list")
+        return None
+    sids = [s.get("Sid") for s in statements if isinstance(s, dict)]
+    for sid in sorted({s for s in sids if sids.count(s) > 1}):
+        problems.append(f"{path}: Sid {sid} is used twice")
+    return policy
+
+
+def check_statement(path, statement, required, problems):
+    """Every key in `required`, an alphanumeric Sid, Allow, and no wildcard action."""
+    sid = statement.get("Sid")
+    where = f"{path}: statement {sid or '(no Sid)'}"
+    for key in required:
+        if key not in statement:
+            problems.append(f"{where}: no {key}")
+    for key in ("NotAction", "NotResource", "NotPrincipal"):
+        if key in statement:
+            problems.append(f"{where}: {key} grants everything not listed")
+    if sid is not None and not re.fullmatch(r"[A-Za-z0-9]+", str(sid)):
+        problems.append(f"{where}: a Sid holds only letters and digits")
+    if statement.get("Effect") != "Allow":
+        problems.append(f"{where}: Effect is not Allow")
+    for action in as_list(statement.get("Action", [])):
+        if "*" in action or "?" in action:
+            problems.append(f"{where}: wildcard action {action}")
+    return where
+
+
+def profile_needs():
+    """What postgate does in S3 for each profile: {(action, bucket, key prefix): why}.
+
+    The prefix is the profile's key up to its first `${`; an upload lands behind
+    `verify.staging` when set, is copied to the key once checked, and a refused one is copied
+    behind `verify.quarantine`.
+    """
+    needs = {}
+    for path in profile_files():
+        profile = yaml.safe_load(path.read_text()) or {}
+        bucket, key = profile.get("bucket"), profile.get("key")
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            continue
+        prefix = key.split("${", 1)[0]
+        verify = profile.get("verify") or {}
+        staging, quarantine = verify.get("staging"), verify.get("quarantine")
+        uploaded = (staging or "") + prefix
+        pins_acl = "acl" in (profile.get("fields") or {})
+        wanted = [
+            ("s3:PutObject", uploaded, "signed uploads"),
+            ("s3:GetObject", uploaded, "complete: HeadObject, sniffing"),
+            ("s3:DeleteObject", uploaded, "complete: removing a refused or promoted upload"),
+        ]
+        if pins_acl:
+            wanted.append(("s3:PutObjectAcl", uploaded, "the pinned `acl`"))
+        if profile.get("multipart") is not None:
+            wanted.append(("s3:ListMultipartUploadParts", uploaded, "multipart: ListParts"))
+            wanted.append(("s3:AbortMultipartUpload", uploaded, "multipart: abort"))
+        if staging:
+            wanted.append(("s3:PutObject", prefix, "promotion: CopyObject destination"))
+            wanted.append(("s3:GetObject", prefix, "complete: HeadObject of the promoted key"))
+            wanted.append(("s3:DeleteObject", prefix, "promotion: removing a changed copy"))
+            if pins_acl:
+                wanted.append(("s3:PutObjectAcl", prefix, "promotion: the pinned `acl` on the copy"))
+        if quarantine:
+            wanted.append(("s3:PutObject", quarantine + uploaded, "quarantine: CopyObject destination"))
+        for action, key_prefix, why in wanted:
+            needs.setdefault((action, bucket, key_prefix), []).append(f"{path.stem}: {why}")
+    return needs
+
+
+def aws():
+    problems = []
+
+    # The S3 policy grants exactly what the profiles need, one object prefix at a time.
+    needs = profile_needs()
+    granted = set()
+    policy = read_policy(IAM_POLICY, problems)
+    for statement in (policy or {}).get("Statement", []):
+        where = check_statement(IAM_POLICY, statement, ("Sid", "Effect", "Action", "Resource"), problems)
+        for action in as_list(statement.get("Action", [])):
+            if action not in S3_ACTIONS:
+                problems.append(f"{where}: {action} is none of postgate's S3 calls")
+                continue
+            for resource in as_list(statement.get("Resource", [])):
+                match = re.fullmatch(r"arn:aws:s3:::([a-z0-9.-]+)/([^*?]*)\*", resource)
+                if match is None:
+                    problems.append(f"{where}: {resource} is not one bucket's objects under one key prefix")
+                    continue
+                bucket, key_prefix = match.groups()
+                if (action, bucket, key_prefix) not in needs:
+                    problems.append(f"{where}: {action} on {resource}, which no profile in policies/ needs")
+                granted.add((action, bucket, key_prefix))
+    for (action, bucket, key_prefix), why in sorted(needs.items()):
+        if policy is not None and (action, bucket, key_prefix) not in granted:
+            problems.append(f"{IAM_POLICY}: no {action} on arn:aws:s3:::{bucket}/{key_prefix}* ({'; '.join(why)})")
+    buckets = sorted({bucket for _, bucket, _ in needs})
+
+    # The SSE-KMS addition: only the two KMS actions, on a key, through S3.
+    kms = read_policy(KMS_POLICY, problems)
+    for statement in (kms or {}).get("Statement", []):
+        where = check_statement(KMS_POLICY, statement, ("Sid", "Effect", "Action", "Resource"), problems)
+        if set(as_list(statement.get("Action", []))) != KMS_ACTIONS:
+            problems.append(f"{where}: Action is not exactly {sorted(KMS_ACTIONS)}")
+        for resource in as_list(statement.get("Resource", [])):
+            if not re.fullmatch(r"arn:aws:kms:[a-z0-9-]+:[A-Z0-9_]+:key/[A-Za-z0-9_-]+", resource):
+                problems.append(f"{where}: {resource} is not one KMS key")
+        if "kms:ViaService" not in json.dumps(statement.get("Condition", {})):
+            problems.append(f"{where}: no kms:ViaService condition (the key would serve any caller of the role)")
+
+    # The trust policies: who may assume the role.
+    irsa = read_policy(TRUST_IRSA, problems)
+    for statement in (irsa or {}).get("Statement", []):
+        where = check_statement(TRUST_IRSA, statement, ("Sid", "Effect", "Principal", "Action", "Condition"), problems)
+        if ":oidc-provider/" not in str(statement.get("Principal", {}).get("Federated", "")):
+            problems.append(f"{where}: Principal is not the cluster's OIDC provider (Federated)")
+        if as_list(statement.get("Action")) != ["sts:AssumeRoleWithWebIdentity"]:
+            problems.append(f"{where}: Action is not sts:AssumeRoleWithWebIdentity")
+        conditions = {k.rsplit(":", 1)[-1]: v for k, v in statement.get("Condition", {}).get("StringEquals", {}).items()}
+        if conditions.get("aud") != "sts.amazonaws.com":
+            problems.append(f"{where}: no StringEquals `aud` sts.amazonaws.com")
+        if not re.fullmatch(r"system:serviceaccount:[a-z0-9-]+:[a-z0-9.-]+", str(conditions.get("sub"))):
+            problems.append(f"{where}: no StringEquals `sub` naming one ServiceAccount (a wildcard would let any pod in)")
+    pod_identity = read_policy(TRUST_POD_IDENTITY, problems)
+    for statement in (pod_identity or {}).get("Statement", []):
+        where = check_statement(TRUST_POD_IDENTITY, statement, ("Sid", "Effect", "Principal", "Action"), problems)
+        if statement.get("Principal") != {"Service": "pods.eks.amazonaws.com"}:
+            problems.append(f"{where}: Principal is not the service pods.eks.amazonaws.com")
+        if sorted(as_list(statement.get("Action", []))) != ["sts:AssumeRole", "sts:TagSession"]:
+            problems.append(f"{where}: Action is not sts:AssumeRole and sts:TagSession")
+
+    # Every placeholder is explained in deploy/aws/README.md.
+    readme = (AWS / "README.md").read_text() if (AWS / "README.md").is_file() else ""
+    for path in (IAM_POLICY, KMS_POLICY, TRUST_IRSA, TRUST_POD_IDENTITY, Path("deploy/k8s/serviceaccount.yaml")):
+        text = path.read_text() if path.is_file() else ""
+        for placeholder in sorted(set(PLACEHOLDER.findall(text))):
+            if placeholder.startswith("AWS_"):
+                continue  # environment variables named in comments
+            if f"`{placeholder}`" not in readme:
+                problems.append(f"{path}: placeholder {placeholder} is not explained in {AWS}/README.md")
+
+    if problems:
+        fail(problems)
+    print(f"  ok: {IAM_POLICY} grants exactly what {len(profile_files())} profiles need "
+          f"({len(needs)} action and prefix pairs in {len(buckets)} buckets: {', '.join(buckets)}); "
+          f"the SSE-KMS addition and both trust policies are well formed")
+
+
 def dashboard_targets(dashboard):
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
@@ -255,6 +479,34 @@ def dashboard():
     print(f"  ok: {len(board['panels'])} panels, {count} queries, all on ${{datasource}}")
 
 
+def metric_names():
+    """Every postgate_* name the dashboard and the rules (and their tests) use is one of the
+    gateway's metric constants in src/metrics.rs (histograms also as _bucket, _sum, _count)."""
+    defined = set(re.findall(r'pub const \w+: &str = "(postgate_\w+)";', METRICS_SOURCE.read_text()))
+    known = defined | {f"{name}{suffix}" for name in defined for suffix in ("_bucket", "_sum", "_count")}
+    board = json.loads(DASHBOARD.read_text())
+    uses = [(f"{DASHBOARD}: {panel['title']}", target["expr"]) for panel, target in dashboard_targets(board)]
+    uses += [(f"{DASHBOARD}: variable {v['name']}", v.get("definition", "")) for v in board["templating"]["list"]]
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        uses += [(f"{RULES}: {rule.get('alert') or rule.get('record')}", rule["expr"]) for rule in group["rules"]]
+    for number, test in enumerate(yaml.safe_load(RULES_TEST.read_text())["tests"], 1):
+        uses += [(f"{RULES_TEST}: test {number}", series["series"]) for series in test.get("input_series", [])]
+    problems = []
+    count = 0
+    for where, text in uses:
+        for name in sorted(set(re.findall(r"\bpostgate_\w+", text))):
+            count += 1
+            if name not in known:
+                problems.append(f"{where}: {name} is not a metric of the gateway ({METRICS_SOURCE})")
+    if not defined:
+        problems.append(f"no metric constants found in {METRICS_SOURCE}")
+    if problems:
+        fail(problems)
+    used = {name for _, text in uses for name in re.findall(r"\bpostgate_\w+", text)}
+    print(f"  ok: the dashboard, the rules and their tests use {len(used)} postgate metric names "
+          f"({count} uses), all among the {len(defined)} metrics the gateway defines")
+
+
 def query(url, expr):
     body = urllib.parse.urlencode({"query": expr}).encode()
     with urllib.request.urlopen(f"{url}/api/v1/query", body, timeout=5) as answer:
@@ -270,10 +522,12 @@ def query(url, expr):
 def dashboard_queries(url):
     board = json.loads(DASHBOARD.read_text())
     problems = []
-    count = 0
+    count = empty = 0
     for panel, target in dashboard_targets(board):
         expr = (target["expr"].replace("$__rate_interval", "1m")
                 .replace("$namespace", ".*").replace("$job", ".*"))
+        metrics = set(re.findall(r"\bpostgate_\w+", expr))
+        may_be_empty = bool(metrics) and metrics <= ABSENT_IN_DEV
         values = []
         for _ in range(20):  # a rate() needs two scrapes inside its window
             try:
@@ -281,12 +535,13 @@ def dashboard_queries(url):
             except Exception as error:  # noqa: BLE001 - report any failure of the query
                 problems.append(f"{panel['title']}: {expr}: {error}")
                 break
-            if values:
+            if values or may_be_empty:
                 break
             time.sleep(0.5)
         else:
             problems.append(f"{panel['title']}: {expr}: no data")
         count += 1
+        empty += not values and may_be_empty
     for variable in board["templating"]["list"]:
         match = re.fullmatch(r"label_values\((\w+)(?:\{.*\})?, (\w+)\)", variable.get("definition", ""))
         if match:
@@ -297,7 +552,8 @@ def dashboard_queries(url):
                     problems.append(f"variable {variable['name']}: no {label} values on {metric}")
     if problems:
         fail(problems)
-    print(f"  ok: {count} dashboard queries ran against the live scrape and returned data")
+    print(f"  ok: {count} dashboard queries ran against the live scrape; {count - empty} returned data, "
+          f"{empty} of metrics postgate dev does not export ran empty")
 
 
 def rules_health(url):
@@ -318,8 +574,8 @@ def rules_health(url):
 
 def main(argv):
     commands = {
-        "manifests": manifests, "split": split, "dockerfile": dockerfile, "dashboard": dashboard,
-        "dashboard-queries": dashboard_queries, "rules-health": rules_health,
+        "manifests": manifests, "split": split, "dockerfile": dockerfile, "aws": aws, "dashboard": dashboard,
+        "metric-names": metric_names, "dashboard-queries": dashboard_queries, "rules-health": rules_health,
         "query": lambda url, expr: print("\n".join(query(url, expr))),
     }
     if len(argv) < 2 or argv[1] not in commands:

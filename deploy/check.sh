@@ -7,8 +7,11 @@
 # its tool is already there), then checks:
 #   - deploy/k8s rendered by kustomize: every object against the Kubernetes API schemas, and the
 #     objects against the repository and each other (check.py manifests);
+#   - deploy/aws: the IAM policy grants exactly what policies/ needs; the trust policies are
+#     well formed and name the pods' ServiceAccount (check.py aws);
 #   - deploy/prometheus: `promtool check rules` and `promtool test rules`;
 #   - deploy/grafana: valid JSON on a ${datasource} variable;
+#   - the dashboard and the rules name only metrics the gateway defines (check.py metric-names);
 #   - deploy/Dockerfile: structure only (no image is built here);
 #   - the profiles against schema/profile.schema.json, and every file of
 #     deploy/testdata/bad-profiles/ rejected by it (and by `postgate check`);
@@ -165,6 +168,10 @@ begin "manifests agree with policies/, the config, the Secrets and each other"
 "$PY" deploy/check.py manifests "$work/app.yaml" "$work/secrets.yaml"
 pass
 
+begin "deploy/aws: the IAM role's policies against policies/"
+"$PY" deploy/check.py aws
+pass
+
 for version in "${KUBERNETES_VERSIONS[@]}"; do
   begin "kubernetes-validate --strict, Kubernetes $version"
   "$PY" deploy/check.py split "$work/app.yaml" "$work/core.yaml"
@@ -194,6 +201,10 @@ pass
 begin "Grafana dashboard"
 "$PY" -m json.tool deploy/grafana/postgate.json >/dev/null
 "$PY" deploy/check.py dashboard
+pass
+
+begin "metric names in the dashboard and the rules"
+"$PY" deploy/check.py metric-names
 pass
 
 # ---------------------------------------------------------------------------------------------
