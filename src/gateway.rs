@@ -117,11 +117,15 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
         keys.add(app, &dev_key(app)).map_err(anyhow::Error::msg)?;
     }
 
-    // Dev keys are local and unlimited: `postgate dev` applies no rate limits.
+    // Dev keys are local and unlimited: `postgate dev` applies no rate limits. End-user token
+    // rules come from the config, so a browser app's sign-in can be tried locally.
+    let tokens = config
+        .token_apps()
+        .map_err(|errors| anyhow::anyhow!("{}", errors.join("; ")))?;
     let source = Source {
         policies: config.policies.clone(),
         stores,
-        apps: AppsSource::Fixed(keys, postgate::ratelimit::AppLimits::new()),
+        apps: AppsSource::FixedWithTokens(keys, postgate::ratelimit::AppLimits::new(), tokens),
     };
     let data_dir = store.data_dir.clone();
     let on_publish = Box::new(move |snapshot: &postgate::registry::Snapshot| dev::ensure_buckets(&data_dir, snapshot));

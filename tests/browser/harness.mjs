@@ -28,15 +28,15 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * One suite's world: a built `postgate` (`POSTGATE_BIN`) running `dev` on a fresh data directory,
- * and headless Chromium. `stop()` ends both and removes the directory.
+ * One suite's world: a built `postgate` (`POSTGATE_BIN`) running `dev` (with `args`) on a fresh
+ * data directory, and headless Chromium. `stop()` ends both and removes the directory.
  */
-export async function startSuite(prefix) {
+export async function startSuite(prefix, { args = [] } = {}) {
   const bin = path.resolve(root, process.env.POSTGATE_BIN ?? 'target/debug/postgate');
   assert.ok(existsSync(bin), `${bin} does not exist: build it with \`cargo build\` or set POSTGATE_BIN`);
   assert.equal(await ready(), false, `${gateway} already answers: stop the server on port 8080 first`);
   const data = await mkdtemp(path.join(tmpdir(), prefix));
-  const dev = await startDev(bin, data);
+  const dev = await startDev(bin, data, args);
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
   return {
     data,
@@ -49,8 +49,8 @@ export async function startSuite(prefix) {
   };
 }
 
-export async function startDev(bin, dataDir) {
-  const child = spawn(bin, ['dev', '--data', dataDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startDev(bin, dataDir, args = []) {
+  const child = spawn(bin, ['dev', '--data', dataDir, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));

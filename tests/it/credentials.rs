@@ -281,3 +281,64 @@ fn container_credentials_rotate_without_a_restart_and_their_loss_is_a_503() {
     verify_form(&form, &endpoint.issued.lock().unwrap());
     assert_eq!(get(&format!("{base}/readyz")).unwrap().0, 200);
 }
+
+#[test]
+fn static_key_files_are_re_read_when_a_secret_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id_file, secret_file) = (dir.path().join("access_key_id"), dir.path().join("secret_access_key"));
+    std::fs::write(&id_file, "AKIAFILEKEYONE\n").unwrap();
+    std::fs::write(&secret_file, "file-secret-one-0123456789\n").unwrap();
+    let port = free_port();
+    let app_key = "file-credentials-key-0123456";
+    let config = dir.path().join("postgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "policies: {}\nlisten: 127.0.0.1:{port}\nstores:\n  default:\n    endpoint: http://127.0.0.1:9\n    credentials:\n      access_key_id_file: {}\n      secret_access_key_file: {}\napps:\n  web:\n    keys: [\"{}\"]\n",
+            repo_path("policies").display(),
+            id_file.display(),
+            secret_file.display(),
+            postgate::auth::hash_key(&postgate::secret::Secret::new(app_key)),
+        ),
+    )
+    .unwrap();
+    let child = postgate()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = Running(child);
+    let base = format!("http://127.0.0.1:{port}");
+    crate::serve::wait_ready(&base);
+    let key_id = || {
+        let (status, body) = post(
+            &format!("{base}/v1/profiles/invoices/presign"),
+            &[
+                &format!("Authorization: Bearer {app_key}"),
+                "Content-Type: application/json",
+            ],
+            r#"{"vars": {"supplier": "acme"}}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        let form: serde_json::Value = serde_json::from_str(&body).unwrap();
+        form["fields"]["x-amz-credential"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(key_id(), "AKIAFILEKEYONE");
+    // A Kubernetes Secret update: both files change; the next poll (every 10 s) takes them.
+    std::fs::write(&id_file, "AKIAFILEKEYTWO\n").unwrap();
+    std::fs::write(&secret_file, "file-secret-two-0123456789\n").unwrap();
+    let rotated = Instant::now();
+    assert!(
+        wait_until(15, || key_id() == "AKIAFILEKEYTWO"),
+        "the rotated key files were not read"
+    );
+    eprintln!("rotated key files signing after {:?}", rotated.elapsed());
+}
