@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::serve::{Running, free_port, get, post, postgate};
+use crate::serve::{free_port, get, post, serve_command, start};
 use crate::{repo_path, sample, wait_until};
 
 const AUTH_TOKEN: &str = "pod-identity-token-0123456789";
@@ -171,19 +170,14 @@ fn container_credentials_rotate_without_a_restart_and_their_loss_is_a_503() {
     )
     .unwrap();
     let started = Instant::now();
-    let child = postgate()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            format!("http://127.0.0.1:{}/v2/credentials", endpoint.port),
-        )
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _child = Running(child);
+    let _child = start(
+        serve_command(&config)
+            .env(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("http://127.0.0.1:{}/v2/credentials", endpoint.port),
+            )
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+    );
     let base = format!("http://127.0.0.1:{port}");
     assert!(
         wait_until(30, || get(&format!("{base}/readyz")).is_some_and(|(s, _)| s == 200)),
@@ -302,14 +296,7 @@ fn static_key_files_are_re_read_when_a_secret_rotates() {
         ),
     )
     .unwrap();
-    let child = postgate()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _child = Running(child);
+    let _child = start(&mut serve_command(&config));
     let base = format!("http://127.0.0.1:{port}");
     crate::serve::wait_ready(&base);
     let key_id = || {

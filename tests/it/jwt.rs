@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::credentials::read_head;
 use crate::http::policies_copy;
-use crate::serve::{Running, free_port, get, post, postgate, wait_ready};
+use crate::serve::{free_port, get, post, serve_command, start, wait_ready};
 
 const AUDIENCE: &str = "postgate-test-client";
 const REFETCH_SECS: u64 = 2;
@@ -195,14 +195,7 @@ fn end_user_tokens_bind_the_user_and_every_bad_token_has_its_code() {
         ),
     )
     .unwrap();
-    let child = postgate()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _child = Running(child);
+    let _child = start(&mut serve_command(&config));
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base);
 

@@ -34,6 +34,22 @@ pub fn postgate() -> Command {
     command
 }
 
+/// `postgate serve --config <config>`, its output discarded; add variables, then `start`.
+pub fn serve_command(config: &Path) -> Command {
+    let mut command = postgate();
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// Starts `command`, killed when the result is dropped.
+pub fn start(command: &mut Command) -> Running {
+    Running(command.spawn().unwrap())
+}
+
 pub fn get(url: &str) -> Option<(u16, String)> {
     let output = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}", url])
