@@ -56,11 +56,11 @@ pub fn retry_after(failures: u32) -> Duration {
 pub fn spawn(stores: Vec<(Arc<Store>, Refresh)>, metrics: Arc<Metrics>, first_wait: Duration) {
     let mut changing = Vec::new();
     for (store, refresh) in stores {
+        let expiry = store.credentials().and_then(|k| k.credentials.expires_at);
         match refresh {
-            Refresh::Never => {
-                let expiry = store.credentials().and_then(|k| k.credentials.expires_at);
-                metrics.credentials(&store.name, true, true, expiry.map(unix));
-            }
+            // Fixed credentials that never expire need no task; ones that do are watched, so
+            // their end shows in the metrics and the alerts.
+            Refresh::Never if expiry.is_none() => metrics.credentials(&store.name, true, true, None),
             refresh => changing.push((store, refresh)),
         }
     }
@@ -142,17 +142,26 @@ async fn keep_current(store: Arc<Store>, refresh: Refresh, metrics: Arc<Metrics>
     let mut first = Some(first_done);
     loop {
         let fetched = match (&refresh, &provider) {
-            (Refresh::Files(config), _) => match config.read_static(&crate::config::process_env) {
-                Ok(Some(credentials)) => Ok(credentials),
-                Ok(None) => Err("the key files are empty".to_owned()),
-                Err(error) => Err(error),
-            },
+            (Refresh::Never, _) => store
+                .credentials()
+                .map(|keys| keys.credentials.clone())
+                .ok_or_else(|| "no credentials".to_owned()),
+            (Refresh::Files(config), _) => read_files_twice(config),
             (Refresh::Provider { source, .. }, Some(provider)) => fetch(provider.as_ref())
                 .await
                 .map_err(|e| format!("{}: {e}", tried(*source))),
             _ => return,
         };
         let now = OffsetDateTime::now_utc();
+        // A provider may hand back what it last had (IMDS does when it fails): credentials too
+        // close to their end are a failure, whoever says otherwise.
+        let fetched = fetched.and_then(|credentials| match credentials.expires_at {
+            Some(at) if at - MIN_CREDENTIAL_LIFETIME <= now => Err(format!(
+                "the credentials fetched expire at {}",
+                crate::sign::format_rfc3339(at)
+            )),
+            _ => Ok(credentials),
+        });
         let wait = match fetched {
             Ok(credentials) => {
                 let expires_at = credentials.expires_at;
@@ -177,6 +186,11 @@ async fn keep_current(store: Arc<Store>, refresh: Refresh, metrics: Arc<Metrics>
                 metrics.credentials(&store.name, true, true, expires_at.map(unix));
                 match refresh {
                     Refresh::Files(_) => FILE_POLL,
+                    // Wake when they run out, to say so.
+                    Refresh::Never => expires_at.map_or(NO_EXPIRY_REFETCH, |at| {
+                        Duration::try_from(at - MIN_CREDENTIAL_LIFETIME - now).unwrap_or_default()
+                            + Duration::from_millis(100)
+                    }),
                     _ => next_refresh(now, expires_at),
                 }
             }
@@ -206,6 +220,23 @@ async fn keep_current(store: Arc<Store>, refresh: Refresh, metrics: Arc<Metrics>
         if store.signer(OffsetDateTime::now_utc()).is_err() {
             metrics.credentials_valid(&store.name, false);
         }
+    }
+}
+
+/// Static key files, read twice: a Secret swapped between the reads of the key id and the
+/// secret would pair one key's id with another's secret, so only two equal reads count.
+fn read_files_twice(config: &crate::config::CredentialsConfig) -> Result<Credentials, String> {
+    let read = || match config.read_static(&crate::config::process_env) {
+        Ok(Some(credentials)) => Ok(credentials),
+        Ok(None) => Err("the key files are empty".to_owned()),
+        Err(error) => Err(error),
+    };
+    let first = read()?;
+    let second = read()?;
+    if same(&first, &second) {
+        Ok(first)
+    } else {
+        Err("the key files changed while they were read; reading them again".into())
     }
 }
 

@@ -12,13 +12,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
@@ -126,7 +126,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("{0}")]
     ClaimInvalid(String),
-    #[error("the issuer's keys cannot be fetched: {0}")]
+    /// The detail (URLs, paths) goes to the log; clients get the fact.
+    #[error("the identity provider's keys cannot be fetched yet")]
     JwksUnavailable(String),
 }
 
@@ -173,6 +174,8 @@ pub struct JwksCache {
     keys: ArcSwap<KeySet>,
     last_attempt: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
+    /// A background refresh is queued or running.
+    refreshing: AtomicBool,
     http: reqwest::Client,
 }
 
@@ -186,6 +189,7 @@ impl JwksCache {
             keys: ArcSwap::from_pointee(KeySet::default()),
             last_attempt: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
             http,
         }
     }
@@ -215,14 +219,19 @@ impl JwksCache {
     ) -> Result<(Arc<DecodingKey>, Option<Algorithm>), TokenError> {
         let fetched_at = self.keys.load().fetched_at;
         if let Some(found) = self.lookup(kid) {
-            if fetched_at.is_some_and(|at| at.elapsed() > self.max_age) {
+            // One background refresh at a time, however many requests see the set stale.
+            if fetched_at.is_some_and(|at| at.elapsed() > self.max_age) && !self.refreshing.swap(true, Ordering::AcqRel)
+            {
                 let cache = self.clone();
                 let metrics = metrics.clone();
                 tokio::spawn(async move {
-                    let _guard = cache.fetching.lock().await;
-                    if cache.claim_attempt() {
-                        let _ = cache.fetch(&metrics).await;
+                    {
+                        let _guard = cache.fetching.lock().await;
+                        if cache.claim_attempt() {
+                            let _ = cache.fetch(&metrics).await;
+                        }
                     }
+                    cache.refreshing.store(false, Ordering::Release);
                 });
             }
             return Ok(found);
@@ -234,7 +243,11 @@ impl JwksCache {
                 return Ok(found);
             }
             if self.claim_attempt() {
-                Some(self.fetch(metrics).await)
+                // In a task of its own: a client that goes away does not cancel the fetch it
+                // started (and used the interval's attempt for).
+                let (cache, metrics) = (self.clone(), metrics.clone());
+                let fetch = tokio::spawn(async move { cache.fetch(&metrics).await });
+                Some(fetch.await.unwrap_or_else(|e| Err(e.to_string())))
             } else {
                 None
             }
@@ -300,36 +313,60 @@ impl JwksCache {
                     .send()
                     .await
                     .map_err(|e| format!("GET {url}: {}", crate::store::describe(&e)))?;
+                let mut response = response;
                 let status = response.status();
                 if !status.is_success() {
                     return Err(format!("GET {url}: {status}"));
                 }
-                let bytes = response.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
-                if bytes.len() > MAX_JWKS_BYTES {
-                    return Err(format!("GET {url}: larger than {MAX_JWKS_BYTES} bytes"));
+                let too_large = || format!("GET {url}: larger than {MAX_JWKS_BYTES} bytes");
+                if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
+                    return Err(too_large());
                 }
-                String::from_utf8(bytes.to_vec()).map_err(|_| format!("GET {url}: not UTF-8"))
+                // Read with a cap: a hostile or broken endpoint cannot make the gateway buffer more.
+                let mut bytes = Vec::new();
+                while let Some(chunk) = response.chunk().await.map_err(|e| format!("GET {url}: {e}"))? {
+                    if bytes.len() + chunk.len() > MAX_JWKS_BYTES {
+                        return Err(too_large());
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                String::from_utf8(bytes).map_err(|_| format!("GET {url}: not UTF-8"))
             }
         }
     }
 }
 
-/// A JWKS document as keys: asymmetric keys only, each with its `alg` if it names one.
+/// A JWKS document as keys. Each key is read on its own, and skipped when it cannot verify
+/// signatures: an unreadable or unsupported key (`crv: secp256k1`, an unknown `kty`), an HMAC
+/// key, a key for encryption (`use` other than `sig`), or one naming a non-signing `alg`.
 fn parse_jwks(text: &str) -> Result<KeySet, String> {
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
+    #[derive(serde::Deserialize)]
+    struct Document {
+        keys: Vec<Value>,
+    }
+    let document: Document = serde_json::from_str(text).map_err(|e| format!("not a JWKS: {e}"))?;
     let mut keys = KeySet {
         fetched_at: Some(Instant::now()),
         ..KeySet::default()
     };
-    for jwk in &set.keys {
+    for raw in document.keys {
+        if raw.get("use").is_some_and(|u| u != "sig") {
+            continue;
+        }
+        let alg = match raw.get("alg").and_then(Value::as_str) {
+            None => None,
+            Some(name) => match Algorithm::from_str(name) {
+                Ok(alg) if ACCEPTED_ALGORITHMS.contains(&alg) => Some(alg),
+                _ => continue,
+            },
+        };
+        let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(raw) else {
+            continue;
+        };
         if matches!(jwk.algorithm, jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)) {
             continue;
         }
-        let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
-        let alg = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| Algorithm::from_str(&a.to_string()).ok());
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else { continue };
         let entry = (Arc::new(key), alg);
         match &jwk.common.key_id {
             Some(kid) => {
@@ -472,10 +509,35 @@ impl Identities {
         let data =
             jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| fail(map_error(&e)))?;
         // `iat` in the future beyond the leeway: a clock or forgery problem either way.
-        if let Some(iat) = data.claims.get("iat").and_then(Value::as_u64)
-            && iat > now_unix + rules.leeway.as_secs()
+        match data.claims.get("iat") {
+            None => {}
+            Some(iat) => match iat.as_f64() {
+                Some(at) if at > (now_unix + rules.leeway.as_secs()) as f64 => {
+                    return Err(fail(TokenError::NotYetValid));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(fail(TokenError::ClaimInvalid(
+                        "the token's `iat` is not a number".into(),
+                    )));
+                }
+            },
+        }
+        // An ID token, not an access token that happens to name the client: `typ: at+jwt`
+        // (RFC 9068) is refused, and an authorized party (`azp`) must be one of the audiences.
+        if header
+            .get("typ")
+            .and_then(Value::as_str)
+            .is_some_and(|typ| typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt"))
         {
-            return Err(fail(TokenError::NotYetValid));
+            return Err(fail(TokenError::ClaimInvalid(
+                "an access token (`typ: at+jwt`) is not an ID token".into(),
+            )));
+        }
+        if let Some(azp) = data.claims.get("azp")
+            && !azp.as_str().is_some_and(|azp| rules.audiences.iter().any(|a| a == azp))
+        {
+            return Err(fail(TokenError::Audience));
         }
         Ok(Verified {
             app: app.app.clone(),
@@ -584,6 +646,35 @@ mod tests {
         ] {
             assert!(check_jwks_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn jwks_keep_the_signing_keys_and_skip_the_rest() {
+        // RFC 7517 A.1's P-256 key, as a signing key and in forms that must be skipped.
+        let ec = |extra: serde_json::Value| {
+            let mut key = serde_json::json!({
+                "kty": "EC", "crv": "P-256",
+                "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+                "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM",
+            });
+            key.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            key
+        };
+        let document = serde_json::json!({"keys": [
+            ec(serde_json::json!({"kid": "sig", "use": "sig", "alg": "ES256"})),
+            ec(serde_json::json!({"kid": "no-alg"})),
+            ec(serde_json::json!({"kid": "enc", "use": "enc"})),
+            ec(serde_json::json!({"kid": "oaep", "alg": "RSA-OAEP"})),
+            {"kid": "k1", "kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"},
+            {"kid": "hmac", "kty": "oct", "k": "c2VjcmV0"},
+            {"kid": "odd", "kty": "nonsense"},
+        ]});
+        let set = parse_jwks(&document.to_string()).unwrap();
+        let mut kids: Vec<&str> = set.keys.keys().map(String::as_str).collect();
+        kids.sort();
+        assert_eq!(kids, ["no-alg", "sig"]);
+        assert_eq!(set.keys["sig"].1, Some(Algorithm::ES256));
+        assert!(parse_jwks("{\"keys\": 1}").is_err());
     }
 
     #[test]

@@ -234,7 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let signer = match store.signer(now) {
                 Ok(signer) => signer,
                 Err(e) => {
-                    eprintln!("{e}");
+                    eprintln!("{e}: {}", e.reason);
                     return Ok(ExitCode::FAILURE);
                 }
             };

@@ -46,6 +46,19 @@ struct Job {
     reply: oneshot::Sender<Result<(i64, i64), String>>,
 }
 
+type Slot = Arc<tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>>;
+
+/// Connects and fills `slot`; a failure is logged with its cause (the error names no URL).
+async fn connect(client: redis::Client, config: redis::aio::ConnectionManagerConfig, slot: Slot) {
+    match redis::aio::ConnectionManager::new_with_config(client, config).await {
+        Ok(connection) => {
+            tracing::info!("connected to the shared rate-limit backend");
+            *slot.lock().await = Some(connection);
+        }
+        Err(error) => tracing::warn!(kind = ?error.kind(), %error, "cannot connect to the shared rate-limit backend"),
+    }
+}
+
 /// The shared limiter: a handle to the Redis thread.
 pub struct SharedLimits {
     jobs: mpsc::Sender<Job>,
@@ -88,16 +101,11 @@ impl SharedLimits {
                 };
                 runtime.block_on(async move {
                     let script = Arc::new(redis::Script::new(GCRA_SCRIPT));
-                    let manager: Arc<tokio::sync::Mutex<Option<redis::aio::ConnectionManager>>> = Arc::default();
+                    let manager: Slot = Arc::default();
                     let mut last_attempt: Option<Instant> = Some(Instant::now());
                     {
                         let (client, config, manager) = (client.clone(), config.clone(), manager.clone());
-                        tokio::spawn(async move {
-                            if let Ok(connection) = redis::aio::ConnectionManager::new_with_config(client, config).await
-                            {
-                                *manager.lock().await = Some(connection);
-                            }
-                        });
+                        tokio::spawn(connect(client, config, manager));
                     }
                     while let Some(job) = receiver.recv().await {
                         let current = manager.lock().await.clone();
@@ -120,13 +128,7 @@ impl SharedLimits {
                                 if last_attempt.is_none_or(|at| at.elapsed() >= RECONNECT_EVERY) {
                                     last_attempt = Some(Instant::now());
                                     let (client, config, manager) = (client.clone(), config.clone(), manager.clone());
-                                    tokio::spawn(async move {
-                                        if let Ok(connection) =
-                                            redis::aio::ConnectionManager::new_with_config(client, config).await
-                                        {
-                                            *manager.lock().await = Some(connection);
-                                        }
-                                    });
+                                    tokio::spawn(connect(client, config, manager));
                                 }
                             }
                         }

@@ -543,7 +543,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .stores
         .values()
         .filter_map(|store| store.signer(now).err())
-        .map(|e| e.to_string())
+        .map(|e| {
+            tracing::debug!(store = %e.store, reason = %e.reason, "not ready: no valid credentials");
+            e.to_string()
+        })
         .collect();
     if !unavailable.is_empty() {
         return Problem::new(

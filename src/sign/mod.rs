@@ -85,7 +85,9 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-/// Why a store cannot sign now.
+/// Why a store cannot sign now. `Display` names the store only (it reaches clients and
+/// `/readyz`); `reason` (a provider's error chain: role ARNs, endpoints, a helper's stderr) is
+/// for the log and the operator's CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialsUnavailable {
     pub store: String,
@@ -94,7 +96,7 @@ pub struct CredentialsUnavailable {
 
 impl std::fmt::Display for CredentialsUnavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store `{}` has no valid credentials: {}", self.store, self.reason)
+        write!(f, "store `{}` has no valid credentials", self.store)
     }
 }
 

@@ -249,6 +249,10 @@ fn container_credentials_rotate_without_a_restart_and_their_loss_is_a_503() {
     let (status, body) = get(&format!("{base}/readyz")).unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("no valid credentials"), "{body}");
+    assert!(
+        !body.contains("/v2/credentials"),
+        "the provider's error reached a client: {body}"
+    );
     // The refresh task marks the gauge when it wakes at the deadline (within a second).
     let valid = || {
         let metrics = get(&format!("{base}/metrics")).unwrap().1;

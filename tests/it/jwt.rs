@@ -237,6 +237,10 @@ fn end_user_tokens_bind_the_user_and_every_bad_token_has_its_code() {
     hs_header.kid = Some("rsa-1".into());
     let hs256_with_public_key =
         jsonwebtoken::encode(&hs_header, &claims("alice"), &EncodingKey::from_secret(&rsa.public_pem)).unwrap();
+    let mut at_header = Header::new(Algorithm::RS256);
+    at_header.kid = Some("rsa-1".into());
+    at_header.typ = Some("at+jwt".into());
+    let access_token = jsonwebtoken::encode(&at_header, &claims("alice"), &rsa.private).unwrap();
     let with = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut c = claims("alice");
         edit(&mut c);
@@ -290,6 +294,17 @@ fn end_user_tokens_bind_the_user_and_every_bad_token_has_its_code() {
             with(&|c| c["iat"] = json!(now() + 600)),
             "id-token-not-yet-valid",
         ),
+        (
+            "iat not a number",
+            with(&|c| c["iat"] = json!("yesterday")),
+            "id-token-claim-invalid",
+        ),
+        (
+            "another client's token (azp)",
+            with(&|c| c["azp"] = json!("other-client")),
+            "id-token-audience",
+        ),
+        ("an access token (typ at+jwt)", access_token, "id-token-claim-invalid"),
     ];
     for (name, token, expected) in &cases {
         assert_eq!(code(presign(token)), (401, (*expected).to_owned()), "{name}");

@@ -1,7 +1,7 @@
 //! Rate limits shared by replicas through a real `redis-server`: two `postgate serve` processes
 //! share one app's limit; with Redis killed they fall back to their own limiters (no 5xx); with
 //! Redis back the limit is shared again. Skips (saying so) without `redis-server`, unless
-//! `POSTGATE_REQUIRE_REDIS=1` (CI) makes that a failure.
+//! `CI_REQUIRE_REDIS=1` (CI) makes that a failure.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,8 +81,8 @@ fn hammer(bases: &[String], seconds: f64) -> (usize, usize, Vec<u16>) {
 fn two_replicas_share_one_limit_and_fall_back_when_redis_dies() {
     if Command::new("redis-server").arg("--version").output().is_err() {
         assert!(
-            std::env::var("POSTGATE_REQUIRE_REDIS").is_err(),
-            "POSTGATE_REQUIRE_REDIS is set but redis-server is not installed"
+            std::env::var("CI_REQUIRE_REDIS").is_err(),
+            "CI_REQUIRE_REDIS is set but redis-server is not installed"
         );
         eprintln!(
             "SKIPPED: redis-server is not installed (apt-get install redis-server); the shared rate-limit test did not run"
