@@ -37,6 +37,7 @@ async fn main() {
         shared_limits: None,
         registry,
         max_body_bytes: 64 * 1024,
+        body_timeout: std::time::Duration::from_secs(10),
         dev_pages: None,
         // As in production: every answer carries an upload token.
         uploads: http::Uploads {

@@ -26,8 +26,18 @@ impl AppKeys {
     }
 
     /// Adds a key for `app`: either a stored hash (`sha256:<64 hex>`) or a raw key, hashed here.
+    /// A key listed under another app is refused: it would authenticate as whichever came last.
     pub fn add(&mut self, app: &str, key_or_hash: &str) -> Result<(), String> {
         let hash = parse_key_or_hash(key_or_hash)?;
+        if let Some((other, _)) = self
+            .apps
+            .iter()
+            .find(|(name, hashes)| name != app && hashes.contains(&hash))
+        {
+            return Err(format!(
+                "the same key is listed under app `{other}`; a key belongs to one app"
+            ));
+        }
         match self.apps.iter_mut().find(|(name, _)| name == app) {
             Some((_, hashes)) => hashes.push(hash),
             None => self.apps.push((app.to_owned(), vec![hash])),

@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -122,7 +123,10 @@ pub struct DevStore {
 
 /// Starts the store on its own thread and runtime. Binds before returning, so a busy port is
 /// reported here.
-pub fn start(data_dir: &Path, listen: &str) -> std::io::Result<DevStore> {
+pub fn start(data_dir: &Path, listen: &str, origins: Vec<String>) -> std::io::Result<DevStore> {
+    // Only these origins may read the store's answers from a browser: not any page the
+    // developer happens to visit.
+    let origins: Arc<[String]> = origins.into();
     std::fs::create_dir_all(data_dir)?;
     let listener = std::net::TcpListener::bind(listen).map_err(|e| {
         std::io::Error::new(
@@ -153,8 +157,10 @@ pub fn start(data_dir: &Path, listen: &str) -> std::io::Result<DevStore> {
                     // body for the client's delayed ACK (~40 ms on Linux).
                     let _ = socket.set_nodelay(true);
                     let service = service.clone();
+                    let origins = origins.clone();
                     tokio::spawn(async move {
-                        let handler = hyper::service::service_fn(move |req| handle(service.clone(), req));
+                        let handler =
+                            hyper::service::service_fn(move |req| handle(service.clone(), origins.clone(), req));
                         let _ = ConnBuilder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(socket), handler)
                             .await;
@@ -180,8 +186,12 @@ pub fn ensure_buckets(data_dir: &Path, snapshot: &Snapshot) {
 
 type DevResponse = Response<http_body_util::combinators::BoxBody<Bytes, s3s::HttpError>>;
 
-async fn handle(service: S3Service, req: Request<Incoming>) -> Result<DevResponse, Infallible> {
-    let origin = req.headers().get(header::ORIGIN).cloned();
+async fn handle(service: S3Service, origins: Arc<[String]>, req: Request<Incoming>) -> Result<DevResponse, Infallible> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| o.to_str().is_ok_and(|o| origins.iter().any(|allowed| allowed == o)))
+        .cloned();
     if req.method() == Method::OPTIONS {
         let mut response = Response::new(boxed_empty());
         *response.status_mut() = StatusCode::OK;
@@ -391,9 +401,12 @@ fn file_part_name(body: &[u8]) -> Option<String> {
     Some(name.rsplit(['/', '\\']).next().unwrap_or_default().to_owned()).filter(|n| !n.is_empty())
 }
 
+/// CORS headers for an allowed origin; none for any other (the browser then keeps the answer
+/// from the page).
 fn add_cors(response: &mut DevResponse, origin: Option<&HeaderValue>) {
     let headers = response.headers_mut();
-    let allow = origin.cloned().unwrap_or(HeaderValue::from_static("*"));
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    let Some(allow) = origin.cloned() else { return };
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -404,7 +417,6 @@ fn add_cors(response: &mut DevResponse, origin: Option<&HeaderValue>) {
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("ETag, Location, x-amz-error-code, x-amz-request-id"),
     );
-    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 fn boxed_empty() -> http_body_util::combinators::BoxBody<Bytes, s3s::HttpError> {

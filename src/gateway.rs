@@ -76,7 +76,11 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     use postgate::secret::Secret;
     use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 
-    let store = dev::start(&data, store_listen)?;
+    // The browser origins of `postgate dev`: its own pages, and those the config names.
+    let mut origins = own_origins(listen);
+    origins.extend(config.cors.allowed_origins.iter().filter(|o| *o != "*").cloned());
+    origins.extend(config.apps.values().flat_map(|a| a.cors_origins.iter().cloned()));
+    let store = dev::start(&data, store_listen, origins.clone())?;
     let credentials = Credentials {
         access_key_id: dev::ACCESS_KEY.to_owned(),
         secret_access_key: Secret::new(dev::SECRET_KEY),
@@ -187,13 +191,29 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
 
     let mut config = config;
     config.listen = listen.to_owned();
-    config.cors.allowed_origins = vec!["*".to_owned()];
+    config.cors.allowed_origins = origins;
     let page_app = if names.iter().any(|a| a == "web") { "web" } else { "dev" };
     let pages = http::DevPages {
         key: dev_key(page_app),
         app: page_app.to_owned(),
     };
     run_servers(registry, config, reloader, Some(pages))
+}
+
+/// `http://<listen>`, and its `localhost` / `127.0.0.1` twin.
+#[cfg(feature = "dev-store")]
+fn own_origins(listen: &str) -> Vec<String> {
+    let mut origins = vec![format!("http://{listen}")];
+    if let Some((host, port)) = listen.rsplit_once(':') {
+        for alias in ["127.0.0.1", "localhost"] {
+            if host == "127.0.0.1" || host == "localhost" || host == "0.0.0.0" {
+                origins.push(format!("http://{alias}:{port}"));
+            }
+        }
+    }
+    origins.sort();
+    origins.dedup();
+    origins
 }
 
 /// The dev key of an app.
@@ -237,8 +257,7 @@ fn start_registry(
                 eprintln!("{diagnostic}");
             }
             let errors = diagnostics.iter().filter(|d| Diagnostic::is_error(d)).count();
-            let noun = if errors == 1 { "error" } else { "errors" };
-            bail!("{dir}: {errors} {noun}; refusing to start")
+            bail!("{dir}: {}; refusing to start", postgate::counted(errors, "error"))
         }
     }
 }
@@ -266,7 +285,10 @@ fn run_servers(
             for error in &errors {
                 eprintln!("{error}");
             }
-            bail!("upload_tokens: {} error(s); refusing to start", errors.len())
+            bail!(
+                "upload_tokens: {}; refusing to start",
+                postgate::counted(errors.len(), "error")
+            )
         }
     };
     let client = StoreClient::new(ClientConfig {
@@ -291,6 +313,7 @@ fn run_servers(
         shared_limits,
         registry,
         max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout,
         dev_pages,
         uploads: http::Uploads {
             tokens: tokens.map(Arc::new),
@@ -313,6 +336,7 @@ fn run_servers(
             api: &listen,
             admin: admin_listen.as_deref(),
             workers: config.workers,
+            max_connections: config.max_connections,
         };
         http::serve(state, config.cors.clone(), listen).await
     })?;

@@ -21,6 +21,15 @@ pub mod sign;
 pub mod store;
 pub mod upload;
 
+/// `n` and the noun, singular for one: "1 error", "2 errors", "0 warnings".
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The JSON Schema of a profile file, as `schema/profile.schema.json` holds it.
 pub fn profile_schema() -> String {
     let mut schema = schemars::schema_for!(profile::RawProfile);

@@ -181,16 +181,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let count = snapshot.profiles.len();
                     if deny_warnings && !snapshot.warnings.is_empty() {
                         eprintln!(
-                            "{}: {count} profiles, {} warnings (denied)",
+                            "{}: {}, {} (denied)",
                             dir.display(),
-                            snapshot.warnings.len()
+                            postgate::counted(count, "profile"),
+                            postgate::counted(snapshot.warnings.len(), "warning")
                         );
                         return Ok(ExitCode::FAILURE);
                     }
                     println!(
-                        "{}: {count} profiles ok, {} warnings",
+                        "{}: {} ok, {}",
                         dir.display(),
-                        snapshot.warnings.len()
+                        postgate::counted(count, "profile"),
+                        postgate::counted(snapshot.warnings.len(), "warning")
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -199,7 +201,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         eprintln!("{diag}");
                     }
                     let errors = diags.iter().filter(|d| d.is_error()).count();
-                    eprintln!("{}: {errors} errors; nothing loaded", dir.display());
+                    eprintln!(
+                        "{}: {}; nothing loaded",
+                        dir.display(),
+                        postgate::counted(errors, "error")
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -277,8 +283,10 @@ fn init_logs(cli: &Cli) {
         .is_some_and(|config| config.log_format == postgate::config::LogFormat::Json);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a file or a log collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -27,6 +27,10 @@ pub const JWKS_FETCHES: &str = "postgate_jwks_fetches_total";
 pub const END_USER_TOKENS: &str = "postgate_end_user_tokens_total";
 pub const RATE_LIMIT_BACKEND_UP: &str = "postgate_rate_limit_backend_up";
 pub const RATE_LIMIT_FALLBACKS: &str = "postgate_rate_limit_backend_fallbacks_total";
+pub const CONFIG_PART_FAILING: &str = "postgate_config_part_failing";
+
+/// The parts of a reload that publish independently.
+pub const CONFIG_PARTS: &[&str] = &["profiles", "apps"];
 
 /// The `profile` label for names that are not loaded.
 pub const UNKNOWN_PROFILE: &str = "_unknown";
@@ -234,6 +238,7 @@ pub struct Metrics {
     end_user_tokens: IntCounterVec,
     rate_limit_backend_up: IntGauge,
     rate_limit_fallbacks: prometheus::IntCounter,
+    part_failing: IntGaugeVec,
 }
 
 impl Metrics {
@@ -351,6 +356,18 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let part_failing = IntGaugeVec::new(
+            Opts::new(
+                CONFIG_PART_FAILING,
+                "Whether the last reload of a part (profiles, apps) failed (1); it then serves as before.",
+            ),
+            &["part"],
+        )
+        .expect("valid metric");
+        for part in CONFIG_PARTS {
+            part_failing.with_label_values(&[part]).set(0);
+        }
+
         for collector in [
             Box::new(presign_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(presign_duration.clone()),
@@ -372,6 +389,7 @@ impl Metrics {
             Box::new(end_user_tokens.clone()),
             Box::new(rate_limit_backend_up.clone()),
             Box::new(rate_limit_fallbacks.clone()),
+            Box::new(part_failing.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -397,6 +415,16 @@ impl Metrics {
             end_user_tokens,
             rate_limit_backend_up,
             rate_limit_fallbacks,
+            part_failing,
+        }
+    }
+
+    /// Marks which parts the last reload failed to load.
+    pub fn failing_parts(&self, failed: &[&str]) {
+        for part in CONFIG_PARTS {
+            self.part_failing
+                .with_label_values(&[part])
+                .set(i64::from(failed.contains(part)));
         }
     }
 

@@ -68,6 +68,13 @@ pub struct GatewayConfig {
     /// The largest presign request body accepted, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// How long a request body may take after its headers; then 408 `body-timeout`, and the
+    /// connection is closed. Default 10s.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Open connections each worker holds at most; more wait in the listen queue. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// HTTP worker threads; default one per CPU core.
     #[serde(default)]
     pub workers: Option<usize>,
@@ -151,6 +158,14 @@ fn default_listen() -> String {
     "127.0.0.1:8080".to_owned()
 }
 
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
 fn default_max_body_bytes() -> usize {
     64 * 1024
 }
@@ -169,6 +184,8 @@ impl Default for GatewayConfig {
             reload: ReloadConfig::default(),
             log_format: LogFormat::default(),
             max_body_bytes: default_max_body_bytes(),
+            body_timeout: default_body_timeout(),
+            max_connections: default_max_connections(),
             workers: None,
             upload_tokens: None,
             store_calls: StoreCallsConfig::default(),
@@ -283,10 +300,13 @@ impl RedisConfig {
             (Some(var), None) => env(var)
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.trim().to_owned())
-                .ok_or_else(|| format!("rate_limit_backend.redis.url_env: {var} is not set")),
-            (None, Some(file)) => std::fs::read_to_string(file)
-                .map(|v| v.trim().to_owned())
-                .map_err(|e| format!("rate_limit_backend.redis.url_file: cannot read {}: {e}", file.display())),
+                .ok_or_else(|| "rate_limit_backend.redis.url_env: the variable it names is not set".to_owned()),
+            (None, Some(file)) => std::fs::read_to_string(file).map(|v| v.trim().to_owned()).map_err(|e| {
+                format!(
+                    "rate_limit_backend.redis.url_file: cannot read the file it names: {}",
+                    e.kind()
+                )
+            }),
             _ => Err("rate_limit_backend.redis: give exactly one of `url_env` and `url_file`".into()),
         }
     }
@@ -472,28 +492,54 @@ impl CredentialsConfig {
     /// Reads static credentials with `env`: `Ok(None)` when the key id or secret is not set.
     /// Errors name the setting, never a value read.
     pub fn read_static(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Credentials>, String> {
-        let read =
-            |file: &Option<PathBuf>, var: &Option<String>, default_var: &str| -> Result<Option<String>, String> {
-                if let Some(file) = file {
-                    return std::fs::read_to_string(file)
-                        .map(|text| Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
-                        .map_err(|e| format!("cannot read {}: {e}", file.display()));
-                }
-                Ok(env(var.as_deref().unwrap_or(default_var)).filter(|v| !v.is_empty()))
-            };
-        let access_key_id = read(&self.access_key_id_file, &self.access_key_id_env, "AWS_ACCESS_KEY_ID")?;
+        // Errors name the setting only: a secret pasted where a path or a variable name belongs
+        // must not be printed back.
+        let read = |setting: &str,
+                    file: &Option<PathBuf>,
+                    var: &Option<String>,
+                    default_var: &str|
+         -> Result<Option<String>, String> {
+            if let Some(file) = file {
+                return std::fs::read_to_string(file)
+                    .map(|text| Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
+                    .map_err(|e| {
+                        format!(
+                            "credentials.{setting}_file: cannot read the file it names: {}",
+                            e.kind()
+                        )
+                    });
+            }
+            Ok(env(var.as_deref().unwrap_or(default_var)).filter(|v| !v.is_empty()))
+        };
+        let access_key_id = read(
+            "access_key_id",
+            &self.access_key_id_file,
+            &self.access_key_id_env,
+            "AWS_ACCESS_KEY_ID",
+        )?;
         let secret = read(
+            "secret_access_key",
             &self.secret_access_key_file,
             &self.secret_access_key_env,
             "AWS_SECRET_ACCESS_KEY",
         )?;
-        let token = read(&self.session_token_file, &self.session_token_env, "AWS_SESSION_TOKEN")?;
+        let token = read(
+            "session_token",
+            &self.session_token_file,
+            &self.session_token_env,
+            "AWS_SESSION_TOKEN",
+        )?;
         let expiration_var = self.expiration_env.as_deref().unwrap_or("AWS_CREDENTIAL_EXPIRATION");
+        let expiration_setting = if self.expiration_env.is_some() {
+            "the variable credentials.expiration_env names"
+        } else {
+            "AWS_CREDENTIAL_EXPIRATION"
+        };
         let expires_at = match env(expiration_var).filter(|v| !v.is_empty()) {
             None => None,
             Some(text) => Some(
                 OffsetDateTime::parse(&text, &Rfc3339)
-                    .map_err(|e| format!("{expiration_var} is not an RFC 3339 time: {e}"))?,
+                    .map_err(|e| format!("{expiration_setting} is not an RFC 3339 time: {e}"))?,
             ),
         };
         let (Some(access_key_id), Some(secret)) = (access_key_id, secret) else {
@@ -508,11 +554,19 @@ impl CredentialsConfig {
     }
 
     fn missing(&self) -> String {
-        let var = |v: &Option<String>, d: &str| v.clone().unwrap_or_else(|| d.to_owned());
+        // The configured names are not printed: a secret may have been pasted there.
+        let var = |v: &Option<String>, setting: &str, d: &str| match v {
+            Some(_) => format!("the variable credentials.{setting} names"),
+            None => d.to_owned(),
+        };
         format!(
             "no credentials: set {} and {} (or the store's credentials.*_file settings, or `source: chain`)",
-            var(&self.access_key_id_env, "AWS_ACCESS_KEY_ID"),
-            var(&self.secret_access_key_env, "AWS_SECRET_ACCESS_KEY"),
+            var(&self.access_key_id_env, "access_key_id_env", "AWS_ACCESS_KEY_ID"),
+            var(
+                &self.secret_access_key_env,
+                "secret_access_key_env",
+                "AWS_SECRET_ACCESS_KEY"
+            ),
         )
     }
 }
@@ -707,8 +761,8 @@ impl GatewayConfig {
                     .map(|text| text.trim().to_owned())
                     .map_err(|e| {
                         format!(
-                            "upload_tokens.keys.{id}.secret_file: cannot read {}: {e}",
-                            file.display()
+                            "upload_tokens.keys.{id}.secret_file: cannot read the file it names: {}",
+                            e.kind()
                         )
                     }),
                 _ => Err(format!(
@@ -734,6 +788,11 @@ impl GatewayConfig {
         let mut keys = AppKeys::new();
         let mut errors = Vec::new();
         for (app, config) in &self.apps {
+            // App names reach keys (`${app}`) and metrics: the profile name rules hold for them.
+            if let Err(e) = crate::profile::ProfileName::new(app) {
+                errors.push(format!("apps: {}", e.replace("a profile name", "an app name")));
+                continue;
+            }
             keys.declare(app);
             for (i, hash) in config.keys.iter().enumerate() {
                 if !hash.starts_with(crate::auth::HASH_PREFIX) {
@@ -753,11 +812,14 @@ impl GatewayConfig {
                             .filter(|l| !l.is_empty() && !l.starts_with('#'))
                         {
                             if let Err(e) = keys.add(app, line) {
-                                errors.push(format!("apps.{app}.keys_file ({}): {e}", file.display()));
+                                errors.push(format!("apps.{app}.keys_file: {e}"));
                             }
                         }
                     }
-                    Err(e) => errors.push(format!("apps.{app}.keys_file: cannot read {}: {e}", file.display())),
+                    Err(e) => errors.push(format!(
+                        "apps.{app}.keys_file: cannot read the file it names: {}",
+                        e.kind()
+                    )),
                 }
             }
             if let Some(var) = &config.keys_env {
@@ -765,11 +827,11 @@ impl GatewayConfig {
                     Some(text) => {
                         for key in text.split([',', '\n']).map(str::trim).filter(|k| !k.is_empty()) {
                             if let Err(e) = keys.add(app, key) {
-                                errors.push(format!("apps.{app}.keys_env ({var}): {e}"));
+                                errors.push(format!("apps.{app}.keys_env: {e}"));
                             }
                         }
                     }
-                    None => errors.push(format!("apps.{app}.keys_env: {var} is not set")),
+                    None => errors.push(format!("apps.{app}.keys_env: the variable it names is not set")),
                 }
             }
             let token_only = config.auth == Some(crate::identity::AuthMode::Token);
@@ -1086,6 +1148,23 @@ mod tests {
     }
 
     #[test]
+    fn app_names_follow_the_profile_name_rules_and_a_key_belongs_to_one_app() {
+        let hash = crate::auth::hash_key(&Secret::new("shared-key-0123456789"));
+        let errors = config(&format!(
+            "apps:\n  \"../../evil\":\n    keys: [\"{hash}\"]\n  web:\n    keys: [\"{hash}\"]\n  mobile:\n    keys: [\"{hash}\"]\n"
+        ))
+        .app_keys(&|_| None)
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "apps: `../../evil` is not an app name: use 1 to 63 of a-z, 0-9, `_`, `-`, starting with a letter or digit",
+                "apps.mobile.keys[0]: the same key is listed under app `web`; a key belongs to one app",
+            ]
+        );
+    }
+
+    #[test]
     fn app_keys_come_from_hashes_files_and_variables() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("keys"), "# rotation\nfile-key-0123456789\n").unwrap();
@@ -1111,7 +1190,7 @@ mod tests {
             [
                 "apps.web.keys[0]: store the key's hash (`postgate hash-key`), not the key",
                 "apps.mobile: no keys; give `keys`, `keys_file` or `keys_env`",
-                "apps.ingest.keys_env: NOPE is not set",
+                "apps.ingest.keys_env: the variable it names is not set",
             ]
         );
     }

@@ -67,7 +67,6 @@ pub async fn presign(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
-    query: web::Query<PresignQuery>,
     payload: web::Payload,
 ) -> HttpResponse {
     let started = Instant::now();
@@ -78,7 +77,7 @@ pub async fn presign(
     } else {
         UNKNOWN_PROFILE
     };
-    let result = presign_inner(&state, &snapshot, &req, &name, &query, payload).await;
+    let result = presign_inner(&state, &snapshot, &req, &name, payload).await;
     let (outcome, app, response, fingerprint) = match result {
         Ok((app, response, fingerprint)) => (Outcome::Signed, app, response, fingerprint),
         Err((app, problem)) => (problem.outcome, app, problem.response(), String::new()),
@@ -105,11 +104,10 @@ async fn presign_inner(
     snapshot: &Snapshot,
     req: &HttpRequest,
     name: &str,
-    query: &PresignQuery,
     payload: web::Payload,
 ) -> Result<(Option<String>, HttpResponse, String), PresignError> {
     let caller = identify(state, snapshot, req).await.map_err(|p| (None, p))?;
-    let app = caller.app;
+    let app = caller.app.clone();
     let fail = |problem: Problem| (Some(app.clone()), problem);
     // Before anything that costs: a flooding app is turned away without its body being read.
     state
@@ -117,6 +115,10 @@ async fn presign_inner(
         .await
         .map_err(|over| fail(Problem::rate_limited(&app, &over)))?;
     let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
+    // Parsed here rather than by an extractor, so a malformed query is answered, logged and
+    // counted like every other refusal.
+    let query = web::Query::<PresignQuery>::from_query(req.query_string())
+        .map_err(|e| fail(super::problem::invalid_query(&e)))?;
     let curl = match query.format.as_deref() {
         None | Some("json") => false,
         Some("curl") => true,
@@ -145,9 +147,24 @@ async fn presign_inner(
         }
     };
     check_json_content_type(req).map_err(fail)?;
-    let body = read_body(req, payload, state.max_body_bytes).await.map_err(fail)?;
+    let body = read_body(req, payload, state).await.map_err(fail)?;
+    // The body may have taken seconds: the app key, its rights on the profile and the profile
+    // itself are those in force now, when the form is signed, not when the headers came.
+    let fresh = state.registry.current();
+    let (snapshot, profile, claims) = if fresh.generation == snapshot.generation {
+        (snapshot, profile, caller.claims)
+    } else {
+        let caller = identify(state, &fresh, req).await.map_err(fail)?;
+        if caller.app != app {
+            return Err(fail(Problem::unauthenticated(
+                "the credentials changed hands during the request",
+            )));
+        }
+        let profile = allowed_profile(&fresh, &app, name).map_err(fail)?;
+        (&*fresh, profile, caller.claims)
+    };
     let mut request = parse_request(&body).map_err(fail)?;
-    crate::profile::bind_claims(profile, &mut request, caller.claims.as_ref())
+    crate::profile::bind_claims(profile, &mut request, claims.as_ref())
         .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
 
     let now = OffsetDateTime::now_utc();
@@ -377,7 +394,24 @@ pub(super) fn check_json_content_type(req: &HttpRequest) -> Result<(), Problem> 
     ))
 }
 
-pub(super) async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<BytesMut, Problem> {
+/// The request body, whole, within `state.max_body_bytes` and before `state.body_timeout` runs
+/// out (a client that sends its headers and then trickles or withholds the body is answered
+/// 408 and its connection closed, rather than holding a handler).
+pub(super) async fn read_body(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<BytesMut, Problem> {
+    let timeout = state.body_timeout;
+    match tokio::time::timeout(timeout, read_body_within(req, payload, state.max_body_bytes)).await {
+        Ok(body) => body,
+        Err(_) => Err(Problem::upload(
+            ProblemCode::BodyTimeout,
+            format!(
+                "the body did not arrive within {} s; send it with the headers",
+                timeout.as_secs_f64()
+            ),
+        )),
+    }
+}
+
+async fn read_body_within(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<BytesMut, Problem> {
     let too_large = || {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -618,6 +652,7 @@ pub async fn admin_reload(state: web::Data<AppState>) -> HttpResponse {
         "result": report.result.as_str(),
         "generation": report.generation,
         "profiles": report.profiles,
+        "failed_parts": report.failed_parts,
         "diagnostics": report.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }))
 }

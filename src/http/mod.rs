@@ -23,6 +23,8 @@ pub use pages::DevPages;
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive after the headers.
+    pub body_timeout: std::time::Duration,
     /// The dev upload pages (`/`, `/form/{profile}`, `/uploaded`); off outside `postgate dev`.
     pub dev_pages: Option<DevPages>,
     pub uploads: Uploads,
@@ -57,6 +59,12 @@ pub struct Uploads {
 /// The routes, in one table (the hot route first: actix tries them in order). A known path
 /// asked with another method answers 405 with `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Every query extractor answers a malformed query with a problem, not actix's plain text.
+    cfg.app_data(web::QueryConfig::default().error_handler(|error, req| {
+        let problem = problem::invalid_query(&error);
+        tracing::info!(path = req.path(), code = "invalid-query", status = 400, "refused");
+        actix_web::error::InternalError::from_response(error, problem.response()).into()
+    }));
     cfg.service(resource("/v1/profiles/{name}/presign", "POST").route(web::post().to(handlers::presign)))
         .service(resource("/v1/profiles/{name}/multipart", "POST").route(web::post().to(uploads::create_multipart)))
         .service(resource("/v1/profiles/{name}/uppy", "POST").route(web::post().to(uploads::uppy_sign)))
@@ -82,8 +90,112 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(handlers::not_found));
 }
 
-/// A path whose other methods answer 405 with `Allow: <allow>`.
+/// One route of the API listener: its path, its methods (`Allow`), and whether the OpenAPI
+/// document describes it (the dev pages and the document itself are not described).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub path: &'static str,
+    pub allow: &'static str,
+    pub documented: bool,
+}
+
+/// Every route `routes` registers: `resource` refuses any other, and the OpenAPI test compares
+/// the document with the documented ones.
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: "/v1/profiles/{name}/presign",
+        allow: "POST",
+        documented: true,
+    },
+    Route {
+        path: "/v1/profiles/{name}/multipart",
+        allow: "POST",
+        documented: true,
+    },
+    Route {
+        path: "/v1/profiles/{name}/uppy",
+        allow: "POST",
+        documented: true,
+    },
+    Route {
+        path: "/v1/uploads/parts",
+        allow: "POST",
+        documented: true,
+    },
+    Route {
+        path: "/v1/uploads/list",
+        allow: "POST",
+        documented: true,
+    },
+    Route {
+        path: "/v1/uploads/abort",
+        allow: "POST",
+        documented: true,
+    },
+    Route {
+        path: "/v1/uploads/complete",
+        allow: "POST",
+        documented: true,
+    },
+    Route {
+        path: "/v1/uppy/s3/{operation}",
+        allow: "GET, POST, DELETE",
+        documented: true,
+    },
+    Route {
+        path: "/v1/profiles",
+        allow: "GET",
+        documented: true,
+    },
+    Route {
+        path: "/v1/profiles/{name}",
+        allow: "GET",
+        documented: true,
+    },
+    Route {
+        path: "/metrics",
+        allow: "GET",
+        documented: true,
+    },
+    Route {
+        path: "/healthz",
+        allow: "GET",
+        documented: true,
+    },
+    Route {
+        path: "/readyz",
+        allow: "GET",
+        documented: true,
+    },
+    Route {
+        path: "/openapi.json",
+        allow: "GET",
+        documented: false,
+    },
+    Route {
+        path: "/",
+        allow: "GET",
+        documented: false,
+    },
+    Route {
+        path: "/form/{name}",
+        allow: "GET",
+        documented: false,
+    },
+    Route {
+        path: "/uploaded",
+        allow: "GET",
+        documented: false,
+    },
+];
+
+/// A path whose other methods answer 405 with `Allow: <allow>`; it must be in `ROUTES` (the
+/// admin listener's `/-/reload` aside), with the same methods.
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    assert!(
+        path == "/-/reload" || ROUTES.iter().any(|r| r.path == path && r.allow == allow),
+        "{path} ({allow}) is not in http::ROUTES"
+    );
     web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| async move {
         handlers::method_not_allowed(req, allow)
     }))
@@ -114,6 +226,77 @@ pub fn cors(config: &CorsConfig, registry: Arc<crate::registry::Registry>) -> Co
     })
 }
 
+/// The request body as a handler reads it, through a handle the middleware keeps too.
+struct SharedPayload(std::rc::Rc<std::cell::RefCell<actix_web::dev::Payload>>);
+
+impl futures_util::Stream for SharedPayload {
+    type Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut *self.0.borrow_mut()).poll_next(cx)
+    }
+}
+
+/// The body of a refused request is kept (unread) with its answer, so the HTTP layer closes the
+/// connection after the answer instead of draining whatever the client still sends (actix
+/// drains a dropped chunked body with no deadline).
+pub fn close_unread_bodies<S>(
+    mut req: actix_web::dev::ServiceRequest,
+    srv: &S,
+) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse, actix_web::Error>> + use<S>
+where
+    S: actix_web::dev::Service<
+            actix_web::dev::ServiceRequest,
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+        >,
+{
+    use actix_web::HttpMessage;
+    let original = std::rc::Rc::new(std::cell::RefCell::new(req.take_payload()));
+    let reader: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>>,
+    > = Box::pin(SharedPayload(original.clone()));
+    req.set_payload(actix_web::dev::Payload::from(reader));
+    let response = srv.call(req);
+    async move {
+        let response = response.await?;
+        if !(response.status().is_client_error() || response.status().is_server_error()) {
+            return Ok(response);
+        }
+        // Kept by the answer's body: the HTTP layer decides to close when that body ends.
+        Ok(response.map_body(|_, body| {
+            actix_web::body::BoxBody::new(KeptBody {
+                body,
+                _request_body: original,
+            })
+        }))
+    }
+}
+
+/// A refused request's answer, holding the request's body (unread) until the answer is sent.
+struct KeptBody {
+    body: actix_web::body::BoxBody,
+    _request_body: std::rc::Rc<std::cell::RefCell<actix_web::dev::Payload>>,
+}
+
+impl actix_web::body::MessageBody for KeptBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<actix_web::web::Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
 /// Where and how the servers listen.
 pub struct Listen<'a> {
     pub api: &'a str,
@@ -121,6 +304,8 @@ pub struct Listen<'a> {
     pub admin: Option<&'a str>,
     /// API worker threads; `None`: one per CPU core.
     pub workers: Option<usize>,
+    /// Open connections per worker.
+    pub max_connections: usize,
 }
 
 /// Runs the API (and the admin listener when configured) until shutdown.
@@ -130,12 +315,18 @@ pub async fn serve(state: AppState, cors_config: CorsConfig, listen: Listen<'_>)
     let mut api = HttpServer::new(move || {
         App::new()
             .app_data(api_state.clone())
+            .wrap_fn(close_unread_bodies)
             .wrap(cors(&cors_config, api_state.registry.clone()))
             .configure(routes)
     });
     if let Some(workers) = listen.workers {
         api = api.workers(workers.max(1));
     }
+    // After an answer that leaves the body unread, wait at most 1 s for the client to hang up,
+    // then close: a refused client cannot keep its connection by sending slowly.
+    api = api
+        .max_connections(listen.max_connections.max(1))
+        .client_disconnect_timeout(std::time::Duration::from_secs(1));
     let api = api.bind(listen.api)?.run();
     match listen.admin {
         Some(admin_listen) => {

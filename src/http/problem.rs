@@ -86,6 +86,8 @@ pub enum ProblemCode {
     StoreRefused,
     StoreUnavailable,
     CredentialsUnavailable,
+    InvalidQuery,
+    BodyTimeout,
     IdTokenMalformed,
     IdTokenAlgorithm,
     IdTokenIssuer,
@@ -125,6 +127,8 @@ impl ProblemCode {
         ProblemCode::StoreRefused,
         ProblemCode::StoreUnavailable,
         ProblemCode::CredentialsUnavailable,
+        ProblemCode::InvalidQuery,
+        ProblemCode::BodyTimeout,
         ProblemCode::IdTokenMalformed,
         ProblemCode::IdTokenAlgorithm,
         ProblemCode::IdTokenIssuer,
@@ -205,6 +209,8 @@ impl ProblemCode {
             ProblemCode::UploadChanged => ("upload-changed", S::CONFLICT, "The object changed while it was checked"),
             ProblemCode::StoreRefused => ("store-refused", S::BAD_GATEWAY, "The store refused the call"),
             ProblemCode::StoreUnavailable => ("store-unavailable", S::SERVICE_UNAVAILABLE, "The store is unavailable"),
+            ProblemCode::InvalidQuery => ("invalid-query", S::BAD_REQUEST, "Malformed query string"),
+            ProblemCode::BodyTimeout => ("body-timeout", S::REQUEST_TIMEOUT, "The body did not arrive in time"),
             ProblemCode::CredentialsUnavailable => (
                 "credentials-unavailable",
                 S::SERVICE_UNAVAILABLE,
@@ -429,6 +435,9 @@ impl Problem {
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds.get())));
         }
+        // A refusal may come before the body was read (a wrong key, a rate limit, a slow body):
+        // the connection is closed after it rather than drained, whatever the client still sends.
+        response.force_close();
         response.body(serde_json::to_string(self).unwrap_or_default())
     }
 }
@@ -447,4 +456,12 @@ impl ResponseError for Problem {
     fn error_response(&self) -> HttpResponse {
         self.response()
     }
+}
+
+/// A query string that does not parse: 400 `invalid-query`, saying what is wrong.
+pub fn invalid_query(error: &actix_web::error::QueryPayloadError) -> Problem {
+    Problem::upload(
+        ProblemCode::InvalidQuery,
+        format!("the query string does not parse: {error}; send it URL-encoded, each parameter once"),
+    )
 }

@@ -149,7 +149,7 @@ pub async fn create_multipart(
 ) -> HttpResponse {
     let snapshot = state.registry.current();
     let result = async {
-        let (caller, profile, mut request): (_, _, UploadRequest) = signing_request(
+        let (caller, snapshot, profile, mut request): (_, _, _, UploadRequest) = signing_request(
             &state,
             &snapshot,
             &req,
@@ -158,9 +158,9 @@ pub async fn create_multipart(
             "{\"size\": 104857600, \"filename\": \"big.bin\"}",
         )
         .await?;
-        crate::profile::bind_claims(profile, &mut request, caller.claims.as_ref())
+        crate::profile::bind_claims(&profile, &mut request, caller.claims.as_ref())
             .map_err(|refusals| Problem::refused(&name, refusals))?;
-        let created = start_multipart(&state, &snapshot, profile, &caller.app, &request).await?;
+        let created = start_multipart(&state, &snapshot, &profile, &caller.app, &request).await?;
         Ok::<_, Problem>(created)
     }
     .await;
@@ -980,25 +980,40 @@ where
 
 /// The opening of every route that mints a capability (multipart start, Uppy): the app, its
 /// rate limit (before the body is read), the profile it may use, and the JSON body.
-async fn signing_request<'s, T: serde::de::DeserializeOwned>(
+/// Returns the snapshot in force once the body is in: the caller, its rights and the profile
+/// are checked again against it if a reload came while the body was arriving.
+async fn signing_request<T: serde::de::DeserializeOwned>(
     state: &AppState,
-    snapshot: &'s Snapshot,
+    snapshot: &Arc<Snapshot>,
     req: &HttpRequest,
     name: &str,
     payload: web::Payload,
     example: &str,
-) -> Result<(Caller, &'s Arc<Profile>, T), Problem> {
+) -> Result<(Caller, Arc<Snapshot>, Arc<Profile>, T), Problem> {
     let caller = identify(state, snapshot, req).await?;
     let app = &caller.app;
     state
         .check_rate(snapshot, app)
         .await
         .map_err(|over| Problem::rate_limited(app, &over))?;
-    let profile = allowed_profile(snapshot, app, name)?;
+    allowed_profile(snapshot, app, name)?;
     check_json_content_type(req)?;
-    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let body = read_body(req, payload, state).await?;
     let request = parse_json(&body, example)?;
-    Ok((caller, profile, request))
+    let fresh = state.registry.current();
+    let caller = if fresh.generation == snapshot.generation {
+        caller
+    } else {
+        let again = identify(state, &fresh, req).await?;
+        if again.app != caller.app {
+            return Err(Problem::unauthenticated(
+                "the credentials changed hands during the request",
+            ));
+        }
+        again
+    };
+    let profile = allowed_profile(&fresh, &caller.app, name)?.clone();
+    Ok((caller, fresh, profile, request))
 }
 
 /// The opening of every route that takes an upload token: the app, the JSON body, and the
@@ -1011,7 +1026,14 @@ async fn token_request(
 ) -> Result<(Claims, TokenRequest), Problem> {
     let app = identify(state, snapshot, req).await?.app;
     check_json_content_type(req)?;
-    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let body = read_body(req, payload, state).await?;
+    // A key revoked while the body arrived no longer counts.
+    let fresh = state.registry.current();
+    if fresh.generation != snapshot.generation && identify(state, &fresh, req).await?.app != app {
+        return Err(Problem::unauthenticated(
+            "the credentials changed hands during the request",
+        ));
+    }
     let request: TokenRequest = parse_json(&body, "{\"upload_token\": \"pgu1.…\"}")?;
     let claims = open_token(tokens(state)?, &request.upload_token, Some(&app))?;
     Ok((claims, request))
@@ -1175,7 +1197,7 @@ pub async fn uppy_sign(
     let started = Instant::now();
     let snapshot = state.registry.current();
     let result = async {
-        let (caller, profile, mut sign): (_, _, UppySignRequest) = signing_request(
+        let (caller, snapshot, profile, mut sign): (_, _, _, UppySignRequest) = signing_request(
             &state,
             &snapshot,
             &req,
@@ -1186,10 +1208,10 @@ pub async fn uppy_sign(
         .await?;
         // The steps that start an upload take its vars; the others carry its upload token.
         if sign.request.upload_id.is_none() {
-            crate::profile::bind_claims(profile, &mut sign.upload, caller.claims.as_ref())
+            crate::profile::bind_claims(&profile, &mut sign.upload, caller.claims.as_ref())
                 .map_err(|refusals| Problem::refused(&name, refusals))?;
         }
-        uppy_answer(&state, &req, &snapshot, profile, &caller.app, sign).await
+        uppy_answer(&state, &req, &snapshot, &profile, &caller.app, sign).await
     }
     .await;
     // Counted as a presign request: each answer is a signed capability (or a refusal of one).

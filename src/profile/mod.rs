@@ -357,6 +357,22 @@ pub fn push_digits(out: &mut String, value: u32, width: u32) {
 }
 
 /// Parses YAML text and compiles it. Every problem is reported, YAML errors with line and column.
+/// A type error without the string it found: `invalid type: string "<a secret a symlink led
+/// to>", expected …` becomes `invalid type: a string of 19 characters, expected …`. Diagnostics
+/// reach logs and the admin answer; a file's content must not.
+fn unquote_scalars(message: &str) -> String {
+    for lead in ["invalid type: string \"", "invalid value: string \""] {
+        if let Some(rest) = message.strip_prefix(lead)
+            && let Some(end) = rest.rfind("\", expected")
+        {
+            let kind = &lead[..lead.len() - "string \"".len()];
+            let shown = rest[..end].chars().count();
+            return format!("{kind}a string of {shown} characters{}", &rest[end + 1..]);
+        }
+    }
+    message.to_owned()
+}
+
 pub fn parse(name: &ProfileName, text: &str) -> Result<Profile, Vec<Diagnostic>> {
     parse_cached(name, text, &mut RegexCache::default())
 }
@@ -387,6 +403,7 @@ pub fn parse_cached(name: &ProfileName, text: &str, cache: &mut RegexCache) -> R
                 message.truncate(at);
             }
             let path = if path == "." { String::new() } else { path };
+            message = unquote_scalars(&message);
             // serde_yaml prefixes nested errors with the enclosing map's path; ours is complete.
             if let Some((prefix, rest)) = message.split_once(": ")
                 && !prefix.contains(' ')

@@ -45,6 +45,16 @@ pub struct ReloadReport {
     pub profiles: usize,
     /// Errors (on failure) and warnings.
     pub diagnostics: Vec<Diagnostic>,
+    /// The parts that failed (`profiles`, `apps`); the others were published when they changed.
+    pub failed_parts: Vec<&'static str>,
+}
+
+/// What one reload read: the snapshot to publish (if anything changed), the diagnostics, and the
+/// parts that failed.
+struct Next {
+    snapshot: Option<Snapshot>,
+    diagnostics: Vec<Diagnostic>,
+    failed_parts: Vec<&'static str>,
 }
 
 type OnPublish = Box<dyn Fn(&Snapshot) + Send + Sync>;
@@ -60,6 +70,22 @@ pub struct Registry {
     on_publish: Option<OnPublish>,
     /// The time rate limiters read.
     clock: RateClock,
+    /// The last failure logged (its parts and diagnostics), so a failure that persists is logged
+    /// once, not at every periodic check.
+    last_failure: Mutex<Option<String>>,
+}
+
+/// The profile part of `served`, for a reload whose profiles failed.
+fn profiles_as_served(served: &Snapshot) -> Snapshot {
+    Snapshot {
+        profiles: served.profiles.clone(),
+        warnings: served.warnings.clone(),
+        content_hash: served.profiles_hash.clone(),
+        profiles_hash: served.profiles_hash.clone(),
+        digests: served.digests.clone(),
+        stores: served.stores.clone(),
+        ..Snapshot::default()
+    }
 }
 
 impl Registry {
@@ -89,6 +115,7 @@ impl Registry {
             reloading: Mutex::new(()),
             on_publish,
             clock,
+            last_failure: Mutex::new(None),
         };
         let report = registry.reload(Trigger::Startup);
         if report.result == ReloadResult::Failure {
@@ -115,59 +142,51 @@ impl Registry {
         &self.source
     }
 
-    /// Re-reads everything and publishes it if it is valid and different.
+    /// Re-reads everything and publishes what is valid and different. The profile set and the
+    /// apps (keys, rate limits, token rules) are published independently: a broken profile file
+    /// does not stop a key revocation, and a broken keys file does not stop a profile change.
     pub fn reload(&self, trigger: Trigger) -> ReloadReport {
         let _guard = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let served = self.current.load_full();
-        let report = match self.next_snapshot(&served, trigger) {
-            Ok(None) => ReloadReport {
-                result: ReloadResult::Unchanged,
-                generation: served.generation,
-                profiles: served.profiles.len(),
-                diagnostics: served.warnings.clone(),
-            },
-            Ok(Some(next)) => {
-                let next = Arc::new(next);
+        let next = self.next_snapshot(&served, trigger);
+        let failed = !next.failed_parts.is_empty();
+        let published = match next.snapshot {
+            Some(snapshot) => {
+                let snapshot = Arc::new(snapshot);
                 if let Some(on_publish) = &self.on_publish {
-                    on_publish(&next);
+                    on_publish(&snapshot);
                 }
-                self.current.store(next.clone());
+                self.current.store(snapshot.clone());
                 tracing::info!(
                     trigger = trigger.as_str(),
-                    generation = next.generation,
-                    profiles = next.profiles.len(),
-                    hash = &next.content_hash[..12],
+                    generation = snapshot.generation,
+                    profiles = snapshot.profiles.len(),
+                    hash = &snapshot.content_hash[..12],
+                    kept_from_before = next.failed_parts.join(",").as_str(),
                     "profile set published"
                 );
-                for warning in &next.warnings {
+                for warning in &snapshot.warnings {
                     tracing::warn!(%warning, "profile warning");
                 }
-                ReloadReport {
-                    result: ReloadResult::Success,
-                    generation: next.generation,
-                    profiles: next.profiles.len(),
-                    diagnostics: next.warnings.clone(),
-                }
+                true
             }
-            Err(diagnostics) => {
-                tracing::error!(
-                    trigger = trigger.as_str(),
-                    serving_generation = served.generation,
-                    errors = diagnostics.iter().filter(|d| d.is_error()).count(),
-                    "reload refused; the last good profile set stays served"
-                );
-                for diagnostic in &diagnostics {
-                    tracing::error!(%diagnostic, "profile diagnostic");
-                }
-                ReloadReport {
-                    result: ReloadResult::Failure,
-                    generation: served.generation,
-                    profiles: served.profiles.len(),
-                    diagnostics,
-                }
-            }
+            None => false,
         };
+        self.log_failure_state(trigger, &served, &next.failed_parts, &next.diagnostics);
         let now = self.current.load();
+        let report = ReloadReport {
+            result: if failed {
+                ReloadResult::Failure
+            } else if published {
+                ReloadResult::Success
+            } else {
+                ReloadResult::Unchanged
+            },
+            generation: now.generation,
+            profiles: now.profiles.len(),
+            diagnostics: if failed { next.diagnostics } else { now.warnings.clone() },
+            failed_parts: next.failed_parts,
+        };
         let hash_prefix = u64::from_str_radix(now.content_hash.get(..12).unwrap_or("0"), 16).unwrap_or(0);
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -182,23 +201,124 @@ impl Registry {
             },
             unix,
         );
+        self.metrics.failing_parts(&report.failed_parts);
         report
     }
 
-    /// The next snapshot, `None` when the content equals what is served.
-    fn next_snapshot(&self, served: &Snapshot, trigger: Trigger) -> Result<Option<Snapshot>, Vec<Diagnostic>> {
-        let (apps, limits, tokens) = self.load_apps()?;
+    /// Logs a failing state when it starts or changes, and its end; a failure that stays the
+    /// same at every periodic check is logged once.
+    fn log_failure_state(&self, trigger: Trigger, served: &Snapshot, parts: &[&str], diagnostics: &[Diagnostic]) {
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if parts.is_empty() {
+            if last.take().is_some() {
+                tracing::info!(trigger = trigger.as_str(), "reload succeeds again");
+            }
+            return;
+        }
+        let signature = format!(
+            "{}\n{}",
+            parts.join(","),
+            diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        if last.as_deref() == Some(signature.as_str()) {
+            tracing::debug!(trigger = trigger.as_str(), "reload still refused, as logged before");
+            return;
+        }
+        *last = Some(signature);
+        tracing::error!(
+            trigger = trigger.as_str(),
+            failed = parts.join(",").as_str(),
+            serving_generation = served.generation,
+            errors = diagnostics.iter().filter(|d| d.is_error()).count(),
+            "reload refused for the failed parts; they stay as last served, the rest is published"
+        );
+        for diagnostic in diagnostics {
+            tracing::error!(%diagnostic, "reload diagnostic");
+        }
+    }
+
+    /// What to publish: the profiles and the apps, each new if it loads and as served if not.
+    fn next_snapshot(&self, served: &Snapshot, trigger: Trigger) -> Next {
+        let apps = self.load_apps();
         let previous = (served.generation > 0).then_some(served);
-        let mut next = load_reusing(&self.source.policies, &self.source.stores, previous)?;
+        let profiles = load_reusing(&self.source.policies, &self.source.stores, previous)
+            .and_then(|next| self.refuse_emptying(served, next, trigger));
+        let mut diagnostics = Vec::new();
+        let mut failed_parts = Vec::new();
+        let starting = served.generation == 0;
+        let (mut next, (apps, limits, tokens)) = match (profiles, apps) {
+            (Ok(next), Ok(apps)) => (next, apps),
+            (Err(profile_errors), Ok(apps)) if !starting => {
+                failed_parts.push("profiles");
+                diagnostics.extend(profile_errors);
+                (profiles_as_served(served), apps)
+            }
+            (Ok(next), Err(app_errors)) if !starting => {
+                failed_parts.push("apps");
+                diagnostics.extend(app_errors);
+                let apps = (
+                    (*served.apps).clone(),
+                    served.app_limits.clone(),
+                    served.identities.config.clone(),
+                );
+                (next, apps)
+            }
+            (profiles, apps) => {
+                if let Err(errors) = profiles {
+                    failed_parts.push("profiles");
+                    diagnostics.extend(errors);
+                }
+                if let Err(errors) = apps {
+                    failed_parts.push("apps");
+                    diagnostics.extend(errors);
+                }
+                return Next {
+                    snapshot: None,
+                    diagnostics,
+                    failed_parts,
+                };
+            }
+        };
         let mut hasher = Sha256::new();
-        hasher.update(next.content_hash.as_bytes());
+        hasher.update(next.profiles_hash.as_bytes());
         hasher.update(apps.fingerprint());
         hasher.update(limits.fingerprint());
         hasher.update(tokens.fingerprint());
         next.content_hash = hex::encode(hasher.finalize());
-        if served.generation > 0 && next.content_hash == served.content_hash {
-            return Ok(None);
+        if !starting && next.content_hash == served.content_hash {
+            return Next {
+                snapshot: None,
+                diagnostics,
+                failed_parts,
+            };
         }
+        if next.profiles.is_empty() && trigger == Trigger::Startup {
+            tracing::warn!(dir = %self.source.policies.display(), "no profiles to serve");
+        }
+        next.generation = served.generation + 1;
+        next.apps = Arc::new(apps);
+        next.limiters = Arc::new(Limiters::build(&limits, &served.limiters, &self.clock));
+        next.app_limits = limits;
+        next.identities = Arc::new(crate::identity::Identities::build(&tokens, &served.identities));
+        Next {
+            snapshot: Some(next),
+            diagnostics,
+            failed_parts,
+        }
+    }
+
+    /// Refuses a set that empties a served one (unless `reload.allow_empty`).
+    fn refuse_emptying(
+        &self,
+        served: &Snapshot,
+        mut next: Snapshot,
+        _trigger: Trigger,
+    ) -> Result<Snapshot, Vec<Diagnostic>> {
+        next.profiles_hash = next.content_hash.clone();
         if next.profiles.is_empty() && !served.profiles.is_empty() && !self.allow_empty {
             return Err(vec![
                 Diagnostic::error(
@@ -211,14 +331,7 @@ impl Registry {
                 .in_file(self.source.policies.display().to_string()),
             ]);
         }
-        if next.profiles.is_empty() && trigger == Trigger::Startup {
-            tracing::warn!(dir = %self.source.policies.display(), "no profiles to serve");
-        }
-        next.generation = served.generation + 1;
-        next.apps = Arc::new(apps);
-        next.limiters = Arc::new(Limiters::build(&limits, &served.limiters, &self.clock));
-        next.identities = Arc::new(crate::identity::Identities::build(&tokens, &served.identities));
-        Ok(Some(next))
+        Ok(next)
     }
 
     fn load_apps(&self) -> Result<(AppKeys, AppLimits, crate::identity::TokenApps), Vec<Diagnostic>> {

@@ -81,6 +81,10 @@ pub struct Snapshot {
     /// SHA-256 over the file names and contents (and app keys and rate limits, once served),
     /// hex: equal content, equal hash.
     pub content_hash: String,
+    /// The part of `content_hash` that covers the profile files alone.
+    pub profiles_hash: String,
+    /// The configured rate limits (the `limiters` run them).
+    pub app_limits: crate::ratelimit::AppLimits,
     /// Counts published snapshots, starting at 1; 0 before the registry publishes it.
     pub generation: u64,
     pub apps: Arc<AppKeys>,
@@ -111,18 +115,102 @@ impl Snapshot {
 /// regular file, not UTF-8) come back as diagnostics for that file; a directory past `MAX_FILES`
 /// or `MAX_DIR_BYTES` is refused whole, before its files are read.
 pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagnostic> {
+    // A file changed while the set was read is read again, so a half-written file is never
+    // published: files modified within `SETTLE` are waited for, and the sizes and times seen
+    // before and after the reads must agree.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let before = settle(dir);
+        let read = read_dir_once(dir)?;
+        if settle_stamp(dir) == before || attempts >= 5 {
+            return Ok(read);
+        }
+    }
+}
+
+/// How long a profile file must be left alone before it is read.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The length and modification time of every entry of the directory the set is read from.
+fn settle_stamp(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let base = resolve(dir).map(|(_, base)| base).unwrap_or_else(|_| dir.to_owned());
+    let mut stamp: Vec<_> = [dir.to_owned(), base]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| {
+            entries.flatten().filter_map(|e| {
+                let meta = std::fs::metadata(e.path()).ok()?;
+                meta.is_file().then(|| (e.path(), meta.len(), meta.modified().ok()))
+            })
+        })
+        .collect();
+    stamp.sort();
+    stamp
+}
+
+/// Waits (at most 2 s) until no file was modified within `SETTLE`; returns the stamp then.
+fn settle(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let stamp = settle_stamp(dir);
+        let newest = stamp.iter().filter_map(|(_, _, at)| *at).max();
+        let fresh = newest.and_then(|at| at.elapsed().ok()).is_some_and(|age| age < SETTLE);
+        if !fresh || std::time::Instant::now() >= deadline {
+            return stamp;
+        }
+        std::thread::sleep(SETTLE / 4);
+    }
+}
+
+/// The policies directory, resolved once per read: its canonical path, and the directory its
+/// files are read from, which is the one `..data` points at in a Kubernetes ConfigMap mount (so
+/// a `..data` swap mid-read cannot mix files of two versions).
+fn resolve(dir: &Path) -> std::io::Result<(PathBuf, PathBuf)> {
+    let root = std::fs::canonicalize(dir)?;
+    let base = std::fs::canonicalize(dir.join("..data"))
+        .ok()
+        .filter(|b| b.starts_with(&root) && b.is_dir())
+        .unwrap_or_else(|| root.clone());
+    Ok((root, base))
+}
+
+fn read_dir_once(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagnostic> {
     let about_dir = |message: String| Diagnostic::error("", message).in_file(dir.display().to_string());
-    let entries = std::fs::read_dir(dir).map_err(|e| about_dir(format!("cannot read the policies directory: {e}")))?;
+    let (root, base) = resolve(dir).map_err(|e| about_dir(format!("cannot read the policies directory: {e}")))?;
+    let entries =
+        std::fs::read_dir(&root).map_err(|e| about_dir(format!("cannot read the policies directory: {e}")))?;
     let mut paths = Vec::new();
+    let mut diags = Vec::new();
     for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
         if file_name.starts_with('.') || !(file_name.ends_with(".yaml") || file_name.ends_with(".yml")) {
             continue;
         }
-        paths.push(path);
+        // Shown (and named) as in the configured directory. A ConfigMap's `name.yaml ->
+        // ..data/name.yaml` is read through the `..data` resolved once for this read.
+        let shown = dir.join(&file_name);
+        let real = match std::fs::read_link(entry.path()) {
+            Ok(target) if target.starts_with("..data") => base.join(&file_name),
+            _ => entry.path(),
+        };
+        // A link is followed only when it ends inside the policies directory; where else it
+        // points is not said.
+        match std::fs::canonicalize(&real) {
+            Ok(target) if target.starts_with(&root) => paths.push((shown, real)),
+            Ok(_) => diags.push(
+                Diagnostic::error(
+                    "",
+                    "a link to outside the policies directory; not read (profiles must live in it)",
+                )
+                .in_file(shown.display().to_string()),
+            ),
+            Err(e) => {
+                diags.push(Diagnostic::error("", format!("cannot read: {e}")).in_file(shown.display().to_string()))
+            }
+        }
     }
     if paths.len() > MAX_FILES {
         return Err(about_dir(format!(
@@ -133,19 +221,18 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagno
     paths.sort();
 
     // Every size is known before any file is read: a directory over its cap reads nothing.
-    let mut diags = Vec::new();
     let mut sized = Vec::with_capacity(paths.len());
     let mut total: u64 = 0;
-    for path in paths {
+    for (path, real) in paths {
         let shown = path.display().to_string();
         // `metadata` follows symlinks: a ConfigMap's `name.yaml -> ..data/name.yaml` is a file.
-        match std::fs::metadata(&path) {
+        match std::fs::metadata(&real) {
             Ok(meta) if meta.is_dir() => {}
             Ok(meta) if !meta.is_file() => diags.push(not_a_file(&meta.file_type()).in_file(shown)),
             Ok(meta) if meta.len() > MAX_FILE_BYTES => diags.push(too_large(meta.len()).in_file(shown)),
             Ok(meta) => {
                 total += meta.len();
-                sized.push(path);
+                sized.push((path, real));
             }
             Err(e) => diags.push(Diagnostic::error("", format!("cannot read: {e}")).in_file(shown)),
         }
@@ -161,9 +248,9 @@ pub fn read_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), Diagno
 
     let mut files = Vec::with_capacity(sized.len());
     let mut read: u64 = 0;
-    for path in sized {
+    for (path, real) in sized {
         let shown = path.display().to_string();
-        match read_file(&path) {
+        match read_file(&real) {
             Ok(bytes) => {
                 // Files may have grown since they were measured; the cap holds for what is read.
                 read += bytes.len() as u64;
@@ -342,6 +429,8 @@ pub fn build_reusing(
         profiles,
         warnings: diags,
         content_hash: hex::encode(hasher.finalize()),
+        profiles_hash: String::new(),
+        app_limits: Default::default(),
         generation: 0,
         apps: Arc::default(),
         limiters: Arc::default(),

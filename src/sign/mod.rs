@@ -299,6 +299,34 @@ impl Signer<'_> {
     }
 }
 
+/// Form fields and query parameters that are secrets, or capabilities (a signature with its
+/// policy or URL lets anyone upload): never printed by `Debug`.
+const HIDDEN: &[&str] = &["x-amz-security-token", "x-amz-signature", "policy"];
+
+/// `value`, or `<redacted>` for a hidden field.
+pub(crate) fn shown_value<'a>(name: &str, value: &'a str) -> &'a str {
+    if HIDDEN.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+        "<redacted>"
+    } else {
+        value
+    }
+}
+
+/// `url` with its hidden query parameters' values redacted.
+pub(crate) fn shown_url(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) => format!("{name}={}", shown_value(name, value)),
+            None => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
 /// `2015-12-29T01:00:00Z` (UTC, whole seconds).
 pub fn format_rfc3339(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);

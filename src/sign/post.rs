@@ -54,8 +54,8 @@ impl FieldStyle {
 }
 
 /// A signed form: post `fields` (in order) and then the file to `url`. Field names and fixed
-/// values are borrowed from the profile.
-#[derive(Debug, Clone)]
+/// values are borrowed from the profile. `Debug` hides the session token and the signature.
+#[derive(Clone)]
 pub struct PresignedPost<'p> {
     pub url: String,
     pub fields: Vec<(Cow<'p, str>, Cow<'p, str>)>,
@@ -66,6 +66,24 @@ pub struct PresignedPost<'p> {
     pub expiry_clamped: bool,
     /// The POST policy document that was signed (not base64).
     pub policy: String,
+}
+
+impl std::fmt::Debug for PresignedPost<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fields: Vec<(&str, &str)> = self
+            .fields
+            .iter()
+            .map(|(name, value)| (name.as_ref(), super::shown_value(name, value)))
+            .collect();
+        f.debug_struct("PresignedPost")
+            .field("url", &self.url)
+            .field("fields", &fields)
+            .field("key", &self.key)
+            .field("expires_at", &self.expires_at)
+            .field("max_size", &self.max_size)
+            .field("expiry_clamped", &self.expiry_clamped)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PresignedPost<'_> {

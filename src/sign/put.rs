@@ -14,8 +14,9 @@ use super::sigv4::{QueryRequest, presign_query};
 use super::{Answer, Signer, amz_date, validity};
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
 
-/// A presigned PUT: send the file as the body to `url` with `headers`.
-#[derive(Debug, Clone)]
+/// A presigned PUT: send the file as the body to `url` with `headers`. `Debug` hides the
+/// session token and the signature in the URL.
+#[derive(Clone)]
 pub struct PresignedPut<'p> {
     pub url: String,
     /// Every signed header but `Host`, in plan order, `Content-Length` included.
@@ -26,6 +27,19 @@ pub struct PresignedPut<'p> {
     pub max_size: u64,
     /// True when the store's credentials expire before the profile's `expires_in`.
     pub expiry_clamped: bool,
+}
+
+impl std::fmt::Debug for PresignedPut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresignedPut")
+            .field("url", &super::shown_url(&self.url))
+            .field("headers", &self.headers)
+            .field("key", &self.key)
+            .field("expires_at", &self.expires_at)
+            .field("max_size", &self.max_size)
+            .field("expiry_clamped", &self.expiry_clamped)
+            .finish()
+    }
 }
 
 impl PresignedPut<'_> {

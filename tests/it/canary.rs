@@ -431,3 +431,124 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
     assert_form("postgate sign", &String::from_utf8_lossy(&sign.stdout));
     assert_clean("sign's stderr", &String::from_utf8_lossy(&sign.stderr));
 }
+
+/// `{:?}` of every public type that holds a secret: credentials, the signing key they derive,
+/// forms and URLs signed with a session token, upload-token keys, the shared limiter (its URL
+/// has a password). Logging any of them with `?value` must show none of the canaries.
+#[test]
+fn debug_of_every_secret_holder_is_redacted() {
+    use postgate::sign::{Addressing, Credentials, Endpoint, Store};
+    let credentials = Credentials {
+        access_key_id: "AKIACANARY".into(),
+        secret_access_key: postgate::secret::Secret::new(SECRET_ACCESS_KEY),
+        session_token: Some(postgate::secret::Secret::new(SESSION_TOKEN)),
+        expires_at: None,
+    };
+    let store = Store::new(
+        "default",
+        "eu-west-1",
+        Endpoint::Aws,
+        Addressing::Auto,
+        credentials.clone(),
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let signer = store.signer(now).unwrap();
+    let snapshot = crate::e2e::load_policies();
+    let ctx = postgate::profile::Context {
+        app: "web",
+        now,
+        uuid: uuid::Uuid::now_v7(),
+    };
+    let invoices = snapshot.get("invoices").unwrap();
+    let sign = |request: &postgate::profile::UploadRequest| {
+        postgate::sign::sign(invoices, &signer, request, &ctx, postgate::sign::FieldStyle::Botocore).unwrap()
+    };
+    let mut request = postgate::profile::UploadRequest::default();
+    request.vars.insert("supplier".into(), "acme".into());
+    let post = sign(&request);
+    request.method = Some(postgate::profile::Method::Put);
+    request.size = Some(10);
+    let put = sign(&request);
+    let tokens =
+        postgate::upload::TokenKeys::new("k1", vec![("k1".into(), postgate::secret::Secret::new(TOKEN_KEY))]).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let shared = runtime.block_on(async {
+        postgate::shared_limits::SharedLimits::start(
+            &format!("redis://:{SECRET_ACCESS_KEY}@127.0.0.1:1/"),
+            "p:",
+            std::time::Duration::from_millis(10),
+            std::sync::Arc::new(postgate::metrics::Metrics::new()),
+        )
+        .unwrap()
+    });
+    let day_key = hex::encode(postgate::sign::sigv4::signing_key(
+        SECRET_ACCESS_KEY,
+        &postgate::sign::format_rfc3339(now)[..10].replace('-', ""),
+        "eu-west-1",
+        "s3",
+    ));
+    for (what, text) in [
+        ("Credentials", format!("{credentials:?}")),
+        ("Store", format!("{store:?}")),
+        ("Keys", format!("{:?}", store.credentials().unwrap())),
+        ("Signed POST", format!("{post:?}")),
+        ("Signed PUT", format!("{put:?}")),
+        ("TokenKeys", format!("{tokens:?}")),
+        ("SharedLimits", format!("{shared:?}")),
+    ] {
+        assert_clean(what, &text);
+        assert!(!text.contains(&day_key), "{what} shows the day's signing key");
+        assert!(
+            !text.contains("X-Amz-Signature=") || text.contains("X-Amz-Signature=<redacted>"),
+            "{what}: {text}"
+        );
+    }
+}
+
+/// A secret pasted where a variable name or a file path belongs is not printed back by the
+/// errors that name the setting.
+#[test]
+fn secrets_pasted_into_name_settings_are_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postgate.yaml");
+    for (what, yaml) in [
+        ("keys_env", format!("apps:\n  web:\n    keys_env: \"{WEB_KEY}\"\n")),
+        (
+            "keys_file",
+            format!("apps:\n  web:\n    keys_file: \"/nonexistent/{WEB_KEY}\"\n"),
+        ),
+        (
+            "secret_access_key_env",
+            format!(
+                "stores:\n  default:\n    endpoint: http://127.0.0.1:9\n    credentials:\n      access_key_id_env: NOT_SET_ANYWHERE\n      secret_access_key_env: \"{SECRET_ACCESS_KEY}\"\n"
+            ),
+        ),
+        (
+            "secret_access_key_file",
+            format!(
+                "stores:\n  default:\n    endpoint: http://127.0.0.1:9\n    credentials:\n      access_key_id_env: NOT_SET_ANYWHERE\n      secret_access_key_file: \"/nonexistent/{SECRET_ACCESS_KEY}\"\n"
+            ),
+        ),
+        (
+            "upload_tokens secret_env",
+            format!("upload_tokens:\n  current: k1\n  keys:\n    k1: {{ secret_env: \"{TOKEN_KEY}\" }}\n"),
+        ),
+    ] {
+        std::fs::write(&config, &yaml).unwrap();
+        let output = crate::serve::postgate()
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("POSTGATE_LISTEN", format!("127.0.0.1:{}", crate::serve::free_port()))
+            .output()
+            .unwrap();
+        assert_ne!(output.status.code(), Some(0), "{what}: started");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_clean(what, &text);
+    }
+}

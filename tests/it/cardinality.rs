@@ -214,6 +214,7 @@ async fn hostile_traffic_leaves_every_metric_family_bounded() {
         (metrics::END_USER_TOKENS, 96),
         (metrics::RATE_LIMIT_BACKEND_UP, 1),
         (metrics::RATE_LIMIT_FALLBACKS, 1),
+        (metrics::CONFIG_PART_FAILING, metrics::CONFIG_PARTS.len()),
     ]
     .into_iter()
     .collect();

@@ -100,17 +100,26 @@ impl S3Server {
     }
 
     /// The Garage server `tests/garage/start.sh` started, from its `GARAGE_*` variables; `None`
-    /// when they are not set (the tests then say so and pass, unless `POSTGATE_REQUIRE_GARAGE`
-    /// is set, as in CI). Tests share its buckets and compare listings, so one holds it at a
-    /// time: keep the guard of `garage_turn` for the whole test.
+    /// when they are not set: the calling test then prints `SKIPPED:` with how to run it (its
+    /// name is its thread's, as the test harness names it) and passes, unless
+    /// `CI_REQUIRE_GARAGE` is set, as in CI, which fails it. Tests share its buckets and
+    /// compare listings, so one holds it at a time: keep the guard of `garage_turn` for the
+    /// whole test.
     pub fn garage() -> Option<S3Server> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let Some(endpoint) = var("GARAGE_ENDPOINT") else {
             assert!(
-                var("POSTGATE_REQUIRE_GARAGE").is_none(),
-                "POSTGATE_REQUIRE_GARAGE is set but GARAGE_ENDPOINT is not: run tests/garage/start.sh"
+                var("CI_REQUIRE_GARAGE").is_none(),
+                "CI_REQUIRE_GARAGE is set but GARAGE_ENDPOINT is not: run tests/garage/start.sh"
             );
-            eprintln!("GARAGE_ENDPOINT is not set: skipping (see tests/garage/README.md)");
+            let test = std::thread::current().name().unwrap_or("a Garage test").to_owned();
+            eprintln!(
+                "SKIPPED: {test} did not run: GARAGE_ENDPOINT is not set. Start Garage with \
+                 `eval \"$(tests/garage/start.sh target/garage)\"` from the repository root \
+                 (it exports GARAGE_ENDPOINT, GARAGE_REGION, GARAGE_ACCESS_KEY_ID and \
+                 GARAGE_SECRET_ACCESS_KEY; tests/garage/install.sh installs Garage once; see \
+                 tests/garage/README.md)"
+            );
             return None;
         };
         Some(S3Server {
@@ -285,6 +294,16 @@ impl S3Server {
 
 /// Posts a multipart form: the fields in order, the file last.
 pub async fn upload(url: &str, fields: &[(String, String)], file_name: &str, bytes: Vec<u8>) -> (u16, String) {
+    try_upload(url, fields, file_name, bytes).await.unwrap()
+}
+
+/// `upload`, with a connection the store closed before answering as an error.
+pub async fn try_upload(
+    url: &str,
+    fields: &[(String, String)],
+    file_name: &str,
+    bytes: Vec<u8>,
+) -> Result<(u16, String), String> {
     let mut form = reqwest::multipart::Form::new();
     for (name, value) in fields {
         form = form.text(name.clone(), value.clone());
@@ -298,19 +317,24 @@ pub async fn upload(url: &str, fields: &[(String, String)], file_name: &str, byt
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let response = client.post(url).multipart(form).send().await.unwrap();
+    let response = client
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
     if response.status().is_redirection() {
         let location = response
             .headers()
             .get("location")
             .map(|v| v.to_str().unwrap().to_owned());
-        return (status, location.unwrap_or_default());
+        return Ok((status, location.unwrap_or_default()));
     }
-    (status, response.text().await.unwrap())
+    Ok((status, response.text().await.unwrap_or_default()))
 }
 
-fn load_policies() -> registry::Snapshot {
+pub fn load_policies() -> registry::Snapshot {
     registry::load(
         &repo_path("policies"),
         &std::sync::Arc::new(registry::unsigned_stores(&["default"])),
@@ -860,7 +884,9 @@ async fn an_expired_policy_is_rejected() {
 }
 
 /// The same suite against Garage (`tests/garage/`): every example profile uploads, every
-/// rejection is rejected, wrong secrets and expired forms are refused.
+/// rejection is rejected, wrong secrets and expired forms are refused. Without Garage it passes
+/// after printing `SKIPPED:` and how to run it (`S3Server::garage`), unless
+/// `CI_REQUIRE_GARAGE` is set, as in CI.
 #[tokio::test]
 async fn garage_enforces_the_same_forms() {
     let _turn = garage_turn().await;

@@ -196,8 +196,8 @@ fn a_fifo_or_a_device_is_refused_unopened() {
     assert_eq!(reload.result, ReloadResult::Failure);
     assert_eq!(registry.current().generation, generation);
     insta::assert_snapshot!(shown(&reload, dir.path()), @r"
+    zero.yaml: a link to outside the policies directory; not read (profiles must live in it)
     pipe.yaml: not a regular file (a FIFO); a profile is a regular file or a symlink to one
-    zero.yaml: not a regular file (a character device); a profile is a regular file or a symlink to one
     ");
 }
 
@@ -241,4 +241,28 @@ fn a_directory_over_the_byte_cap_is_refused_before_reading() {
         shown(&reload, dir.path()).replace(&dir.path().display().to_string(), "DIR"),
         format!("DIR: the profile files add up to more than {MAX_DIR_BYTES} bytes; postgate reads at most that")
     );
+}
+
+/// A profile linked to a file outside the policies directory (here a one-line secret) is not
+/// read, and what it points at is not said; a type error never quotes the string it found.
+#[test]
+fn a_link_outside_the_directory_is_not_read_and_type_errors_quote_nothing() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "TOPSECRET123-do-not-print\n").unwrap();
+    let dir = policies_copy();
+    let registry = registry(dir.path());
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("leak.yaml")).unwrap();
+    // Inside the directory, a link is followed (and a scalar where a profile belongs is a type
+    // error that shows no value).
+    std::fs::write(dir.path().join(".scalar"), "TOPSECRET456-not-a-profile\n").unwrap();
+    std::os::unix::fs::symlink(dir.path().join(".scalar"), dir.path().join("scalar.yaml")).unwrap();
+    let reload = reload_within(&registry, 10);
+    assert_eq!(reload.result, ReloadResult::Failure);
+    let text = shown(&reload, dir.path());
+    assert!(!text.contains("TOPSECRET"), "{text}");
+    assert!(!text.contains(&outside.path().display().to_string()), "{text}");
+    insta::assert_snapshot!(text, @r"
+    leak.yaml: a link to outside the policies directory; not read (profiles must live in it)
+    scalar.yaml:1:1: invalid type: a string of 26 characters, expected struct RawProfile
+    ");
 }

@@ -94,6 +94,7 @@ pub fn state(registry: Arc<Registry>) -> web::Data<AppState> {
         shared_limits: None,
         registry,
         max_body_bytes: 64 * 1024,
+        body_timeout: std::time::Duration::from_secs(10),
         dev_pages: None,
         uploads: uploads(),
     })
@@ -834,7 +835,7 @@ async fn forms_from_the_api_upload_and_every_constraint_holds() {
 }
 
 /// The same through the API against Garage (`tests/garage/`; skipped, saying so, when it is not
-/// running, unless `POSTGATE_REQUIRE_GARAGE` is set, as in CI).
+/// running, unless `CI_REQUIRE_GARAGE` is set, as in CI).
 #[actix_web::test]
 async fn garage_takes_forms_and_put_urls_from_the_api() {
     let _turn = crate::e2e::garage_turn().await;
@@ -888,6 +889,7 @@ async fn dev_pages_sign_forms_and_escape_what_they_show() {
         registry,
         uploads: uploads(),
         max_body_bytes: 64 * 1024,
+        body_timeout: std::time::Duration::from_secs(10),
         dev_pages: Some(http::DevPages {
             key: "dev-key-web-local".into(),
             app: "web".into(),

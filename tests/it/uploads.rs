@@ -62,7 +62,7 @@ async fn multipart_and_complete_on_s3s() {
 }
 
 /// The same against Garage (`tests/garage/`; skipped, saying so, when it is not running, unless
-/// `POSTGATE_REQUIRE_GARAGE` is set, as in CI).
+/// `CI_REQUIRE_GARAGE` is set, as in CI).
 #[actix_web::test]
 async fn garage_multipart_and_complete() {
     let _turn = crate::e2e::garage_turn().await;
@@ -370,6 +370,7 @@ async fn a_store_that_is_down_is_a_503() {
         shared_limits: None,
         registry,
         max_body_bytes: 64 * 1024,
+        body_timeout: std::time::Duration::from_secs(10),
         dev_pages: None,
         uploads: uploads(),
     });
