@@ -1392,7 +1392,7 @@ pub struct CapabilityQuery {
     responses(
         (status = 200, description = "`InitiateMultipartUploadResult` (create), `ListPartsResult` (list), `CompleteMultipartUploadResult` (complete)", body = String, content_type = "application/xml"),
         (status = 204, description = "Aborted"),
-        (status = 400, description = "`InvalidRequest`: the query lacks `upload_token`, `expires` or `tag`", body = String, content_type = "text/plain"),
+        (status = 400, description = "`invalid-query`: the query lacks `upload_token`, `expires` or `tag`, or does not parse", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`token-invalid`, `token-expired`", body = String, content_type = "application/xml"),
         (status = 403, description = "`url-invalid` (a changed or expired URL), `forbidden`", body = String, content_type = "application/xml"),
         (status = 404, description = "`unknown-profile`, `upload-not-found`", body = String, content_type = "application/xml"),

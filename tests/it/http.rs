@@ -334,6 +334,12 @@ async fn api_contract() {
             json!({}),
         ),
         presign(
+            "a query string that does not parse",
+            "/v1/profiles/avatars/presign?format=json&format=curl",
+            "web",
+            json!({}),
+        ),
+        presign(
             "rate-limited app, within its burst",
             "/v1/profiles/invoices/presign",
             "throttled",
