@@ -33,11 +33,12 @@ async fn main() {
         apps: AppsSource::Fixed(keys, Default::default()),
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
+    let defaults = postgate::config::GatewayConfig::default();
     let state = web::Data::new(AppState {
         shared_limits: None,
         registry,
-        max_body_bytes: 64 * 1024,
-        body_timeout: std::time::Duration::from_secs(10),
+        max_body_bytes: defaults.max_body_bytes,
+        body_timeout: defaults.body_timeout,
         dev_pages: None,
         // As in production: every answer carries an upload token.
         uploads: http::Uploads {

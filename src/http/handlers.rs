@@ -114,7 +114,7 @@ async fn presign_inner(
         .check_rate(snapshot, &app)
         .await
         .map_err(|over| fail(Problem::rate_limited(&app, &over)))?;
-    let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
+    allowed_profile(snapshot, &app, name).map_err(fail)?;
     // Parsed here rather than by an extractor, so a malformed query is answered, logged and
     // counted like every other refusal.
     let query = web::Query::<PresignQuery>::from_query(req.query_string())
@@ -150,21 +150,11 @@ async fn presign_inner(
     let body = read_body(req, payload, state).await.map_err(fail)?;
     // The body may have taken seconds: the app key, its rights on the profile and the profile
     // itself are those in force now, when the form is signed, not when the headers came.
-    let fresh = state.registry.current();
-    let (snapshot, profile, claims) = if fresh.generation == snapshot.generation {
-        (snapshot, profile, caller.claims)
-    } else {
-        let caller = identify(state, &fresh, req).await.map_err(fail)?;
-        if caller.app != app {
-            return Err(fail(Problem::unauthenticated(
-                "the credentials changed hands during the request",
-            )));
-        }
-        let profile = allowed_profile(&fresh, &app, name).map_err(fail)?;
-        (&*fresh, profile, caller.claims)
-    };
+    let (fresh, caller) = recheck(state, snapshot, req, caller).await.map_err(fail)?;
+    let snapshot: &Snapshot = &fresh;
+    let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
     let mut request = parse_request(&body).map_err(fail)?;
-    crate::profile::bind_claims(profile, &mut request, claims.as_ref())
+    crate::profile::bind_claims(profile, &mut request, caller.claims.as_ref())
         .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
 
     let now = OffsetDateTime::now_utc();
@@ -306,6 +296,28 @@ pub(super) async fn identify(state: &AppState, snapshot: &Snapshot, req: &HttpRe
         ));
     }
     Ok(caller)
+}
+
+/// After the body, which may have taken seconds: the snapshot in force now, and the caller
+/// identified again in it if a reload came meanwhile (the same app, or 401), so the key, its
+/// rights and the profile are those in force when the upload is signed.
+pub(super) async fn recheck(
+    state: &AppState,
+    snapshot: &Snapshot,
+    req: &HttpRequest,
+    caller: Caller,
+) -> Result<(Arc<Snapshot>, Caller), Problem> {
+    let fresh = state.registry.current();
+    if fresh.generation == snapshot.generation {
+        return Ok((fresh, caller));
+    }
+    let again = identify(state, &fresh, req).await?;
+    if again.app != caller.app {
+        return Err(Problem::unauthenticated(
+            "the credentials changed hands during the request",
+        ));
+    }
+    Ok((fresh, again))
 }
 
 async fn verify_token(

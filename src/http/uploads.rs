@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::AppState;
-use super::handlers::{Caller, allowed_profile, check_json_content_type, identify, parse_json, read_body};
+use super::handlers::{Caller, allowed_profile, check_json_content_type, identify, parse_json, read_body, recheck};
 use super::problem::{Problem, ProblemCode};
 use crate::metrics::{CompleteOutcome, MultipartOperation, Outcome, UNKNOWN_PROFILE};
 use crate::profile::conditions::write_json_string;
@@ -1000,18 +1000,7 @@ async fn signing_request<T: serde::de::DeserializeOwned>(
     check_json_content_type(req)?;
     let body = read_body(req, payload, state).await?;
     let request = parse_json(&body, example)?;
-    let fresh = state.registry.current();
-    let caller = if fresh.generation == snapshot.generation {
-        caller
-    } else {
-        let again = identify(state, &fresh, req).await?;
-        if again.app != caller.app {
-            return Err(Problem::unauthenticated(
-                "the credentials changed hands during the request",
-            ));
-        }
-        again
-    };
+    let (fresh, caller) = recheck(state, snapshot, req, caller).await?;
     let profile = allowed_profile(&fresh, &caller.app, name)?.clone();
     Ok((caller, fresh, profile, request))
 }
@@ -1024,16 +1013,11 @@ async fn token_request(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<(Claims, TokenRequest), Problem> {
-    let app = identify(state, snapshot, req).await?.app;
+    let caller = identify(state, snapshot, req).await?;
     check_json_content_type(req)?;
     let body = read_body(req, payload, state).await?;
     // A key revoked while the body arrived no longer counts.
-    let fresh = state.registry.current();
-    if fresh.generation != snapshot.generation && identify(state, &fresh, req).await?.app != app {
-        return Err(Problem::unauthenticated(
-            "the credentials changed hands during the request",
-        ));
-    }
+    let app = recheck(state, snapshot, req, caller).await?.1.app;
     let request: TokenRequest = parse_json(&body, "{\"upload_token\": \"pgu1.…\"}")?;
     let claims = open_token(tokens(state)?, &request.upload_token, Some(&app))?;
     Ok((claims, request))

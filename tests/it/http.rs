@@ -90,14 +90,20 @@ pub fn aws_store() -> Store {
 }
 
 pub fn state(registry: Arc<Registry>) -> web::Data<AppState> {
-    web::Data::new(AppState {
+    web::Data::new(app_state(registry))
+}
+
+/// The gateway's state with the config's defaults, the test upload keys and no dev pages.
+pub fn app_state(registry: Arc<Registry>) -> AppState {
+    let defaults = postgate::config::GatewayConfig::default();
+    AppState {
         shared_limits: None,
         registry,
-        max_body_bytes: 64 * 1024,
-        body_timeout: std::time::Duration::from_secs(10),
+        max_body_bytes: defaults.max_body_bytes,
+        body_timeout: defaults.body_timeout,
         dev_pages: None,
         uploads: uploads(),
-    })
+    }
 }
 
 /// The upload routes' keys (`test-1`, sealing) and a store client that gives up fast.
@@ -891,15 +897,11 @@ async fn dev_pages_sign_forms_and_escape_what_they_show() {
     let registry = registry(dir.path());
     let off = state(registry.clone());
     let on = web::Data::new(AppState {
-        shared_limits: None,
-        registry,
-        uploads: uploads(),
-        max_body_bytes: 64 * 1024,
-        body_timeout: std::time::Duration::from_secs(10),
         dev_pages: Some(http::DevPages {
             key: "dev-key-web-local".into(),
             app: "web".into(),
         }),
+        ..app_state(registry)
     });
     let service = service!(on);
 

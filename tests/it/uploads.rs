@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{App, test as actix_test, web};
-use postgate::http::{self, AppState};
+use actix_web::{App, test as actix_test};
+use postgate::http;
 use postgate::ratelimit::RateClock;
 use serde_json::{Value, json};
 
 use crate::e2e::{S3Server, put_upload, upload};
-use crate::http::{app_limits, key, policies_copy, registry_signing, uploads};
+use crate::http::{app_limits, key, policies_copy, registry_signing};
 
 const MIB: usize = 1024 * 1024;
 const PNG_HEAD: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
@@ -366,14 +366,7 @@ async fn a_store_that_is_down_is_a_503() {
     // Nothing listens on port 9 of localhost.
     store.endpoint = postgate::sign::Endpoint::Custom("http://127.0.0.1:9".into());
     let registry = registry_signing(dir.path(), app_limits(), RateClock::manual(Default::default()), store);
-    let state = web::Data::new(AppState {
-        shared_limits: None,
-        registry,
-        max_body_bytes: 64 * 1024,
-        body_timeout: std::time::Duration::from_secs(10),
-        dev_pages: None,
-        uploads: uploads(),
-    });
+    let state = crate::http::state(registry);
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let started = Instant::now();
     let (status, problem) = call(&service, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
