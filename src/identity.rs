@@ -8,6 +8,13 @@
 //! `refetch_interval` (a flood of made-up `kid`s costs the issuer one fetch per interval). A
 //! fetch replaces the whole set, so keys the issuer dropped leave the cache with it.
 //! Only asymmetric algorithms are accepted; `alg: none` and HMAC never are.
+//!
+//! A verified token is remembered (`VerifiedTokens`, by its SHA-256) so a client that sends the
+//! same token with every upload pays for its signature check once. A remembered verification is
+//! used only while the token has not expired (the same `exp` and leeway rule), and only while
+//! the JWKS still holds the very key that verified it: a refetch that drops or replaces the key
+//! ends it at once. A reload of the apps' settings starts an empty memory; refused tokens are
+//! never remembered.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -153,7 +160,57 @@ impl TokenError {
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub app: String,
-    pub claims: Map<String, Value>,
+    pub claims: Arc<Map<String, Value>>,
+}
+
+/// Verified tokens remembered per snapshot.
+pub const REMEMBERED_TOKENS: usize = 4096;
+
+/// One remembered verification.
+struct Remembered {
+    verified: Verified,
+    /// The last second the token is valid (`exp` + leeway).
+    valid_through: u64,
+    kid: Option<String>,
+    /// The key that verified it; the memory holds only while the JWKS still serves this key.
+    key: Arc<DecodingKey>,
+}
+
+/// A remembered token's name: the SHA-256 of the token, and the app an app key pinned.
+type TokenId = ([u8; 32], Option<String>);
+
+/// Tokens this snapshot verified.
+#[derive(Default)]
+struct VerifiedTokens {
+    entries: Mutex<HashMap<TokenId, Arc<Remembered>>>,
+}
+
+impl VerifiedTokens {
+    fn get(&self, id: &TokenId) -> Option<Arc<Remembered>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    fn remember(&self, id: TokenId, entry: Remembered, now_unix: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= REMEMBERED_TOKENS {
+            entries.retain(|_, e| e.valid_through >= now_unix);
+            if entries.len() >= REMEMBERED_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(id, Arc::new(entry));
+    }
+
+    fn forget(&self, id: &TokenId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
 }
 
 /// The keys of one JWKS fetch.
@@ -383,6 +440,7 @@ fn parse_jwks(text: &str) -> Result<KeySet, String> {
 pub struct Identities {
     pub config: TokenApps,
     caches: HashMap<String, Arc<JwksCache>>,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for Identities {
@@ -417,6 +475,7 @@ impl Identities {
         Identities {
             config: config.clone(),
             caches,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -433,7 +492,8 @@ impl Identities {
     }
 
     /// Verifies `token`; `for_app` (from an app key) pins the app, else the token's issuer and
-    /// audience pick it.
+    /// audience pick it. A token verified before is taken from memory while it is unexpired and
+    /// its key is still served.
     pub async fn verify(
         &self,
         token: &str,
@@ -441,6 +501,37 @@ impl Identities {
         now_unix: u64,
         metrics: &Arc<Metrics>,
     ) -> Result<Verified, (Option<String>, TokenError)> {
+        use sha2::Digest;
+        let id: TokenId = (
+            sha2::Sha256::digest(token.as_bytes()).into(),
+            for_app.map(str::to_owned),
+        );
+        if let Some(entry) = self.verified.get(&id) {
+            if let Some(cache) = self.caches.get(&entry.verified.app)
+                && now_unix <= entry.valid_through
+                && let Ok((key, _)) = cache.key(entry.kid.as_deref(), metrics).await
+                && Arc::ptr_eq(&key, &entry.key)
+            {
+                return Ok(entry.verified.clone());
+            }
+            // Expired, or its key left the JWKS: verified afresh below (and refused if so).
+            self.verified.forget(&id);
+        }
+        let (verified, remembered) = self.verify_signature(token, for_app, now_unix, metrics).await?;
+        if let Some(entry) = remembered {
+            self.verified.remember(id, entry, now_unix);
+        }
+        Ok(verified)
+    }
+
+    /// The full check: app, algorithm, key, signature, claims.
+    async fn verify_signature(
+        &self,
+        token: &str,
+        for_app: Option<&str>,
+        now_unix: u64,
+        metrics: &Arc<Metrics>,
+    ) -> Result<(Verified, Option<Remembered>), (Option<String>, TokenError)> {
         let (header, payload) = peek(token).map_err(|e| (for_app.map(str::to_owned), e))?;
         let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or_default();
         let issuer = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
@@ -539,10 +630,22 @@ impl Identities {
         {
             return Err(fail(TokenError::Audience));
         }
-        Ok(Verified {
+        let verified = Verified {
             app: app.app.clone(),
-            claims: data.claims,
-        })
+            claims: Arc::new(data.claims),
+        };
+        // `exp` was required and checked; a verification is remembered through its last second.
+        let remembered = verified
+            .claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .map(|exp| Remembered {
+                verified: verified.clone(),
+                valid_through: exp.saturating_add(rules.leeway.as_secs()),
+                kid: kid.map(str::to_owned),
+                key: key.clone(),
+            });
+        Ok((verified, remembered))
     }
 }
 

@@ -120,11 +120,13 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     postgate::identity::install_crypto();
-    if matches!(cli.command, Command::Serve) || cfg!(feature = "dev-store") && is_dev(&cli.command) {
-        // The servers log; the one-shot commands print.
-        init_logs(&cli);
-    }
-    match run(cli) {
+    // The servers log; the one-shot commands print.
+    let logs = (matches!(cli.command, Command::Serve) || cfg!(feature = "dev-store") && is_dev(&cli.command))
+        .then(|| postgate::logs::init(json_logs(&cli)));
+    let result = run(cli);
+    // What is still queued is written before any error below.
+    drop(logs);
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("postgate: {error:#}");
@@ -271,28 +273,15 @@ fn is_dev(_: &Command) -> bool {
     false
 }
 
-/// Logs go to stderr, as text or (config `log_format: json`) JSON lines; `RUST_LOG` filters.
-fn init_logs(cli: &Cli) {
-    let json = cli
-        .global
+/// Whether the config asks for JSON log lines (`log_format: json`).
+fn json_logs(cli: &Cli) -> bool {
+    cli.global
         .config
         .clone()
         .or_else(|| Some(PathBuf::from("postgate.yaml")).filter(|p| p.is_file()))
         .and_then(|path| GatewayConfig::load(Some(&path)).ok())
         .or_else(|| GatewayConfig::load(None).ok())
-        .is_some_and(|config| config.log_format == postgate::config::LogFormat::Json);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour codes only for a person at a terminal: a file or a log collector gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+        .is_some_and(|config| config.log_format == postgate::config::LogFormat::Json)
 }
 
 fn load(dir: &Path, config: &GatewayConfig) -> anyhow::Result<Snapshot> {

@@ -28,6 +28,7 @@ pub const END_USER_TOKENS: &str = "postgate_end_user_tokens_total";
 pub const RATE_LIMIT_BACKEND_UP: &str = "postgate_rate_limit_backend_up";
 pub const RATE_LIMIT_FALLBACKS: &str = "postgate_rate_limit_backend_fallbacks_total";
 pub const CONFIG_PART_FAILING: &str = "postgate_config_part_failing";
+pub const LOG_LINES_DROPPED: &str = "postgate_log_lines_dropped_total";
 
 /// The parts of a reload that publish independently.
 pub const CONFIG_PARTS: &[&str] = &["profiles", "apps"];
@@ -239,6 +240,8 @@ pub struct Metrics {
     rate_limit_backend_up: IntGauge,
     rate_limit_fallbacks: prometheus::IntCounter,
     part_failing: IntGaugeVec,
+    log_lines_dropped: prometheus::IntCounter,
+    log_drops_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -355,6 +358,11 @@ impl Metrics {
             "Rate-limit checks the local limiter answered because the shared backend failed.",
         )
         .expect("valid metric");
+        let log_lines_dropped = prometheus::IntCounter::new(
+            LOG_LINES_DROPPED,
+            "Log lines dropped because the log reader fell behind (the writer's queue was full).",
+        )
+        .expect("valid metric");
 
         let part_failing = IntGaugeVec::new(
             Opts::new(
@@ -390,6 +398,7 @@ impl Metrics {
             Box::new(rate_limit_backend_up.clone()),
             Box::new(rate_limit_fallbacks.clone()),
             Box::new(part_failing.clone()),
+            Box::new(log_lines_dropped.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -416,6 +425,8 @@ impl Metrics {
             rate_limit_backend_up,
             rate_limit_fallbacks,
             part_failing,
+            log_lines_dropped,
+            log_drops_seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -512,6 +523,13 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        // The writer counts its drops; each scrape adds what is new since the last (fetch_max:
+        // two scrapes at once never add the same drops twice).
+        let dropped = crate::logs::dropped_lines();
+        let seen = self
+            .log_drops_seen
+            .fetch_max(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.log_lines_dropped.inc_by(dropped.saturating_sub(seen));
         let mut buffer = Vec::new();
         let encoder = TextEncoder::new();
         // Encoding into a Vec cannot fail for well-formed metrics.

@@ -154,7 +154,7 @@ async fn presign_inner(
     let snapshot: &Snapshot = &fresh;
     let profile = allowed_profile(snapshot, &app, name).map_err(fail)?;
     let mut request = parse_request(&body).map_err(fail)?;
-    crate::profile::bind_claims(profile, &mut request, caller.claims.as_ref())
+    crate::profile::bind_claims(profile, &mut request, caller.claims.as_deref())
         .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
 
     let now = OffsetDateTime::now_utc();
@@ -213,7 +213,7 @@ async fn presign_inner(
 /// Who calls: the app, and the end user's verified claims when a token came with the request.
 pub(super) struct Caller {
     pub app: String,
-    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// The header carrying an end user's token next to an app key.

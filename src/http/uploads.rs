@@ -158,7 +158,7 @@ pub async fn create_multipart(
             "{\"size\": 104857600, \"filename\": \"big.bin\"}",
         )
         .await?;
-        crate::profile::bind_claims(&profile, &mut request, caller.claims.as_ref())
+        crate::profile::bind_claims(&profile, &mut request, caller.claims.as_deref())
             .map_err(|refusals| Problem::refused(&name, refusals))?;
         let created = start_multipart(&state, &snapshot, &profile, &caller.app, &request).await?;
         Ok::<_, Problem>(created)
@@ -1192,7 +1192,7 @@ pub async fn uppy_sign(
         .await?;
         // The steps that start an upload take its vars; the others carry its upload token.
         if sign.request.upload_id.is_none() {
-            crate::profile::bind_claims(&profile, &mut sign.upload, caller.claims.as_ref())
+            crate::profile::bind_claims(&profile, &mut sign.upload, caller.claims.as_deref())
                 .map_err(|refusals| Problem::refused(&name, refusals))?;
         }
         uppy_answer(&state, &req, &snapshot, &profile, &caller.app, sign).await

@@ -42,7 +42,7 @@ impl<'a> Condition<'a> {
             }
             Condition::StartsWith { field, prefix } => {
                 out.push_str("[\"starts-with\", \"$");
-                write_json_string_body(out, field);
+                let _ = write_json_string_body(out, field);
                 out.push_str("\", ");
                 write_json_string(out, prefix);
                 out.push(']');
@@ -63,7 +63,8 @@ impl<'a> Condition<'a> {
 /// Appends `text` as a JSON string literal.
 pub fn write_json_string(out: &mut String, text: &str) {
     out.push('"');
-    write_json_string_body(out, text);
+    // Writing to a String cannot fail.
+    let _ = write_json_string_body(out, text);
     out.push('"');
 }
 
@@ -80,26 +81,26 @@ const NEEDS_ESCAPE: [bool; 256] = {
     table
 };
 
-fn write_json_string_body(out: &mut String, text: &str) {
+/// Writes `text` escaped for the inside of a JSON string literal (no quotes) to any
+/// `fmt::Write`: a `String` here, a log line's writer in `logs`.
+pub fn write_json_string_body<W: std::fmt::Write + ?Sized>(out: &mut W, text: &str) -> std::fmt::Result {
     // Copy runs of bytes that need no escape in one go; escapes are rare in policies.
     let bytes = text.as_bytes();
     let mut start = 0;
     while let Some(offset) = find_escape(&bytes[start..]) {
         let i = start + offset;
-        out.push_str(&text[start..i]);
+        out.write_str(&text[start..i])?;
         match bytes[i] {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            byte => {
-                let _ = write!(out, "\\u{byte:04x}");
-            }
+            b'"' => out.write_str("\\\"")?,
+            b'\\' => out.write_str("\\\\")?,
+            b'\n' => out.write_str("\\n")?,
+            b'\r' => out.write_str("\\r")?,
+            b'\t' => out.write_str("\\t")?,
+            byte => write!(out, "\\u{byte:04x}")?,
         }
         start = i + 1;
     }
-    out.push_str(&text[start..]);
+    out.write_str(&text[start..])
 }
 
 /// The index of the first byte that needs an escape. Skips eight clean bytes at a time: a word

@@ -310,8 +310,7 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
     answers.push(("/metrics".to_owned(), metrics()));
 
     // Stop the server, then read everything it wrote.
-    let _ = server.0.kill();
-    let _ = server.0.wait();
+    server.stop();
     let stdout = std::fs::read_to_string(&stdout_path).unwrap();
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
     assert_clean("the server's stdout", &stdout);

@@ -215,6 +215,7 @@ async fn hostile_traffic_leaves_every_metric_family_bounded() {
         (metrics::RATE_LIMIT_BACKEND_UP, 1),
         (metrics::RATE_LIMIT_FALLBACKS, 1),
         (metrics::CONFIG_PART_FAILING, metrics::CONFIG_PARTS.len()),
+        (metrics::LOG_LINES_DROPPED, 1),
     ]
     .into_iter()
     .collect();

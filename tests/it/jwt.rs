@@ -1,7 +1,8 @@
 //! End users' ID tokens against `postgate serve`: keys generated for the run (openssl), a JWKS
 //! served on loopback, tokens minted here. Valid RS256, ES256 and EdDSA tokens sign with
 //! `${user}` from `sub`; each way a token can be wrong has its own code; a key added at the
-//! issuer is picked up; a flood of made-up `kid`s costs the issuer one fetch per interval.
+//! issuer is picked up; a flood of made-up `kid`s costs the issuer one fetch per interval; a
+//! remembered verification ends with the token's expiry and with its key.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -410,4 +411,28 @@ fn end_user_tokens_bind_the_user_and_every_bad_token_has_its_code() {
     assert!(fetched <= allowed, "{fetched} fetches in {elapsed:?}");
     let metrics = get(&format!("{base}/metrics")).unwrap().1;
     assert!(metrics.contains("postgate_end_user_tokens_total{app=\"browser\",result=\"unknown_key\"}"));
+
+    // A verified token is remembered, but never past its expiry: valid through exp + the 5 s
+    // leeway, so about 1 s from now; accepted twice (the second from memory), refused after.
+    let ending = mint(
+        &rsa,
+        &json!({"iss": issuer, "aud": AUDIENCE, "sub": "frank", "exp": now() - 4}),
+    );
+    assert_eq!(presign(&ending).0, 200);
+    assert_eq!(presign(&ending).0, 200);
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(code(presign(&ending)), (401, "id-token-expired".to_owned()));
+    // Nor past its key: once a refetch replaces the key that verified it (the issuer put a new
+    // key under the same `kid`), the remembered token is checked again, and refused.
+    assert_eq!(presign(&valid).0, 200);
+    let replacement = generate(keys_dir.path(), "rsa-1", Algorithm::RS256);
+    *server.document.lock().unwrap() = jwks(&[&replacement, &ec, &ed, &rotated]);
+    std::thread::sleep(Duration::from_secs(REFETCH_SECS));
+    assert_eq!(
+        code(presign(&mint(&outsider, &claims("alice")))),
+        (401, "id-token-unknown-key".to_owned())
+    );
+    assert_eq!(code(presign(&valid)), (401, "id-token-signature".to_owned()));
+    assert_eq!(presign(&mint(&replacement, &claims("alice"))).0, 200);
+    assert_eq!(presign(&mint(&ec, &claims("bob"))).0, 200);
 }

@@ -144,7 +144,7 @@ fn keys_and_profiles_publish_independently_and_a_failure_is_logged_once() {
     gateway.write_config(&format!("\"{}\"", hash(NEW_KEY)));
     gateway.reload();
     assert!(wait_until(5, || failing("apps") == Some(0.0)));
-    let _ = child.0.kill();
+    child.stop();
     let mut log = String::new();
     child.0.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     let refused = log.matches("reload refused for the failed parts").count();

@@ -13,6 +13,23 @@ use crate::{repo_path, sample, wait_until};
 /// A child process killed on drop.
 pub struct Running(pub Child);
 
+impl Running {
+    /// Stops the server as an orchestrator does (SIGTERM, then at most 10 s), so it writes its
+    /// last log lines (a SIGKILL loses up to `postgate::logs::FLUSH_INTERVAL` of them).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
