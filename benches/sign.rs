@@ -194,5 +194,91 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(sign, benches);
+/// End users' ID tokens: the full check of an ES256 and an RS256 token (keys made by openssl
+/// for the run, the JWKS read from a file) and the same token remembered.
+fn tokens(c: &mut Criterion) {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    postgate::identity::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = "https://id.bench.example";
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let claims =
+        serde_json::json!({"iss": issuer, "aud": "bench-client", "sub": "alice", "iat": now, "exp": now + 7200});
+    let mut keys = Vec::new();
+    let mut tokens: Vec<(Algorithm, String)> = Vec::new();
+    for (kid, alg, args) in [
+        (
+            "ec-1",
+            Algorithm::ES256,
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+        ),
+        (
+            "rsa-1",
+            Algorithm::RS256,
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"][..],
+        ),
+    ] {
+        let path = dir.path().join(format!("{kid}.pem"));
+        let status = std::process::Command::new("openssl")
+            .arg("genpkey")
+            .args(args)
+            .arg("-out")
+            .arg(&path)
+            .status()
+            .expect("openssl makes the benchmark's keys");
+        assert!(status.success());
+        let pem = std::fs::read(&path).unwrap();
+        let private = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+            _ => EncodingKey::from_rsa_pem(&pem),
+        }
+        .unwrap();
+        let mut jwk = Jwk::from_encoding_key(&private, alg).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        keys.push(jwk);
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_owned());
+        tokens.push((alg, jsonwebtoken::encode(&header, &claims, &private).unwrap()));
+    }
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, serde_json::to_string(&JwkSet { keys }).unwrap()).unwrap();
+    let config = dir.path().join("postgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "apps:\n  users:\n    auth: token\n    end_user_tokens:\n      issuer: \"{issuer}\"\n      audiences: [bench-client]\n      algorithms: [ES256, RS256]\n      jwks_file: {}\n",
+            jwks.display()
+        ),
+    )
+    .unwrap();
+    let apps = postgate::config::GatewayConfig::load(Some(&config))
+        .unwrap()
+        .token_apps()
+        .unwrap();
+    let identities = postgate::identity::Identities::build(&apps, &Default::default());
+    let metrics = Arc::new(Metrics::new());
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let now = now as u64;
+    let verify = |token: &str| {
+        runtime
+            .block_on(identities.verify_fully(token, None, now, &metrics))
+            .unwrap()
+    };
+    c.bench_function("end-user token: verify ES256", |b| {
+        b.iter(|| verify(black_box(&tokens[0].1)))
+    });
+    c.bench_function("end-user token: verify RS256", |b| {
+        b.iter(|| verify(black_box(&tokens[1].1)))
+    });
+    c.bench_function("end-user token: remembered", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(identities.verify(black_box(&tokens[0].1), None, now, &metrics))
+                .unwrap()
+        })
+    });
+}
+
+criterion_group!(sign, benches, tokens);
 criterion_main!(sign);

@@ -302,23 +302,24 @@ fn admit_as<'p>(
     }
     let mut var_values: Vec<&str> = Vec::with_capacity(profile.vars.len());
     for var in &profile.vars {
-        let field = format!("vars.{}", var.name);
+        // Named only when refused: the happy path formats nothing.
+        let field = || format!("vars.{}", var.name);
         match request.vars.get(&var.name) {
             None => {
                 refuse(
                     RefusalKind::VarMissing,
-                    field,
+                    field(),
                     format!("missing; `{}` must match `{}`", var.name, var.pattern_source),
                 );
                 var_values.push("");
             }
             Some(value) => {
                 if let Err(why) = check_value(value) {
-                    refuse(RefusalKind::VarInvalid, field, why);
+                    refuse(RefusalKind::VarInvalid, field(), why);
                 } else if !var.pattern.is_match(value) {
                     refuse(
                         RefusalKind::VarInvalid,
-                        field,
+                        field(),
                         format!("does not match `{}`", var.pattern_source),
                     );
                 }
@@ -496,13 +497,13 @@ fn admit_as<'p>(
     }
     let mut metadata: Vec<Option<String>> = Vec::with_capacity(profile.metadata.len());
     for rule in &profile.metadata {
-        let field = format!("metadata.{}", rule.name);
+        let field = || format!("metadata.{}", rule.name);
         let value = match (&rule.value, request.metadata.get(&rule.name)) {
             (MetadataValue::Fixed(template), _) => Some(template.render(&values)),
             (_, None) if rule.required => {
                 refuse(
                     RefusalKind::MetadataMissing,
-                    field,
+                    field(),
                     "missing; this profile requires it".into(),
                 );
                 None
@@ -514,7 +515,7 @@ fn admit_as<'p>(
                 } else {
                     refuse(
                         RefusalKind::MetadataInvalid,
-                        field,
+                        field(),
                         format!("must be one of {}", allowed.join(", ")),
                     );
                     None
@@ -522,12 +523,12 @@ fn admit_as<'p>(
             }
             (MetadataValue::Pattern(regex, source), Some(value)) => {
                 if let Err(why) = forbidden_char(value) {
-                    refuse(RefusalKind::MetadataInvalid, field, why);
+                    refuse(RefusalKind::MetadataInvalid, field(), why);
                     None
                 } else if !regex.is_match(value) {
                     refuse(
                         RefusalKind::MetadataInvalid,
-                        field,
+                        field(),
                         format!("does not match `{source}`"),
                     );
                     None

@@ -215,16 +215,30 @@ impl Store {
     /// Where an object is: the URL's `scheme://host` part, the `Host` header, and the
     /// URI-encoded path (with the bucket for path-style addressing).
     pub fn object_location(&self, bucket: &str, key: &str) -> (String, String, String) {
-        let bucket_url = self.bucket_url(bucket);
-        let (scheme, rest) = bucket_url.split_once("://").unwrap_or(("https", &bucket_url));
-        let (host, base) = match rest.find('/') {
-            Some(slash) => (&rest[..slash], &rest[slash..]),
-            None => (rest, ""),
+        let mut path = String::with_capacity(bucket.len() + key.len() + 16);
+        // AWS's forms are written directly (the signing path takes them); others from the URL.
+        let origin = match (&self.endpoint, self.addressing) {
+            (Endpoint::Aws, Addressing::Auto | Addressing::Virtual) if !bucket.contains('.') => {
+                format!("https://{bucket}.s3.{}.amazonaws.com", self.region)
+            }
+            _ => {
+                let bucket_url = self.bucket_url(bucket);
+                let (scheme, rest) = bucket_url.split_once("://").unwrap_or(("https", &bucket_url));
+                let (host, base) = match rest.find('/') {
+                    Some(slash) => (&rest[..slash], &rest[slash..]),
+                    None => (rest, ""),
+                };
+                path.push_str(base.trim_end_matches('/'));
+                format!("{scheme}://{host}")
+            }
         };
-        let mut path = base.trim_end_matches('/').to_owned();
         path.push('/');
         sigv4::uri_encode(&mut path, key, true);
-        (format!("{scheme}://{host}"), host.to_owned(), path)
+        let host = origin
+            .split_once("://")
+            .map_or(origin.as_str(), |(_, host)| host)
+            .to_owned();
+        (origin, host, path)
     }
 
     /// The URL a form for `bucket` is posted to.
@@ -708,6 +722,19 @@ mod tests {
         ];
         for (store, bucket, url) in cases {
             assert_eq!(store.bucket_url(bucket), url);
+            // An object's location is the bucket's URL and the encoded key, whichever way it
+            // is built (AWS's virtual-hosted form is written directly).
+            let (origin, host, path) = store.object_location(bucket, "a b/ü.png");
+            assert_eq!(
+                format!("{origin}{path}"),
+                format!("{}/a%20b/%C3%BC.png", url.trim_end_matches('/'))
+            );
+            assert_eq!(origin.split_once("://").unwrap().1, host);
         }
+        let virtual_dotted = store(Endpoint::Aws, Addressing::Virtual);
+        assert_eq!(
+            virtual_dotted.object_location("my.bucket", "k").0,
+            "https://my.bucket.s3.eu-west-1.amazonaws.com"
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::sigv4::{QueryRequest, presign_query};
+use super::sigv4::{QueryRequest, append_presigned_query};
 use super::{Signer, amz_date, validity};
 use crate::profile::plan::Target;
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
@@ -68,7 +68,12 @@ pub fn part_url(
     let signing_key = store.signing_key(&amz_date[..8]);
     let number = part_number.to_string();
     let length = size.to_string();
-    let query = presign_query(
+    let mut url = String::with_capacity(origin.len() + 2 * path.len() + 512);
+    url.push_str(&origin);
+    url.push_str(&path);
+    url.push('?');
+    append_presigned_query(
+        &mut url,
         &QueryRequest {
             method: "PUT",
             host: &host,
@@ -81,7 +86,7 @@ pub fn part_url(
     PartUrl {
         part_number,
         size,
-        url: format!("{origin}{path}?{query}"),
+        url,
         expires_at,
     }
 }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use time::OffsetDateTime;
 
-use super::sigv4::{QueryRequest, presign_query};
+use super::sigv4::{QueryRequest, append_presigned_query};
 use super::{Answer, Signer, amz_date, validity};
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
 
@@ -89,7 +89,12 @@ pub fn put_url<'p>(filled: Filled<'p>, store: &Signer<'_>, now: OffsetDateTime) 
     let amz_date = amz_date(now);
     let signing_key = store.signing_key(&amz_date[..8]);
     let signed: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
-    let query = presign_query(
+    let mut url = String::with_capacity(origin.len() + 2 * path.len() + 512);
+    url.push_str(&origin);
+    url.push_str(&path);
+    url.push('?');
+    append_presigned_query(
+        &mut url,
         &QueryRequest {
             method: "PUT",
             host: &host,
@@ -100,7 +105,7 @@ pub fn put_url<'p>(filled: Filled<'p>, store: &Signer<'_>, now: OffsetDateTime) 
         &store.query_signer(&amz_date, &signing_key, expires_in),
     );
     PresignedPut {
-        url: format!("{origin}{path}?{query}"),
+        url,
         headers,
         key: filled.key,
         expires_at,

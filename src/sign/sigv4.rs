@@ -37,25 +37,59 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 
 /// The lowercase hex signature of `string_to_sign`.
 pub fn signature(signing_key: &[u8; 32], string_to_sign: &[u8]) -> String {
-    hex::encode(hmac(signing_key, string_to_sign))
+    let mut out = String::with_capacity(64);
+    push_hex(&mut out, &hmac(signing_key, string_to_sign));
+    out
+}
+
+/// Appends `bytes` as lowercase hex (a table lookup per nibble, no per-char `String` growth).
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buffer = [0u8; 64];
+    for chunk in bytes.chunks(32) {
+        for (i, byte) in chunk.iter().enumerate() {
+            buffer[2 * i] = HEX[usize::from(byte >> 4)];
+            buffer[2 * i + 1] = HEX[usize::from(byte & 15)];
+        }
+        out.push_str(std::str::from_utf8(&buffer[..2 * chunk.len()]).expect("hex is ASCII"));
+    }
 }
 
 /// SigV4's URI encoding: every byte but `A-Za-z0-9-_.~` as `%XX` (uppercase), and `/` too unless
 /// `keep_slash` (object key paths keep theirs; S3 does not encode the path twice).
 pub fn uri_encode(out: &mut String, text: &str, keep_slash: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(char::from(byte)),
-            b'/' if keep_slash => out.push('/'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(byte >> 4)]));
-                out.push(char::from(HEX[usize::from(byte & 15)]));
-            }
+    let kept = |byte: u8| UNRESERVED[usize::from(byte)] || (keep_slash && byte == b'/');
+    // Runs of kept bytes are copied in one go; only the others are escaped one by one.
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        if kept(byte) {
+            continue;
         }
+        // Bytes before `i` since the last escape are ASCII, so both ends are char boundaries
+        // (a multibyte character is escaped byte by byte, leaving empty runs between).
+        if start < i {
+            out.push_str(&text[start..i]);
+        }
+        let escape = [b'%', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]];
+        out.push_str(std::str::from_utf8(&escape).expect("an escape is ASCII"));
+        start = i + 1;
     }
+    out.push_str(&text[start..]);
 }
+
+/// The bytes SigV4 leaves unencoded: `A-Za-z0-9-_.~`.
+const UNRESERVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' || b == b'~';
+        byte += 1;
+    }
+    table
+};
 
 /// One request to presign with query parameters (a presigned URL).
 /// Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-query-string-auth.html>
@@ -89,22 +123,39 @@ pub struct QuerySigner<'a> {
 /// `X-Amz-Algorithm`, `-Credential`, `-Date`, `-Expires`, `-SignedHeaders`, `-Security-Token`,
 /// `-Signature`, in botocore's order. The payload is `UNSIGNED-PAYLOAD`.
 pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> String {
+    let mut query = String::new();
+    append_presigned_query(&mut query, request, signer);
+    query
+}
+
+/// `presign_query`, appended to `out` (a URL up to its `?`), so the URL is built in one buffer.
+pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, signer: &QuerySigner<'_>) {
     use sha2::Digest as _;
 
     let date = &signer.amz_date[..8];
-    let scope = format!("{date}/{}/s3/aws4_request", signer.region);
-    let credential = format!("{}/{scope}", signer.access_key_id);
+    // `<key id>/<date>/<region>/s3/aws4_request`, encoded as a query value, in one buffer.
+    let mut credential = String::with_capacity(signer.access_key_id.len() + signer.region.len() + 48);
+    uri_encode(&mut credential, signer.access_key_id, false);
+    credential.push_str("%2F");
+    credential.push_str(date);
+    credential.push_str("%2F");
+    uri_encode(&mut credential, signer.region, false);
+    credential.push_str("%2Fs3%2Faws4_request");
 
-    // Headers: lowercase names, sorted; values trimmed with inner runs of spaces collapsed.
-    let mut headers: Vec<(Cow<str>, Cow<str>)> = Vec::with_capacity(request.headers.len() + 1);
-    headers.push(("host".into(), request.host.into()));
+    // Headers: lowercase names (all written into one buffer), sorted; values trimmed with inner
+    // runs of spaces collapsed.
+    let mut lowercase = String::with_capacity(request.headers.iter().map(|(n, _)| n.len()).sum());
+    for (name, _) in request.headers {
+        let start = lowercase.len();
+        lowercase.push_str(name);
+        lowercase[start..].make_ascii_lowercase();
+    }
+    let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(request.headers.len() + 1);
+    headers.push(("host", request.host.into()));
+    let mut start = 0;
     for (name, value) in request.headers {
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(name.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(*name)
-        };
-        headers.push((name, canonical_value(value)));
+        headers.push((&lowercase[start..start + name.len()], canonical_value(value)));
+        start += name.len();
     }
     headers.sort_unstable();
     let mut signed_headers = String::with_capacity(headers.iter().map(|(n, _)| n.len() + 1).sum());
@@ -121,7 +172,7 @@ pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> St
         params.push((encoded(name), encoded(value)));
     }
     params.push(("X-Amz-Algorithm".into(), super::ALGORITHM.into()));
-    params.push(("X-Amz-Credential".into(), encoded(&credential)));
+    params.push(("X-Amz-Credential".into(), Cow::Borrowed(&credential)));
     params.push(("X-Amz-Date".into(), encoded(signer.amz_date)));
     params.push(("X-Amz-Expires".into(), encoded(&expires)));
     params.push(("X-Amz-SignedHeaders".into(), encoded(&signed_headers)));
@@ -131,67 +182,61 @@ pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> St
     let mut order: Vec<usize> = (0..params.len()).collect();
     order.sort_unstable_by(|a, b| params[*a].cmp(&params[*b]));
 
-    let mut canonical = String::with_capacity(
-        192 + request.path.len()
-            + params.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
-            + headers.iter().map(|(n, v)| n.len() + v.len() + 2).sum::<usize>()
-            + signed_headers.len(),
-    );
-    canonical.push_str(request.method);
-    canonical.push('\n');
-    canonical.push_str(request.path);
-    canonical.push('\n');
+    // The canonical request is only hashed: written straight into the hasher.
+    let mut canonical = Sha256::new();
+    canonical.update(request.method);
+    canonical.update(b"\n");
+    canonical.update(request.path);
+    canonical.update(b"\n");
     for (i, index) in order.iter().enumerate() {
         if i > 0 {
-            canonical.push('&');
+            canonical.update(b"&");
         }
         let (name, value) = &params[*index];
-        canonical.push_str(name);
-        canonical.push('=');
-        canonical.push_str(value);
+        canonical.update(name.as_bytes());
+        canonical.update(b"=");
+        canonical.update(value.as_bytes());
     }
-    canonical.push('\n');
+    canonical.update(b"\n");
     for (name, value) in &headers {
-        canonical.push_str(name);
-        canonical.push(':');
-        canonical.push_str(value);
-        canonical.push('\n');
+        canonical.update(name.as_bytes());
+        canonical.update(b":");
+        canonical.update(value.as_bytes());
+        canonical.update(b"\n");
     }
-    canonical.push('\n');
-    canonical.push_str(&signed_headers);
-    canonical.push_str("\nUNSIGNED-PAYLOAD");
+    canonical.update(b"\n");
+    canonical.update(&signed_headers);
+    canonical.update("\nUNSIGNED-PAYLOAD");
 
-    let mut digest = [0u8; 64];
-    hex::encode_to_slice(Sha256::digest(canonical.as_bytes()), &mut digest).expect("64 hex digits");
-    let mut string_to_sign = String::with_capacity(32 + signer.amz_date.len() + scope.len() + 64);
+    let mut string_to_sign = String::with_capacity(160 + signer.region.len());
     string_to_sign.push_str(super::ALGORITHM);
     string_to_sign.push('\n');
     string_to_sign.push_str(signer.amz_date);
     string_to_sign.push('\n');
-    string_to_sign.push_str(&scope);
-    string_to_sign.push('\n');
-    string_to_sign.push_str(std::str::from_utf8(&digest).expect("hex is ASCII"));
-    let signature = signature(signer.signing_key, string_to_sign.as_bytes());
+    string_to_sign.push_str(date);
+    string_to_sign.push('/');
+    string_to_sign.push_str(signer.region);
+    string_to_sign.push_str("/s3/aws4_request\n");
+    push_hex(&mut string_to_sign, &canonical.finalize());
 
-    let mut query = String::with_capacity(canonical.len());
+    out.reserve(512);
     for (i, (name, value)) in params.iter().enumerate() {
         if i > 0 {
-            query.push('&');
+            out.push('&');
         }
-        query.push_str(name);
-        query.push('=');
-        query.push_str(value);
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
     }
-    query.push_str("&X-Amz-Signature=");
-    query.push_str(&signature);
-    query
+    out.push_str("&X-Amz-Signature=");
+    push_hex(out, &hmac(signer.signing_key, string_to_sign.as_bytes()));
 }
 
 /// A header value as SigV4 signs it: ASCII spaces trimmed, inner runs of them collapsed to one
 /// (other whitespace is the value's own: admission refuses controls, and PUT values are ASCII).
 fn canonical_value(value: &str) -> Cow<'_, str> {
     let trimmed = value.trim_matches(' ');
-    if !trimmed.contains("  ") {
+    if !trimmed.as_bytes().windows(2).any(|pair| pair == b"  ") {
         return Cow::Borrowed(trimmed);
     }
     let mut out = String::with_capacity(trimmed.len());
@@ -206,10 +251,7 @@ fn canonical_value(value: &str) -> Cow<'_, str> {
 
 /// `text` URI-encoded (every byte but `A-Za-z0-9-_.~`); borrowed when nothing needs encoding.
 fn encoded(text: &str) -> Cow<'_, str> {
-    if text
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
-    {
+    if text.bytes().all(|b| UNRESERVED[usize::from(b)]) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
