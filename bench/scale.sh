@@ -11,10 +11,10 @@ root=$(pwd)
 out=target/bench
 mkdir -p "$out"
 duration=${DURATION:-10s}
-connections=${CONNECTIONS:-32}
+connections=${CONNECTIONS:-64}
 edits=${EDITS:-100}
 
-command -v oha >/dev/null || cargo install oha --locked --quiet
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --quiet --bin postgate
 
 # Example credentials: signing needs no network, so any well-formed pair measures the same.
@@ -56,18 +56,17 @@ EOF
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 rss_mib() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status"; }
-throughput() { # → "rps errors"
-  oha -z "$duration" -c "$connections" -m POST -H "Authorization: Bearer $key" -T application/json -d "$body" \
-    --no-tui --output-format json http://127.0.0.1:18090/v1/profiles/avatars/presign > "$out/scale-oha.json"
-  python3 - "$out/scale-oha.json" <<'EOF'
-import json, sys
-r = json.load(open(sys.argv[1]))
-codes = r.get("statusCodeDistribution", {})
-# Requests still in flight when the run's time is up are cut off by oha, not failed.
-errors = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(
-    n for e, n in r.get("errorDistribution", {}).items() if e != "aborted due to deadline")
-print(f"{r['summary']['requestsPerSec']:.0f} {errors}")
+throughput() { # → "rps errors" (wrk, one thread, as bench/load.sh)
+  cat > "$out/scale.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $key"
 EOF
+  wrk -t1 -c"$connections" -d"$duration" -s "$out/scale.lua" http://127.0.0.1:18090/v1/profiles/avatars/presign > "$out/scale-wrk.txt"
+  awk '/Requests\/sec/ { rps = $2 } /Non-2xx/ { errors += $NF }
+       /Socket errors/ { gsub(",", ""); errors += $4 + $6 + $8 + $10 }
+       END { printf "%.0f %d\n", rps, errors }' "$out/scale-wrk.txt"
 }
 reload_ms() { curl -s -o /dev/null -w '%{time_total}' -X POST http://127.0.0.1:18091/-/reload | awk '{ printf "%.0f", $1 * 1000 }'; }
 

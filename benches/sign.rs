@@ -139,6 +139,15 @@ fn benches(c: &mut Criterion) {
     c.bench_function("sign one PUT URL end to end", |b| {
         b.iter(|| end_to_end("photos", &put_request))
     });
+    // The PUT the peers sign (bench/peers): `media`, Content-Length, Content-Type and one
+    // metadata header.
+    let media_put: UploadRequest = serde_json::from_str(
+        r#"{"method": "put", "vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345}"#,
+    )
+    .unwrap();
+    c.bench_function("sign one PUT URL as the peers do", |b| {
+        b.iter(|| end_to_end("media", &media_put))
+    });
 
     // After the signature: an upload token sealed and opened, and 1,000 part URLs of one
     // multipart upload (the profile's expiry, each with its exact Content-Length).

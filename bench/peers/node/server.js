@@ -1,11 +1,10 @@
-// The avatars presign request, served by the AWS SDK for JavaScript v3 (createPresignedPost):
-// a plain node:http server, one worker process per core (node:cluster).
+// postgate's benchmark requests, served by the AWS SDK for JavaScript v3 (createPresignedPost,
+// getSignedUrl) and jose (presign.js): a plain node:http server, one worker process per core
+// (node:cluster). The JWKS for /v1/profiles/avatars/presign-jwt is the file named by BENCH_JWKS.
 import cluster from "node:cluster";
 import http from "node:http";
 import os from "node:os";
-import { randomUUID } from "node:crypto";
-import { S3Client } from "@aws-sdk/client-s3";
-import { createPresignedPost } from "@aws-sdk/s3-presigned-post";
+import { avatarForm, bearerSubject, localKeySet, partUrls, putUrl } from "./presign.js";
 
 const port = Number(process.argv[2] || 18082);
 const workers = Number(process.argv[3] || os.availableParallelism());
@@ -13,43 +12,32 @@ const workers = Number(process.argv[3] || os.availableParallelism());
 if (cluster.isPrimary) {
   for (let i = 0; i < workers; i++) cluster.fork();
 } else {
-  const client = new S3Client({
-    region: "eu-west-1",
-    credentials: { accessKeyId: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" },
-  });
+  const keySet = process.env.BENCH_JWKS ? localKeySet(process.env.BENCH_JWKS) : null;
+  const routes = {
+    "/v1/profiles/avatars/presign": (input) => avatarForm(input, input.vars.user),
+    "/v1/profiles/avatars/presign-jwt": async (input, req) =>
+      avatarForm(input, await bearerSubject(req.headers.authorization, keySet)),
+    "/v1/profiles/media/presign": putUrl,
+    "/v1/uploads/parts": partUrls,
+  };
   http
     .createServer((req, res) => {
+      const route = req.method === "POST" && routes[req.url.split("?")[0]];
+      if (!route) {
+        res.writeHead(404);
+        res.end();
+        return;
+      }
       let body = "";
       req.on("data", (chunk) => (body += chunk));
       req.on("end", async () => {
         try {
-          const input = JSON.parse(body);
-          const user = input.vars.user;
-          const key = `avatars/${user}/${randomUUID()}/${input.filename}`;
-          const fields = {
-            "Content-Type": input.content_type,
-            acl: "private",
-            "Cache-Control": "max-age=31536000",
-            "Content-Disposition": "attachment",
-            success_action_status: "201",
-            "x-amz-server-side-encryption": "AES256",
-            "x-amz-meta-uploaded-by": user,
-            "x-amz-meta-purpose": input.metadata.purpose,
-          };
-          const conditions = [["content-length-range", input.size, input.size]];
-          for (const [name, value] of Object.entries(fields)) conditions.push({ [name]: value });
-          const form = await createPresignedPost(client, {
-            Bucket: "user-content",
-            Key: key,
-            Conditions: conditions,
-            Fields: fields,
-            Expires: 600,
-          });
+          const answer = await route(JSON.parse(body), req);
           res.writeHead(200, { "content-type": "application/json" });
-          res.end(JSON.stringify({ ...form, key, max_size: input.size, profile: "avatars" }));
+          res.end(JSON.stringify(answer));
         } catch (error) {
-          res.writeHead(500);
-          res.end(String(error));
+          res.writeHead(error.status ?? 500);
+          res.end(error.status ? error.message : String(error));
         }
       });
     })
