@@ -74,7 +74,7 @@ print("| operation | postgate µs | Node µs | boto3 µs | Node / postgate | bot
 print("|---|---|---|---|---|---|---|")
 for label, case, ours, note in rows:
     node, boto = peers.get(("node", case)), peers.get(("boto3", case))
-    ratio = lambda other: f"{other / ours:.0f}×" if other else "–"
+    ratio = lambda other: (f"{other / ours:.0f}×" if other / ours >= 10 else f"{other / ours:.2f}×") if other else "–"
     cell = lambda v: f"{v:,.2f}" if v else "–"
     print(f"| {label} | {ours:,.2f} | {cell(node)} | {cell(boto)} | {ratio(node)} | {ratio(boto)} | {note} |")
 PY

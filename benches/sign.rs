@@ -14,6 +14,10 @@ use postgate::sign::{Addressing, Credentials, Endpoint, FieldStyle, Store, post,
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+// The allocator of the `postgate` binary, so the figures are those of the process that serves.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const AVATARS: &str = include_str!("../policies/avatars.yaml");
 const PHOTOS: &str = include_str!("../policies/photos.yaml");
 const MEDIA: &str = include_str!("../policies/media.yaml");

@@ -15,6 +15,10 @@ use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 
 const KEY: &str = "latency-key-0123456789";
 
+// The allocator of the `postgate` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() {
     let count: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5000);

@@ -154,7 +154,7 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, Clone)]
 pub struct Var {
     pub name: String,
-    pub pattern: Regex,
+    pub pattern: std::sync::Arc<Regex>,
     pub pattern_source: String,
     pub description: Option<String>,
     /// The end-user token claim the value comes from; such a var is never taken from a request.
@@ -205,7 +205,7 @@ pub enum MetadataValue {
     /// Supplied per request, one of these.
     OneOf(Vec<String>),
     /// Supplied per request, matching this full-match pattern.
-    Pattern(Regex, String),
+    Pattern(std::sync::Arc<Regex>, String),
 }
 
 /// One `x-amz-meta-*` rule.

@@ -158,15 +158,18 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
         start += name.len();
     }
     headers.sort_unstable();
-    let mut signed_headers = String::with_capacity(headers.iter().map(|(n, _)| n.len() + 1).sum());
+    // `SignedHeaders` as the query carries it (`;` encoded; the names need nothing else); the
+    // canonical request spells the same list with `;`.
+    let mut signed_headers = String::with_capacity(headers.iter().map(|(n, _)| n.len() + 3).sum());
     for (i, (name, _)) in headers.iter().enumerate() {
         if i > 0 {
-            signed_headers.push(';');
+            signed_headers.push_str("%3B");
         }
-        signed_headers.push_str(name);
+        uri_encode(&mut signed_headers, name, false);
     }
 
-    let expires = signer.expires_in.to_string();
+    let mut digits = [0u8; 20];
+    let expires = decimal(signer.expires_in, &mut digits);
     let mut params: Vec<(Cow<str>, Cow<str>)> = Vec::with_capacity(request.params.len() + 6);
     for (name, value) in request.params {
         params.push((encoded(name), encoded(value)));
@@ -174,8 +177,8 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
     params.push(("X-Amz-Algorithm".into(), super::ALGORITHM.into()));
     params.push(("X-Amz-Credential".into(), Cow::Borrowed(&credential)));
     params.push(("X-Amz-Date".into(), encoded(signer.amz_date)));
-    params.push(("X-Amz-Expires".into(), encoded(&expires)));
-    params.push(("X-Amz-SignedHeaders".into(), encoded(&signed_headers)));
+    params.push(("X-Amz-Expires".into(), Cow::Borrowed(expires)));
+    params.push(("X-Amz-SignedHeaders".into(), Cow::Borrowed(&signed_headers)));
     if let Some(token) = signer.session_token {
         params.push(("X-Amz-Security-Token".into(), encoded(token)));
     }
@@ -205,7 +208,12 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
         canonical.update(b"\n");
     }
     canonical.update(b"\n");
-    canonical.update(&signed_headers);
+    for (i, (name, _)) in headers.iter().enumerate() {
+        if i > 0 {
+            canonical.update(b";");
+        }
+        canonical.update(name.as_bytes());
+    }
     canonical.update("\nUNSIGNED-PAYLOAD");
 
     let mut string_to_sign = String::with_capacity(160 + signer.region.len());
@@ -230,6 +238,20 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
     }
     out.push_str("&X-Amz-Signature=");
     push_hex(out, &hmac(signer.signing_key, string_to_sign.as_bytes()));
+}
+
+/// `value` in decimal, written into `digits`.
+fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &str {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[start..]).expect("digits are ASCII")
 }
 
 /// A header value as SigV4 signs it: ASCII spaces trimmed, inner runs of them collapsed to one
