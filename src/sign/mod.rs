@@ -299,6 +299,39 @@ impl Signer<'_> {
         }
     }
 
+    /// A presigned URL for an object (`origin/path?<SigV4 query>`, `UNSIGNED-PAYLOAD`), built in
+    /// one buffer: the PUT renderer, part URLs and the gateway's own store calls all take it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn presigned_object_url(
+        &self,
+        method: &str,
+        bucket: &str,
+        key: &str,
+        params: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        now: OffsetDateTime,
+        expires_in: u64,
+    ) -> String {
+        let (origin, host, path) = self.object_location(bucket, key);
+        let (amz_date, signing_key) = amz_date_now(self, now);
+        let mut url = String::with_capacity(origin.len() + 2 * path.len() + 512);
+        url.push_str(&origin);
+        url.push_str(&path);
+        url.push('?');
+        sigv4::append_presigned_query(
+            &mut url,
+            &sigv4::QueryRequest {
+                method,
+                host: &host,
+                path: &path,
+                params,
+                headers,
+            },
+            &self.query_signer(&amz_date, &signing_key, expires_in),
+        );
+        url
+    }
+
     pub(crate) fn signing_key(&self, date: &str) -> [u8; 32] {
         let mut cache = self.keys.day_key.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_date, key)) = cache.as_ref()

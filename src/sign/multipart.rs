@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::sigv4::{QueryRequest, append_presigned_query};
-use super::{Signer, amz_date, validity};
+use super::{Signer, validity};
 use crate::profile::plan::Target;
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
 
@@ -63,25 +62,16 @@ pub fn part_url(
     let expires_in = (expires_at - now)
         .whole_seconds()
         .clamp(1, MAX_EXPIRES_IN.as_secs() as i64) as u64;
-    let (origin, host, path) = store.object_location(target.bucket, target.key);
-    let amz_date = amz_date(now);
-    let signing_key = store.signing_key(&amz_date[..8]);
     let number = part_number.to_string();
     let length = size.to_string();
-    let mut url = String::with_capacity(origin.len() + 2 * path.len() + 512);
-    url.push_str(&origin);
-    url.push_str(&path);
-    url.push('?');
-    append_presigned_query(
-        &mut url,
-        &QueryRequest {
-            method: "PUT",
-            host: &host,
-            path: &path,
-            params: &[("partNumber", &number), ("uploadId", target.upload_id)],
-            headers: &[("Content-Length", &length)],
-        },
-        &store.query_signer(&amz_date, &signing_key, expires_in),
+    let url = store.presigned_object_url(
+        "PUT",
+        target.bucket,
+        target.key,
+        &[("partNumber", &number), ("uploadId", target.upload_id)],
+        &[("Content-Length", &length)],
+        now,
+        expires_in,
     );
     PartUrl {
         part_number,

@@ -10,8 +10,7 @@ use std::borrow::Cow;
 
 use time::OffsetDateTime;
 
-use super::sigv4::{QueryRequest, append_presigned_query};
-use super::{Answer, Signer, amz_date, validity};
+use super::{Answer, Signer, validity};
 use crate::profile::{Filled, MAX_EXPIRES_IN, Value};
 
 /// A presigned PUT: send the file as the body to `url` with `headers`. `Debug` hides the
@@ -85,24 +84,15 @@ pub fn put_url<'p>(filled: Filled<'p>, store: &Signer<'_>, now: OffsetDateTime) 
         }
     }
 
-    let (origin, host, path) = store.object_location(&filled.profile.bucket, &filled.key);
-    let amz_date = amz_date(now);
-    let signing_key = store.signing_key(&amz_date[..8]);
     let signed: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
-    let mut url = String::with_capacity(origin.len() + 2 * path.len() + 512);
-    url.push_str(&origin);
-    url.push_str(&path);
-    url.push('?');
-    append_presigned_query(
-        &mut url,
-        &QueryRequest {
-            method: "PUT",
-            host: &host,
-            path: &path,
-            params: &[],
-            headers: &signed,
-        },
-        &store.query_signer(&amz_date, &signing_key, expires_in),
+    let url = store.presigned_object_url(
+        "PUT",
+        &filled.profile.bucket,
+        &filled.key,
+        &[],
+        &signed,
+        now,
+        expires_in,
     );
     PresignedPut {
         url,

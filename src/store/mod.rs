@@ -1,6 +1,6 @@
 //! The gateway's own calls to a store: CreateMultipartUpload, ListParts (every page),
 //! CompleteMultipartUpload, AbortMultipartUpload, HeadObject, a ranged GetObject, CopyObject and
-//! DeleteObject. A thin client over the project's SigV4 (`sign::sigv4::presign_query`, the
+//! DeleteObject. A thin client over the project's SigV4 (`Signer::presigned_object_url` over `sign::sigv4`, the
 //! signer the PUT URLs use) and `reqwest`; XML answers read with `quick-xml`. ARCHITECTURE.md
 //! says why this is not the AWS SDK.
 //!
@@ -15,8 +15,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::profile::ChecksumAlgorithm;
-use crate::sign::sigv4::{QueryRequest, presign_query, uri_encode};
-use crate::sign::{Store, amz_date_now};
+use crate::sign::Store;
+use crate::sign::sigv4::uri_encode;
 use crate::upload::{ListedPart, ObjectHead};
 
 /// How long one attempt may take, and how many attempts a call makes.
@@ -451,21 +451,17 @@ struct Answer {
 /// The call as a presigned URL (query-string SigV4, valid 5 minutes): one signer for the
 /// gateway's calls and the URLs it hands out.
 fn presigned_url(store: &Store, call: &Call<'_>) -> Result<String, crate::sign::CredentialsUnavailable> {
-    let (origin, host, path) = store.object_location(call.bucket, call.key);
     let now = OffsetDateTime::now_utc();
     let store = store.signer(now)?;
-    let (amz_date, signing_key) = amz_date_now(&store, now);
-    let query = presign_query(
-        &QueryRequest {
-            method: call.method.as_str(),
-            host: &host,
-            path: &path,
-            params: &call.params,
-            headers: &call.headers,
-        },
-        &store.query_signer(&amz_date, &signing_key, 300),
-    );
-    Ok(format!("{origin}{path}?{query}"))
+    Ok(store.presigned_object_url(
+        call.method.as_str(),
+        call.bucket,
+        call.key,
+        &call.params,
+        &call.headers,
+        now,
+        300,
+    ))
 }
 
 /// A failed HTTP call in a few words, with its chain of causes.
