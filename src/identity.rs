@@ -353,15 +353,7 @@ impl JwksCache {
 
     async fn read(&self) -> Result<String, String> {
         match &self.source {
-            JwksSource::File(path) => {
-                let text = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                if text.len() > MAX_JWKS_BYTES {
-                    return Err(format!("{} is larger than {MAX_JWKS_BYTES} bytes", path.display()));
-                }
-                Ok(text)
-            }
+            JwksSource::File(path) => read_jwks_file(path).await,
             JwksSource::Url(url) => {
                 let response = self
                     .http
@@ -369,7 +361,7 @@ impl JwksCache {
                     .timeout(JWKS_TIMEOUT)
                     .send()
                     .await
-                    .map_err(|e| format!("GET {url}: {}", crate::store::describe(&e)))?;
+                    .map_err(|e| format!("GET {url}: {}", crate::store::describe(e)))?;
                 let mut response = response;
                 let status = response.status();
                 if !status.is_success() {
@@ -727,6 +719,32 @@ pub fn check_jwks_url(url: &str) -> Result<(), String> {
 /// unification enables two backends and none is chosen).
 pub fn install_crypto() {
     let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+}
+
+/// A `jwks_file`, with the bound of a fetch: a regular file only (a FIFO or a device would
+/// stall or never end), read through `take`, so a file that grows after it was measured is
+/// still read no further than `MAX_JWKS_BYTES`.
+async fn read_jwks_file(path: &std::path::Path) -> Result<String, String> {
+    use tokio::io::AsyncReadExt as _;
+    let shown = path.display();
+    let metadata = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_JWKS_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() > MAX_JWKS_BYTES {
+        return Err(format!("{shown} is larger than {MAX_JWKS_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8"))
 }
 
 #[cfg(test)]

@@ -325,7 +325,7 @@ impl StoreClient {
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(error) => {
-                    last = unavailable(describe(&error));
+                    last = unavailable(describe(error));
                     continue;
                 }
             };
@@ -334,7 +334,7 @@ impl StoreClient {
             let bytes = match read_capped(response, call.max_body).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    last = unavailable(describe(&error));
+                    last = unavailable(describe(error));
                     continue;
                 }
             };
@@ -464,15 +464,18 @@ fn presigned_url(store: &Store, call: &Call<'_>) -> Result<String, crate::sign::
     ))
 }
 
-/// A failed HTTP call in a few words, with its chain of causes.
-pub fn describe(error: &reqwest::Error) -> String {
+/// A failed HTTP call in a few words, with its chain of causes, and never its URL: the
+/// gateway's own calls are presigned, so a URL holds the access key id, the session token and
+/// the signature (`reqwest` ends its message with the whole URL unless told not to).
+pub fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
     if error.is_timeout() {
         "timed out".into()
     } else if error.is_connect() {
         "connection refused or unreachable".into()
     } else {
         let mut text = error.to_string();
-        let mut source = std::error::Error::source(error);
+        let mut source = std::error::Error::source(&error);
         while let Some(inner) = source {
             text.push_str(": ");
             text.push_str(&inner.to_string());
@@ -485,12 +488,36 @@ pub fn describe(error: &reqwest::Error) -> String {
 /// The `<Error><Code>…</Code><Message>…</Message></Error>` of a refusal, or the status.
 fn error_document(body: &[u8], status: StatusCode) -> (String, String) {
     match quick_xml::de::from_reader::<_, ErrorDocument>(body) {
-        Ok(doc) if !doc.code.is_empty() => (doc.code, doc.message.unwrap_or_default()),
+        Ok(doc) if !doc.code.is_empty() => (
+            store_words(&doc.code, 64),
+            store_words(doc.message.as_deref().unwrap_or_default(), 300),
+        ),
         _ => (
             status.canonical_reason().unwrap_or("Error").replace(' ', ""),
             String::new(),
         ),
     }
+}
+
+/// A store's own words (an error code or message) as the gateway repeats them: printable, at
+/// most `limit` characters, and withheld when they quote a request, whose presigned query holds
+/// the access key id, the session token and the signature.
+fn store_words(text: &str, limit: usize) -> String {
+    let lower = text.to_ascii_lowercase();
+    if [
+        "x-amz-",
+        "signature=",
+        "credential=",
+        "security-token",
+        "http://",
+        "https://",
+    ]
+    .iter()
+    .any(|quoted| lower.contains(quoted))
+    {
+        return "(the store's message quotes the request; withheld)".to_owned();
+    }
+    text.chars().filter(|c| !c.is_control()).take(limit).collect()
 }
 
 /// An answer's root element name (after the XML declaration and whitespace).

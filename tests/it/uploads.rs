@@ -393,6 +393,87 @@ async fn a_store_that_is_down_is_a_503() {
     let _ = Arc::clone(&state);
 }
 
+/// A store that answers garbage, closes mid-answer or stalls: 503, and neither the answer nor
+/// the error the gateway logs holds the presigned URL, its query or a credential.
+#[actix_web::test]
+async fn a_broken_store_never_puts_its_url_in_an_answer() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for behaviour in ["garbage", "cut", "stall"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    match behaviour {
+                        "garbage" => {
+                            let _ = socket.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+                        }
+                        "cut" => {
+                            let _ = socket
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n<ListPartsResult>")
+                                .await;
+                        }
+                        _ => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        let dir = policies_copy();
+        let server_store = postgate::sign::Store::new(
+            "default",
+            "us-east-1",
+            postgate::sign::Endpoint::Custom(format!("http://127.0.0.1:{port}")),
+            postgate::sign::Addressing::Path,
+            postgate::sign::Credentials {
+                access_key_id: "AKIACANARYKEYID00000".into(),
+                secret_access_key: postgate::secret::Secret::new("canary-secret-access-key"),
+                session_token: Some(postgate::secret::Secret::new("CANARYSESSIONTOKEN")),
+                expires_at: None,
+            },
+        );
+        let registry = registry_signing(
+            dir.path(),
+            app_limits(),
+            RateClock::manual(Default::default()),
+            server_store,
+        );
+        let mut state = crate::http::app_state(registry);
+        state.uploads.client = postgate::store::StoreClient::new(postgate::store::ClientConfig {
+            connect_timeout: Duration::from_millis(500),
+            timeout: Duration::from_millis(700),
+            long_timeout: Duration::from_millis(700),
+            attempts: 1,
+        });
+        let state = actix_web::web::Data::new(state);
+        let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+        let started = Instant::now();
+        let (status, problem) = call(&service, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{behaviour}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (503, Some("store-unavailable")),
+            "{behaviour}: {problem}"
+        );
+        let text = problem.to_string();
+        for secret in [
+            "AKIACANARY",
+            "CANARYSESSION",
+            "X-Amz-",
+            "Signature",
+            "127.0.0.1",
+            "uploads=",
+        ] {
+            assert!(!text.contains(secret), "{behaviour}: the answer holds {secret}: {text}");
+        }
+    }
+}
+
 /// Signing 1,000 part URLs for one upload, through the API (the figure in BENCHMARKS.md).
 #[actix_web::test]
 async fn a_thousand_part_urls_in_one_call() {
