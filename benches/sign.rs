@@ -175,7 +175,7 @@ fn benches(c: &mut Criterion) {
     let plan = postgate::upload::PartPlan::new(filled.max_size, 5 * 1024 * 1024).unwrap();
     let claims = postgate::upload::Claims {
         profile: "media".into(),
-        profile_digest: "0123456789abcdef".into(),
+        sub: None,
         app: "web".into(),
         store: "default".into(),
         bucket: media.bucket().into(),

@@ -39,10 +39,10 @@ PY
 # Upload token claims: a multipart upload and a POST form (`complete` and the multipart routes
 # open what the gateway sealed from these).
 cat >corpus/token/multipart.json <<'JSON'
-{"profile":"media","profile_digest":"0123456789abcdef","app":"web","store":"default","bucket":"user-content","carry":"multipart","key":"media/alice/01a2/clip.mp4","min_size":11534336,"max_size":11534336,"content_type":{"exact":"video/mp4"},"metadata":[["uploaded-by","alice"]],"no_overwrite":true,"upload_id":"2~abc","parts":{"part_size":5242880,"part_count":3,"last_part_size":1048576},"expires_at":1800003600}
+{"profile":"media","app":"web","store":"default","bucket":"user-content","carry":"multipart","key":"media/alice/01a2/clip.mp4","min_size":11534336,"max_size":11534336,"content_type":{"exact":"video/mp4"},"metadata":[["uploaded-by","alice"]],"no_overwrite":true,"upload_id":"2~abc","parts":{"part_size":5242880,"part_count":3,"last_part_size":1048576},"expires_at":1800003600}
 JSON
 cat >corpus/token/post.json <<'JSON'
-{"profile":"scans","profile_digest":"fedcba9876543210","app":"mobile","store":"default","bucket":"user-documents","carry":"post","key":"incoming/scans/bob/1/scan.pdf","promote_to":"scans/bob/1/scan.pdf","min_size":1,"max_size":20971520,"content_type":{"prefix":"application/"},"checksum":["sha256","47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],"expires_at":1700000000}
+{"profile":"scans","app":"mobile","store":"default","bucket":"user-documents","carry":"post","key":"incoming/scans/bob/1/scan.pdf","promote_to":"scans/bob/1/scan.pdf","min_size":1,"max_size":20971520,"content_type":{"prefix":"application/"},"checksum":["sha256","47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="],"expires_at":1700000000}
 JSON
 printf 'pgu1.k1.e30.AAAA' >corpus/token/garbage
 echo "$(ls corpus/token | wc -l) token seeds in corpus/token"

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod dev;
 pub mod http;
 pub mod identity;
+pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod profile;

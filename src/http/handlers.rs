@@ -11,7 +11,6 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::AppState;
 #[allow(unused_imports)]
@@ -19,10 +18,9 @@ use super::openapi::{Health, PresignResponse, ProfileList};
 use super::problem::{Problem, ProblemCode};
 use super::wire::{ProfileDetail, ProfileSummary, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
-use crate::profile::{Context, Profile, UploadRequest};
+use crate::profile::{Profile, UploadRequest};
 use crate::registry::Snapshot;
-use crate::sign::{FieldStyle, sign_upload};
-use crate::upload::Carry;
+use crate::sign::FieldStyle;
 
 #[derive(Deserialize)]
 pub struct PresignQuery {
@@ -157,36 +155,17 @@ async fn presign_inner(
     crate::profile::bind_claims(profile, &mut request, caller.claims.as_deref())
         .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
 
-    let now = OffsetDateTime::now_utc();
-    let ctx = Context {
-        app: &app,
-        now,
-        uuid: Uuid::now_v7(),
-    };
-    // The snapshot holds every store its profiles name (`registry::build` refuses others).
-    let Some(store) = snapshot.store_of(profile) else {
-        tracing::error!(
-            store = profile.store(),
-            profile = name,
-            "a loaded profile names a store that is not in its snapshot"
-        );
-        return Err(fail(Problem::internal()));
-    };
-    let signer = store
-        .signer(now)
-        .map_err(|e| fail(Problem::credentials_unavailable(&e)))?;
-    let (signed, bounds) = sign_upload(profile, &signer, &request, &ctx, style)
-        .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
-    let upload_token = state.uploads.tokens.as_ref().map(|tokens| {
-        let carry = match signed.method() {
-            crate::profile::Method::Post => Carry::Post,
-            crate::profile::Method::Put => Carry::Put,
-        };
-        let expires_at = signed.expires_at() + profile.verify().within;
-        tokens.seal(&super::uploads::claims(
-            snapshot, profile, &app, bounds, carry, now, expires_at,
-        ))
-    });
+    let grant = crate::lifecycle::Grant::now(&app, caller.sub());
+    let granted = crate::lifecycle::grant(
+        state.uploads.tokens.as_deref(),
+        snapshot,
+        profile,
+        &request,
+        &grant,
+        style,
+    )
+    .map_err(|failure| fail(failure.into()))?;
+    let (signed, upload_token) = (granted.signed, granted.upload_token);
     if signed.expiry_clamped() {
         state.registry.metrics().expiry_clamped(name);
     }
@@ -214,6 +193,13 @@ async fn presign_inner(
 pub(super) struct Caller {
     pub app: String,
     pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
+}
+
+impl Caller {
+    /// The end user's `sub`, when a verified ID token came with the request.
+    pub fn sub(&self) -> Option<&str> {
+        self.claims.as_deref()?.get("sub")?.as_str()
+    }
 }
 
 /// The header carrying an end user's token next to an app key.

@@ -15,8 +15,6 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::CorsConfig;
 use crate::registry::Registry;
-use crate::store::StoreClient;
-use crate::upload::TokenKeys;
 pub use pages::DevPages;
 
 /// What every request handler shares.
@@ -47,14 +45,8 @@ impl AppState {
     }
 }
 
-/// What the upload routes (multipart, complete, Uppy) need beyond the snapshot.
-pub struct Uploads {
-    /// `None`: `upload_tokens` is not configured; the upload routes answer 503.
-    pub tokens: Option<Arc<TokenKeys>>,
-    pub client: StoreClient,
-    /// The base of URLs that point back at the gateway; default: the request's scheme and host.
-    pub public_url: Option<String>,
-}
+/// What the upload routes need beyond the snapshot (the lifecycle's own).
+pub use crate::lifecycle::Uploads;
 
 /// The routes, in one table (the hot route first: actix tries them in order). A known path
 /// asked with another method answers 405 with `Allow`.

@@ -86,9 +86,9 @@ pub struct Health {
     components(schemas(
         UploadRequest, PresignResponse, ProfileList, ProfileSummary, ProfileDetail, ContentTypeWire,
         VarWire, MetadataWire, ConditionWire, Problem, FieldError, Health,
-        super::uploads::MultipartCreated, super::uploads::TokenRequest, super::uploads::SignedParts,
-        super::uploads::SignedPart, super::uploads::ListedParts, super::uploads::ListedPartWire,
-        super::uploads::Completed, super::uploads::UppySignRequest, super::uploads::UppyRequest,
+        crate::lifecycle::MultipartStarted, super::uploads::TokenRequest, super::uploads::SignedParts,
+        crate::lifecycle::SignedPart, super::uploads::ListedParts, super::uploads::ListedPartWire,
+        crate::lifecycle::Completed, crate::lifecycle::Sniff, super::uploads::UppySignRequest, super::uploads::UppyRequest,
     )),
     modifiers(&BearerAuth),
     security(("app_key" = [])),

@@ -7,7 +7,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::metrics::Outcome;
+use crate::metrics::{CompleteOutcome, Outcome};
 use crate::profile::{Refusal, RefusalKind};
 use crate::ratelimit::OverLimit;
 
@@ -61,90 +61,11 @@ pub const REFUSAL_KINDS: &[RefusalKind] = &[
     RefusalKind::ClaimMissing,
 ];
 
-/// The problem codes of the upload routes (multipart, complete, Uppy), each with its status and
-/// title. The table (`ProblemCode::ALL`) is snapshot-tested and listed in README.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemCode {
-    TokenInvalid,
-    TokenExpired,
-    TokenAppMismatch,
-    TokensUnconfigured,
-    UrlInvalid,
-    NotMultipart,
-    PartInvalid,
-    FilenameRequired,
-    UploadNotFound,
-    ObjectExists,
-    ObjectSizeMismatch,
-    ObjectTypeMismatch,
-    ObjectMetadataMismatch,
-    ObjectChecksumMismatch,
-    ContentSniffMismatch,
-    PartsMismatch,
-    CompletionRefused,
-    UploadChanged,
-    StoreRefused,
-    StoreUnavailable,
-    CredentialsUnavailable,
-    InvalidQuery,
-    BodyTimeout,
-    IdTokenMalformed,
-    IdTokenAlgorithm,
-    IdTokenIssuer,
-    IdTokenAudience,
-    IdTokenUnknownKey,
-    IdTokenSignature,
-    IdTokenExpired,
-    IdTokenNotYetValid,
-    IdTokenClaimInvalid,
-    IdTokenRequired,
-    AppKeyRequired,
-    AppKeyNotAccepted,
-    JwksUnavailable,
-    OriginNotAllowed,
-}
+/// The codes of the upload routes and the lifecycle (`crate::lifecycle::Code`); `describe`
+/// below is their one table: status and title, and `complete_outcome` the metric outcome.
+pub use crate::lifecycle::Code as ProblemCode;
 
 impl ProblemCode {
-    pub const ALL: &[ProblemCode] = &[
-        ProblemCode::TokenInvalid,
-        ProblemCode::TokenExpired,
-        ProblemCode::TokenAppMismatch,
-        ProblemCode::TokensUnconfigured,
-        ProblemCode::UrlInvalid,
-        ProblemCode::NotMultipart,
-        ProblemCode::PartInvalid,
-        ProblemCode::FilenameRequired,
-        ProblemCode::UploadNotFound,
-        ProblemCode::ObjectExists,
-        ProblemCode::ObjectSizeMismatch,
-        ProblemCode::ObjectTypeMismatch,
-        ProblemCode::ObjectMetadataMismatch,
-        ProblemCode::ObjectChecksumMismatch,
-        ProblemCode::ContentSniffMismatch,
-        ProblemCode::PartsMismatch,
-        ProblemCode::CompletionRefused,
-        ProblemCode::UploadChanged,
-        ProblemCode::StoreRefused,
-        ProblemCode::StoreUnavailable,
-        ProblemCode::CredentialsUnavailable,
-        ProblemCode::InvalidQuery,
-        ProblemCode::BodyTimeout,
-        ProblemCode::IdTokenMalformed,
-        ProblemCode::IdTokenAlgorithm,
-        ProblemCode::IdTokenIssuer,
-        ProblemCode::IdTokenAudience,
-        ProblemCode::IdTokenUnknownKey,
-        ProblemCode::IdTokenSignature,
-        ProblemCode::IdTokenExpired,
-        ProblemCode::IdTokenNotYetValid,
-        ProblemCode::IdTokenClaimInvalid,
-        ProblemCode::IdTokenRequired,
-        ProblemCode::AppKeyRequired,
-        ProblemCode::AppKeyNotAccepted,
-        ProblemCode::JwksUnavailable,
-        ProblemCode::OriginNotAllowed,
-    ];
-
     /// The machine code, the status and the title.
     pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
         use StatusCode as S;
@@ -155,6 +76,11 @@ impl ProblemCode {
                 "token-app-mismatch",
                 S::FORBIDDEN,
                 "The upload token belongs to another app",
+            ),
+            ProblemCode::TokenUserMismatch => (
+                "token-user-mismatch",
+                S::FORBIDDEN,
+                "The upload token belongs to another end user",
             ),
             ProblemCode::TokensUnconfigured => (
                 "upload-tokens-unconfigured",
@@ -171,6 +97,11 @@ impl ProblemCode {
             ),
             ProblemCode::UploadNotFound => ("upload-not-found", S::NOT_FOUND, "No such upload"),
             ProblemCode::ObjectExists => ("object-exists", S::CONFLICT, "The key is taken"),
+            ProblemCode::NotThisUpload => (
+                "not-this-upload",
+                S::CONFLICT,
+                "The object at the key is not this upload's",
+            ),
             ProblemCode::ObjectSizeMismatch => (
                 "object-size-mismatch",
                 S::UNPROCESSABLE_ENTITY,
@@ -270,7 +201,89 @@ impl ProblemCode {
                 S::FORBIDDEN,
                 "The app does not accept calls from this origin",
             ),
+            ProblemCode::UnknownProfile => ("unknown-profile", S::NOT_FOUND, "No such profile"),
+            ProblemCode::Forbidden => ("forbidden", S::FORBIDDEN, "Not allowed for this app"),
+            ProblemCode::Refused => (
+                "request-refused",
+                S::UNPROCESSABLE_ENTITY,
+                "The profile refuses this request",
+            ),
         }
+    }
+}
+
+/// The table as README.md shows it (between `<!-- upload-codes -->` markers, checked equal by a
+/// test): status, code and title of every code, in `ProblemCode::ALL` order.
+pub fn code_table_markdown() -> String {
+    let mut out = String::from("| status | code | title |\n|---|---|---|\n");
+    for code in ProblemCode::ALL {
+        let (name, status, title) = code.describe();
+        out.push_str(&format!("| {} | `{name}` | {title} |\n", status.as_u16()));
+    }
+    out
+}
+
+/// The outcome `postgate_complete_total` counts for a failed `complete`, by code: the metric
+/// half of the table above.
+pub fn complete_outcome(code: ProblemCode) -> CompleteOutcome {
+    use ProblemCode as C;
+    match code {
+        C::ObjectSizeMismatch => CompleteOutcome::Size,
+        C::ObjectTypeMismatch => CompleteOutcome::ContentType,
+        C::ObjectMetadataMismatch => CompleteOutcome::Metadata,
+        C::ObjectChecksumMismatch => CompleteOutcome::Checksum,
+        C::ContentSniffMismatch => CompleteOutcome::Sniffed,
+        C::PartsMismatch => CompleteOutcome::Parts,
+        C::UploadNotFound => CompleteOutcome::NotFound,
+        C::NotThisUpload => CompleteOutcome::NotThisUpload,
+        C::ObjectExists => CompleteOutcome::Exists,
+        C::CompletionRefused
+        | C::TokenInvalid
+        | C::TokenExpired
+        | C::TokenAppMismatch
+        | C::TokenUserMismatch
+        | C::UrlInvalid
+        | C::Forbidden
+        | C::UnknownProfile => CompleteOutcome::Rejected,
+        C::StoreUnavailable | C::StoreRefused | C::CredentialsUnavailable => CompleteOutcome::StoreUnavailable,
+        C::TokensUnconfigured
+        | C::NotMultipart
+        | C::PartInvalid
+        | C::FilenameRequired
+        | C::UploadChanged
+        | C::InvalidQuery
+        | C::BodyTimeout
+        | C::IdTokenMalformed
+        | C::IdTokenAlgorithm
+        | C::IdTokenIssuer
+        | C::IdTokenAudience
+        | C::IdTokenUnknownKey
+        | C::IdTokenSignature
+        | C::IdTokenExpired
+        | C::IdTokenNotYetValid
+        | C::IdTokenClaimInvalid
+        | C::IdTokenRequired
+        | C::AppKeyRequired
+        | C::AppKeyNotAccepted
+        | C::JwksUnavailable
+        | C::OriginNotAllowed
+        | C::Refused => CompleteOutcome::Error,
+    }
+}
+
+impl From<crate::lifecycle::Failure> for Problem {
+    fn from(failure: crate::lifecycle::Failure) -> Problem {
+        if failure.code == ProblemCode::Refused {
+            return Problem::refused(&failure.profile, failure.refusals);
+        }
+        let mut problem = Problem::upload(failure.code, failure.detail);
+        if matches!(
+            failure.code,
+            ProblemCode::StoreUnavailable | ProblemCode::CredentialsUnavailable
+        ) {
+            problem.retry_after = std::num::NonZeroU32::new(5);
+        }
+        problem
     }
 }
 
@@ -363,11 +376,16 @@ impl Problem {
 
     pub fn refused(profile: &str, refusals: Vec<Refusal>) -> Problem {
         let code = refusals.first().map_or("request-refused", |r| refusal_code(r.kind));
+        // Uppy shows only `detail`: with one reason, it is that reason.
+        let detail = match refusals.as_slice() {
+            [only] => format!("{}: {}", only.field, only.message),
+            _ => format!("profile `{profile}` refuses {} field(s); see `errors`", refusals.len()),
+        };
         let mut problem = Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             code,
             "The profile refuses this request",
-            format!("profile `{profile}` refuses {} field(s); see `errors`", refusals.len()),
+            detail,
         );
         problem.errors = refusals
             .into_iter()

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::compile::{forbidden_char, format_bytes, is_media_type};
-use super::plan::{Carrier, ChecksumAlgorithm, Method, Target, put_header};
+use super::plan::{Carrier, ChecksumAlgorithm, MARKER_BYTES, MARKER_NAME, Method, Target, put_header};
 use super::template::Values;
 use super::{ContentTypeRule, MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_UPLOAD_BYTES, MetadataValue, Profile, SizeRange};
 
@@ -170,6 +170,7 @@ impl<'p> Filled<'p> {
             metadata: Vec::new(),
             checksum: None,
             no_overwrite: false,
+            marker: String::new(),
         };
         for entry in &self.entries {
             match (entry.target, &entry.value) {
@@ -193,6 +194,7 @@ impl<'p> Filled<'p> {
                         bounds.checksum = Some((algorithm, value.to_string()));
                     }
                 }
+                (Target::Marker, Value::Exact(value)) => bounds.marker = value.to_string(),
                 (Target::NoOverwrite, _) => bounds.no_overwrite = true,
                 _ => {}
             }
@@ -219,6 +221,10 @@ pub struct Bounds {
     pub checksum: Option<(ChecksumAlgorithm, String)>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_overwrite: bool,
+    /// The per-upload marker the signature set on the object (`x-amz-meta-postgate-upload`):
+    /// `complete` acts only on an object that carries it. Empty in tokens sealed before markers.
+    #[serde(default)]
+    pub marker: String,
 }
 
 /// The content type a signature allows.
@@ -556,7 +562,9 @@ fn admit_as<'p>(
         .iter()
         .zip(&metadata)
         .filter_map(|(rule, value)| value.as_ref().map(|v| rule.name.len() + v.len()))
-        .sum();
+        .sum::<usize>()
+        + MARKER_NAME.len()
+        + MARKER_BYTES;
     if metadata_bytes > MAX_METADATA_BYTES {
         refuse(
             RefusalKind::MetadataInvalid,
@@ -649,6 +657,8 @@ fn admit_as<'p>(
             Target::Metadata(i) => metadata[i]
                 .take()
                 .map(|value| (profile.metadata[i].field.as_str(), Value::Exact(value.into()))),
+            // The grant's own UUID: fresh per signature, so no other grant signs it.
+            Target::Marker => Some(("", Value::Exact(Cow::Owned(uuid.to_owned())))),
             Target::ChecksumAlgorithm => checksum.map(|c| ("", Value::Exact(c.algorithm.s3_name().into()))),
             Target::Checksum => checksum.map(|c| (c.algorithm.field(), Value::Exact(Cow::Owned(c.value.clone())))),
             Target::NoOverwrite => Some(("", Value::Exact("*".into()))),

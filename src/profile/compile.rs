@@ -75,8 +75,9 @@ fn renders_inline(media_type: &str) -> bool {
 /// Names under `vars` that would shadow a built-in placeholder.
 const BUILT_INS: &[&str] = &["filename", "uuid", "date", "app"];
 
-/// Above this a POST policy document is worth a warning (forms carry it base64-encoded).
-const POLICY_WARN_BYTES: usize = 1024;
+/// Above this a POST policy document is worth a warning (forms carry it base64-encoded): 1 KiB
+/// of the profile's own conditions, plus the per-upload marker's (~70 bytes) every form carries.
+const POLICY_WARN_BYTES: usize = 1024 + 128;
 
 /// Compiled patterns by source, shared while compiling a set of profiles: sets repeat the same
 /// few patterns, and building a regex (`.{0,200}` is ~1 ms) dwarfs everything else a compile does.
@@ -216,7 +217,7 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
         diags.push(Diagnostic::warning(
             "",
             format!(
-                "the POST policy document is about {policy_bytes} bytes (over 1 KiB); forms carry it base64-encoded in every upload"
+                "the POST policy document is about {policy_bytes} bytes (over {POLICY_WARN_BYTES}); forms carry it base64-encoded in every upload"
             ),
         ));
     }
@@ -604,10 +605,26 @@ fn compile_verify(
             ));
         }
     }
-    if rule.staging.is_some() && raw.filename != Some(RawFilename::Request) && raw.key.ends_with("${filename}") {
+    // A key the store completes (`${filename}` left to a POST form) may hold any name, slashes
+    // included, and `complete` is told one path segment: it could never find what it must check.
+    if raw.filename != Some(RawFilename::Request) && raw.key.ends_with("${filename}") {
         diags.push(Diagnostic::error(
-            "verify.staging",
-            "promotion copies to the exact key, so the request must name the file; set `filename: request`",
+            "verify",
+            "`complete` checks the object at the exact key, and this key leaves `${filename}` to the store, which may write any name; set `filename: request`",
+        ));
+    }
+    // Verification must stick: after `complete`, a still valid URL must not put unchecked bytes
+    // where the checked ones are. With staging the client only ever writes the staging key;
+    // with `overwrite: false` every method signs `If-None-Match: *` (on stores that honour it).
+    if (rule.sniff || rule.quarantine.is_some()) && rule.staging.is_none() && raw.overwrite != Some(false) {
+        let what = if rule.sniff {
+            "verify.sniff"
+        } else {
+            "verify.quarantine"
+        };
+        diags.push(Diagnostic::error(
+            what,
+            "a still valid URL could replace the checked bytes after `complete`; add `verify.staging` (the client then writes only a staging key and `complete` copies what it checked), or set `overwrite: false` (PUT and multipart only, on stores that honour `If-None-Match`)",
         ));
     }
     if rule.staging.is_some() && raw.overwrite == Some(false) {
@@ -822,6 +839,13 @@ fn compile_metadata(
             ));
             continue;
         }
+        if name == super::plan::MARKER_NAME {
+            diags.push(Diagnostic::error(
+                &path,
+                format!("`{name}` is the gateway's own per-upload marker; choose another name"),
+            ));
+            continue;
+        }
         let (value, required, description) = match raw_rule {
             RawMetadata::Fixed(text) => {
                 let template = match Template::parse(text, var_names) {
@@ -895,6 +919,8 @@ fn compile_metadata(
             description,
         });
     }
+    // Every upload also carries the per-upload marker.
+    fixed_bytes += super::plan::MARKER_NAME.len() + super::plan::MARKER_BYTES;
     if fixed_bytes > MAX_METADATA_BYTES {
         diags.push(Diagnostic::error(
             "metadata",

@@ -226,6 +226,11 @@ pub fn explain(profile: &Profile) -> Vec<ExplainedCondition<'_>> {
                     note,
                 )
             }
+            Target::Marker => (
+                Some(Condition::eq(super::plan::MARKER_FIELD, "<upload-id>")),
+                Some((super::plan::MARKER_FIELD.into(), "<upload-id>".into())),
+                Some("fresh for every signature and sealed in its upload token: `complete` acts only on the object that carries it".into()),
+            ),
             Target::ChecksumAlgorithm => (
                 Some(Condition::eq("x-amz-checksum-algorithm", "<CHECKSUM.ALGORITHM>")),
                 None,

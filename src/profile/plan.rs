@@ -137,6 +137,9 @@ pub enum Target {
     Field(usize),
     /// A metadata entry: the profile's `metadata[i]`.
     Metadata(usize),
+    /// The per-upload marker (`x-amz-meta-postgate-upload`): a value fresh for every grant,
+    /// sealed in the upload token, by which `complete` knows the object is this upload's bytes.
+    Marker,
     /// `x-amz-checksum-algorithm`, which names the algorithm in a POST form.
     ChecksumAlgorithm,
     /// `x-amz-checksum-<algorithm>`: the declared digest.
@@ -205,6 +208,13 @@ pub struct Plan {
     unavailable: Vec<Unavailable>,
     multipart_unavailable: Option<String>,
 }
+
+/// The metadata name of the per-upload marker (`Target::Marker`); a profile may not declare it.
+pub const MARKER_NAME: &str = "postgate-upload";
+/// The form field and header that carry the marker.
+pub const MARKER_FIELD: &str = "x-amz-meta-postgate-upload";
+/// The marker's length: a hyphenated UUID.
+pub const MARKER_BYTES: usize = 36;
 
 /// Pinned fields that only a POST form knows, with why PUT cannot carry them.
 pub const POST_ONLY_FIELDS: &[(&str, &str)] = &[
@@ -304,6 +314,11 @@ impl Plan {
                 put: Carrier::ProfileNamed,
             });
         }
+        rules.push(fixed(
+            Target::Marker,
+            Carrier::Named(MARKER_FIELD),
+            Carrier::Named(MARKER_FIELD),
+        ));
         let optional = !profile.checksum.required;
         rules.push(Rule {
             target: Target::ChecksumAlgorithm,

@@ -37,9 +37,11 @@ pub enum Carry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
     pub profile: String,
-    /// The first 16 hex digits of the SHA-256 of the profile's file when it was signed.
-    pub profile_digest: String,
     pub app: String,
+    /// The end user (`sub` of the verified ID token) the upload was granted to; the token is
+    /// refused for another end user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
     pub store: String,
     pub bucket: String,
     pub carry: Carry,
@@ -49,8 +51,8 @@ pub struct Claims {
     pub upload_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<PartPlan>,
-    /// Unix seconds when the gateway signed the upload: an object older than this at the key
-    /// is not this upload's.
+    /// Unix seconds when the gateway signed the upload (for the logs; `complete` knows its
+    /// object by the marker in `bounds`, not by time).
     #[serde(default)]
     pub issued_at: i64,
     /// Unix seconds after which the token is refused.
@@ -223,7 +225,7 @@ mod tests {
     fn claims() -> Claims {
         Claims {
             profile: "photos".into(),
-            profile_digest: "0123456789abcdef".into(),
+            sub: None,
             app: "web".into(),
             store: "default".into(),
             bucket: "b".into(),
@@ -237,6 +239,7 @@ mod tests {
                 metadata: vec![("purpose".into(), "avatar".into())],
                 checksum: None,
                 no_overwrite: true,
+                marker: "01930000-0000-7000-8000-000000000000".into(),
             },
             upload_id: Some("up-1".into()),
             parts: PartPlan::new(10, 5 * 1024 * 1024),

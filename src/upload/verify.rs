@@ -144,9 +144,10 @@ pub fn check_parts(plan: &PartPlan, listed: &[ListedPart]) -> Result<Vec<ListedP
 }
 
 /// Checks an object's first bytes against its declared content type. A type `infer` knows must
-/// be what the bytes are; a type it does not know (text, CSV, JSON) passes unless the bytes are
-/// recognisably something else (an HTML page, an executable, an archive).
-pub fn sniff(declared: &str, first_bytes: &[u8]) -> Result<(), Violation> {
+/// be what the bytes are (`Ok(true)`: proven); a type it does not know (text, CSV, JSON) passes
+/// unless the bytes are recognisably something else (an HTML page, an executable, an archive),
+/// and `Ok(false)` says that nothing was proven.
+pub fn sniff(declared: &str, first_bytes: &[u8]) -> Result<bool, Violation> {
     let essence = declared
         .split(';')
         .next()
@@ -156,12 +157,12 @@ pub fn sniff(declared: &str, first_bytes: &[u8]) -> Result<(), Violation> {
     let found = infer::get(first_bytes).map(|kind| kind.mime_type());
     let same = |found: &str| found == essence || aliases(found).contains(&essence.as_str());
     match found {
-        Some(found) if same(found) => Ok(()),
+        Some(found) if same(found) => Ok(true),
         // Plain text is a fine reading of many text formats infer names (XML is text).
         Some("text/xml") if essence.starts_with("text/") || essence.ends_with("+xml") || essence.ends_with("/xml") => {
-            Ok(())
+            Ok(essence.ends_with("xml"))
         }
-        None if !infer::is_mime_supported(&essence) => Ok(()),
+        None if !infer::is_mime_supported(&essence) => Ok(false),
         found => Err(Violation::Sniffed {
             declared: essence.clone(),
             found: found.map(str::to_owned),
@@ -190,19 +191,19 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        assert_eq!(sniff("image/png", PNG), Ok(()));
+        assert_eq!(sniff("image/png", PNG), Ok(true));
         assert!(matches!(sniff("image/png", HTML), Err(Violation::Sniffed { found: Some(f), .. }) if f == "text/html"));
         assert!(matches!(
             sniff("image/png", b"just text"),
             Err(Violation::Sniffed { found: None, .. })
         ));
         assert!(sniff("image/jpeg", PNG).is_err());
-        assert_eq!(sniff("text/plain", b"just text"), Ok(()));
-        assert_eq!(sniff("text/csv; charset=utf-8", b"a,b\n1,2\n"), Ok(()));
+        assert_eq!(sniff("text/plain", b"just text"), Ok(false), "nothing proven of text");
+        assert_eq!(sniff("text/csv; charset=utf-8", b"a,b\n1,2\n"), Ok(false));
         assert!(sniff("text/plain", HTML).is_err());
-        assert_eq!(sniff("text/html", HTML), Ok(()));
+        assert_eq!(sniff("text/html", HTML), Ok(true));
         assert!(sniff("application/pdf", PNG).is_err());
-        assert_eq!(sniff("application/pdf", b"%PDF-1.7\n"), Ok(()));
+        assert_eq!(sniff("application/pdf", b"%PDF-1.7\n"), Ok(true));
     }
 
     #[test]

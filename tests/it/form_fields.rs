@@ -104,6 +104,12 @@ pub async fn check_form_fields(server: &S3Server) -> Vec<Row> {
     let mut rows = Vec::new();
     for &variant in VARIANTS {
         let form = sign_avatar(&store, profile);
+        let marker = form
+            .fields
+            .iter()
+            .find(|(name, _)| name == postgate::profile::plan::MARKER_FIELD)
+            .map(|(_, value)| value.clone())
+            .expect("every form carries its marker");
         let signed_prefix = form
             .key
             .strip_suffix("${filename}")
@@ -195,11 +201,19 @@ pub async fn check_form_fields(server: &S3Server) -> Vec<Row> {
         for object in &written {
             let (bucket, key) = object.split_once('/').unwrap();
             let read = server.object(bucket, key).await;
-            unsigned |= !within_signed(object, read.as_ref(), &signed_prefix);
+            unsigned |= !within_signed(object, read.as_ref(), &signed_prefix, &marker);
             stored.push(Stored {
                 object: object.replace(&uuid, "<uuid>"),
                 content_type: read.as_ref().and_then(|o| o.content_type.clone()),
-                metadata: read.map(|o| o.metadata).unwrap_or_default(),
+                metadata: read
+                    .map(|o| o.metadata)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let value = if value == marker { "<marker>".to_owned() } else { value };
+                        (name, value)
+                    })
+                    .collect(),
             });
         }
         let success = (200..300).contains(&status);
@@ -328,7 +342,7 @@ fn add_beside(fields: &mut Vec<(String, String)>, beside: &str, side: Side, fiel
 /// Whether a stored object is one the POST policy allowed: under the signed key prefix, with an
 /// `image/` Content-Type, and no metadata but the signed values. Names are compared ignoring
 /// case, because a store may keep the case a client sent.
-fn within_signed(object: &str, stored: Option<&StoredObject>, signed_prefix: &str) -> bool {
+fn within_signed(object: &str, stored: Option<&StoredObject>, signed_prefix: &str, marker: &str) -> bool {
     let Some(stored) = stored else {
         return false;
     };
@@ -346,6 +360,7 @@ fn within_signed(object: &str, stored: Option<&StoredObject>, signed_prefix: &st
         .all(|(name, value)| match name.to_ascii_lowercase().as_str() {
             "uploaded-by" => value == USER,
             "purpose" => value == SIGNED_PURPOSE,
+            postgate::profile::plan::MARKER_NAME => value == marker,
             _ => false,
         });
     key_signed && content_type_signed && metadata_signed

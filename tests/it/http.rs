@@ -463,11 +463,20 @@ fn upload_codes_are_stable() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), table.len());
-    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
-    for (_, code, _) in &table {
-        assert!(
-            readme.contains(&format!("`{code}`")),
-            "README.md does not list `{code}`"
+    // README.md's table is the failure table, exactly (`UPDATE_README=1` writes it).
+    let path = repo_path("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = ("<!-- upload-codes -->\n", "<!-- /upload-codes -->");
+    let from = readme.find(start).expect("README.md has the upload-codes block") + start.len();
+    let to = from + readme[from..].find(end).expect("the block ends");
+    let generated = http::problem::code_table_markdown();
+    if std::env::var_os("UPDATE_README").is_some() {
+        std::fs::write(&path, format!("{}{generated}{}", &readme[..from], &readme[to..])).unwrap();
+    } else {
+        assert_eq!(
+            &readme[from..to],
+            generated,
+            "README.md's code table differs from http::problem: run `UPDATE_README=1 cargo test upload_codes`"
         );
     }
     insta::assert_debug_snapshot!(table);
@@ -500,6 +509,7 @@ async fn a_signed_form_from_the_api() {
             "x-amz-server-side-encryption",
             "x-amz-meta-uploaded-by",
             "x-amz-meta-purpose",
+            "x-amz-meta-postgate-upload",
             "x-amz-algorithm",
             "x-amz-credential",
             "x-amz-date",
@@ -556,11 +566,18 @@ async fn a_signed_put_url_from_the_api() {
         )),
         "{url}"
     );
-    assert!(url.contains("&X-Amz-SignedHeaders=content-disposition%3Bcontent-length%3Bcontent-type%3Bhost%3Bx-amz-acl%3Bx-amz-meta-app%3Bx-amz-meta-kind&"), "{url}");
+    assert!(url.contains("&X-Amz-SignedHeaders=content-disposition%3Bcontent-length%3Bcontent-type%3Bhost%3Bx-amz-acl%3Bx-amz-meta-app%3Bx-amz-meta-kind%3Bx-amz-meta-postgate-upload&"), "{url}");
+    let marker = answer["headers"]["x-amz-meta-postgate-upload"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        key.contains(marker) && marker.len() == 36,
+        "the marker is the grant's UUID: {answer}"
+    );
     assert_eq!(
         answer["headers"],
         json!({"Content-Type": "application/pdf", "x-amz-acl": "private", "Content-Disposition": "attachment",
-               "x-amz-meta-kind": "invoice", "x-amz-meta-app": "web"})
+               "x-amz-meta-kind": "invoice", "x-amz-meta-app": "web", "x-amz-meta-postgate-upload": marker})
     );
 
     // The curl format: the URL, the method and every header but Content-Length.
@@ -923,6 +940,7 @@ async fn dev_pages_sign_forms_and_escape_what_they_show() {
             "key",
             "Content-Disposition",
             "success_action_redirect",
+            "x-amz-meta-postgate-upload",
             "x-amz-algorithm",
             "x-amz-credential",
             "x-amz-date",

@@ -14,6 +14,7 @@ mod hostile;
 mod hostile_yaml;
 mod http;
 mod jwt;
+mod lifecycle;
 mod properties;
 mod ratelimit;
 mod registry;

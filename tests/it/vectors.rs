@@ -9,6 +9,30 @@ use time::macros::datetime;
 
 use crate::repo_path;
 
+/// Signs as `sign::sign` does, without the per-upload marker entry: the vectors and golden forms
+/// were made before markers existed, and prove that the renderers sign the entries they are
+/// given byte for byte (the marker is one more entry, rendered like any other; the coverage
+/// checker and the end-to-end tests cover it).
+fn sign_without_marker<'p>(
+    profile: &'p profile::Profile,
+    signer: &postgate::sign::Signer<'_>,
+    request: &UploadRequest,
+    ctx: &Context<'_>,
+    style: FieldStyle,
+) -> Signed<'p> {
+    let method = postgate::sign::choose_method(profile, signer, request.method).unwrap();
+    let mut filled = profile::admit(profile, request, method, ctx).unwrap();
+    let before = filled.entries.len();
+    filled
+        .entries
+        .retain(|entry| entry.target != profile::plan::Target::Marker);
+    assert_eq!(filled.entries.len(), before - 1, "every signature carries one marker");
+    match method {
+        Method::Post => Signed::Post(postgate::sign::post::post_form(filled, signer, ctx.now, style)),
+        Method::Put => Signed::Put(postgate::sign::put::put_url(filled, signer, ctx.now)),
+    }
+}
+
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
 fn vector(name: &str) -> Vec<u8> {
@@ -164,14 +188,13 @@ fn botocore_put_object_through_the_put_renderer() {
         now,
         uuid: uuid::Uuid::nil(),
     };
-    let Signed::Put(put) = postgate::sign::sign(
+    let Signed::Put(put) = sign_without_marker(
         &profile,
         &store.signer(ctx.now).unwrap(),
         &request,
         &ctx,
         FieldStyle::default(),
-    )
-    .unwrap() else {
+    ) else {
         panic!("not a PUT");
     };
     assert_eq!(put.url, url_vector("botocore-put-object", "url"));
@@ -251,14 +274,13 @@ fn post_forms_are_byte_identical_to_the_golden_forms() {
             method: Some(Method::Post),
             ..request
         };
-        let Signed::Post(post) = postgate::sign::sign(
+        let Signed::Post(post) = sign_without_marker(
             &profile,
             &store.signer(ctx.now).unwrap(),
             &request,
             &ctx,
             FieldStyle::Botocore,
-        )
-        .unwrap() else {
+        ) else {
             panic!("{name}: not a POST");
         };
         assert_eq!(post.policy, case["policy"].as_str().unwrap(), "{name}: policy");

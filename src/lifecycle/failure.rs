@@ -1,0 +1,187 @@
+//! Why a step of the lifecycle failed: a `Code` (stable, one per kind) and a detail for the
+//! caller. The HTTP edge gives each code its status, title and metric outcome in one exhaustive
+//! `match` (`http::problem`), so a code added here is not served until it is in that table.
+
+use crate::profile::Refusal;
+use crate::store::StoreError;
+use crate::upload::Violation;
+
+/// Every way a grant or a later step fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    TokenInvalid,
+    TokenExpired,
+    TokenAppMismatch,
+    /// The token was granted to another end user (`sub`).
+    TokenUserMismatch,
+    TokensUnconfigured,
+    UrlInvalid,
+    NotMultipart,
+    PartInvalid,
+    FilenameRequired,
+    UploadNotFound,
+    /// An object is at the key, and it is not this upload's (its marker differs or is absent).
+    NotThisUpload,
+    ObjectExists,
+    ObjectSizeMismatch,
+    ObjectTypeMismatch,
+    ObjectMetadataMismatch,
+    ObjectChecksumMismatch,
+    ContentSniffMismatch,
+    PartsMismatch,
+    CompletionRefused,
+    UploadChanged,
+    StoreRefused,
+    StoreUnavailable,
+    CredentialsUnavailable,
+    InvalidQuery,
+    BodyTimeout,
+    IdTokenMalformed,
+    IdTokenAlgorithm,
+    IdTokenIssuer,
+    IdTokenAudience,
+    IdTokenUnknownKey,
+    IdTokenSignature,
+    IdTokenExpired,
+    IdTokenNotYetValid,
+    IdTokenClaimInvalid,
+    IdTokenRequired,
+    AppKeyRequired,
+    AppKeyNotAccepted,
+    JwksUnavailable,
+    OriginNotAllowed,
+    /// The profile is not served (any more).
+    UnknownProfile,
+    /// The profile does not allow the app (any more).
+    Forbidden,
+    /// The profile refuses the request (`Failure::refusals` says why, field by field).
+    Refused,
+}
+
+impl Code {
+    /// Every code, in the order of the documentation's table.
+    pub const ALL: &[Code] = &[
+        Code::TokenInvalid,
+        Code::TokenExpired,
+        Code::TokenAppMismatch,
+        Code::TokenUserMismatch,
+        Code::TokensUnconfigured,
+        Code::UrlInvalid,
+        Code::NotMultipart,
+        Code::PartInvalid,
+        Code::FilenameRequired,
+        Code::UploadNotFound,
+        Code::NotThisUpload,
+        Code::ObjectExists,
+        Code::ObjectSizeMismatch,
+        Code::ObjectTypeMismatch,
+        Code::ObjectMetadataMismatch,
+        Code::ObjectChecksumMismatch,
+        Code::ContentSniffMismatch,
+        Code::PartsMismatch,
+        Code::CompletionRefused,
+        Code::UploadChanged,
+        Code::StoreRefused,
+        Code::StoreUnavailable,
+        Code::CredentialsUnavailable,
+        Code::InvalidQuery,
+        Code::BodyTimeout,
+        Code::IdTokenMalformed,
+        Code::IdTokenAlgorithm,
+        Code::IdTokenIssuer,
+        Code::IdTokenAudience,
+        Code::IdTokenUnknownKey,
+        Code::IdTokenSignature,
+        Code::IdTokenExpired,
+        Code::IdTokenNotYetValid,
+        Code::IdTokenClaimInvalid,
+        Code::IdTokenRequired,
+        Code::AppKeyRequired,
+        Code::AppKeyNotAccepted,
+        Code::JwksUnavailable,
+        Code::OriginNotAllowed,
+        Code::UnknownProfile,
+        Code::Forbidden,
+        Code::Refused,
+    ];
+}
+
+/// A failed step: its code, what the caller should know, and (for `Code::Refused`) every
+/// refusal of the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Code,
+    pub detail: String,
+    /// `Code::Refused`: the profile's refusals, each naming a request field.
+    pub refusals: Vec<Refusal>,
+    /// `Code::Refused`: the profile that refused.
+    pub profile: String,
+}
+
+impl Failure {
+    pub fn new(code: Code, detail: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            detail: detail.into(),
+            refusals: Vec::new(),
+            profile: String::new(),
+        }
+    }
+
+    /// The profile refuses the request.
+    pub fn refused(profile: &str, refusals: Vec<Refusal>) -> Failure {
+        Failure {
+            refusals,
+            profile: profile.to_owned(),
+            ..Failure::new(Code::Refused, String::new())
+        }
+    }
+
+    /// A store failure: down → `StoreUnavailable`; an unknown upload → `UploadNotFound`; any
+    /// other refusal → `StoreRefused`. The detail is the store error's, which never holds a URL
+    /// (`store::describe`).
+    pub fn store(error: StoreError) -> Failure {
+        match &error {
+            StoreError::Unavailable { .. } => {
+                tracing::warn!(%error, "store call failed");
+                Failure::new(Code::StoreUnavailable, format!("{error}; retry later"))
+            }
+            StoreError::NoCredentials(unavailable) => Failure::credentials(unavailable),
+            StoreError::Refused { code, .. } if code == "NoSuchUpload" => {
+                Failure::new(Code::UploadNotFound, format!("{error}: it was completed or aborted"))
+            }
+            StoreError::Refused { .. } => {
+                tracing::warn!(%error, "store refused a call");
+                Failure::new(Code::StoreRefused, error.to_string())
+            }
+        }
+    }
+
+    /// The store has no credentials to sign with (they refresh in the background).
+    pub fn credentials(unavailable: &crate::sign::CredentialsUnavailable) -> Failure {
+        tracing::warn!(store = %unavailable.store, reason = %unavailable.reason, "no valid credentials to sign with");
+        Failure::new(Code::CredentialsUnavailable, format!("{unavailable}; retry shortly"))
+    }
+
+    /// The object broke a rule; `removed` says what became of it.
+    pub fn violation(violation: &Violation, removed: &str) -> Failure {
+        let code = match violation {
+            Violation::Size { .. } => Code::ObjectSizeMismatch,
+            Violation::ContentType { .. } => Code::ObjectTypeMismatch,
+            Violation::Metadata { .. } => Code::ObjectMetadataMismatch,
+            Violation::Checksum { .. } => Code::ObjectChecksumMismatch,
+            Violation::Sniffed { .. } => Code::ContentSniffMismatch,
+            Violation::PartCount { .. }
+            | Violation::PartMissing { .. }
+            | Violation::PartExtra { .. }
+            | Violation::PartSize { .. } => Code::PartsMismatch,
+        };
+        Failure::new(code, format!("{violation}; the upload was {removed}"))
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.detail)
+    }
+}

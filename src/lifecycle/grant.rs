@@ -1,0 +1,195 @@
+//! `grant`: the one way a signature is given, with its upload token. Owns the context, the
+//! store's signer, the plan fill, and the token seal; pure but for `start_multipart`, which
+//! asks the store for an upload ID.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Code, Failure, Uploads};
+use crate::profile::{Bounds, Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit_multipart};
+use crate::registry::Snapshot;
+use crate::sign::multipart::create_headers;
+use crate::sign::{FieldStyle, Signed, Store, format_rfc3339, sign_upload};
+use crate::upload::{Carry, Claims, PartPlan, TokenKeys};
+
+/// Who is granted, and when: the app, the end user's `sub` when a verified ID token came with
+/// the request (the token is then bound to it), the time and the grant's UUID (`${uuid}` and
+/// the per-upload marker).
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    pub app: &'a str,
+    pub sub: Option<&'a str>,
+    pub now: OffsetDateTime,
+    pub uuid: Uuid,
+}
+
+impl<'a> Grant<'a> {
+    /// A grant made now, with a fresh UUID.
+    pub fn now(app: &'a str, sub: Option<&'a str>) -> Grant<'a> {
+        Grant {
+            app,
+            sub,
+            now: OffsetDateTime::now_utc(),
+            uuid: Uuid::now_v7(),
+        }
+    }
+
+    fn context(&self) -> Context<'a> {
+        Context {
+            app: self.app,
+            now: self.now,
+            uuid: self.uuid,
+        }
+    }
+}
+
+/// A signed upload and, with `upload_tokens` configured, its token.
+#[derive(Debug)]
+pub struct Granted<'p> {
+    pub signed: Signed<'p>,
+    pub upload_token: Option<String>,
+}
+
+/// Signs one upload (a POST form or a PUT URL, as `sign::choose_method` decides) and seals its
+/// token with `tokens` when given.
+pub fn grant<'p>(
+    tokens: Option<&TokenKeys>,
+    snapshot: &Snapshot,
+    profile: &'p Profile,
+    request: &UploadRequest,
+    grant: &Grant<'_>,
+    style: FieldStyle,
+) -> Result<Granted<'p>, Failure> {
+    let store = store_of(snapshot, profile)?;
+    let signer = store.signer(grant.now).map_err(|e| Failure::credentials(&e))?;
+    let (signed, bounds) = sign_upload(profile, &signer, request, &grant.context(), style)
+        .map_err(|refusals| Failure::refused(profile.name().as_str(), refusals))?;
+    let upload_token = tokens.map(|tokens| {
+        let carry = match signed.method() {
+            Method::Post => Carry::Post,
+            Method::Put => Carry::Put,
+        };
+        let expires_at = signed.expires_at() + profile.verify().within;
+        tokens.seal(&claims_for(profile, grant, bounds, carry, expires_at))
+    });
+    Ok(Granted { signed, upload_token })
+}
+
+/// A started multipart upload.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MultipartStarted {
+    pub upload_id: String,
+    pub key: String,
+    pub bucket: String,
+    pub size: u64,
+    pub part_size: u64,
+    pub part_count: u32,
+    pub last_part_size: u64,
+    pub upload_token: String,
+    /// When the token stops working: complete before then.
+    pub expires_at: String,
+    pub profile: String,
+    pub generation: u64,
+}
+
+/// Starts a multipart upload: admitted like a PUT, the object's headers (the marker among them)
+/// set by CreateMultipartUpload, the part plan and upload ID sealed in the token.
+pub async fn start_multipart(
+    uploads: &Uploads,
+    snapshot: &Snapshot,
+    profile: &Arc<Profile>,
+    request: &UploadRequest,
+    grant: &Grant<'_>,
+) -> Result<MultipartStarted, Failure> {
+    let tokens = uploads.tokens()?;
+    let store = store_of(snapshot, profile)?;
+    let name = profile.name().as_str();
+    let filled =
+        admit_multipart(profile, request, &grant.context()).map_err(|refusals| Failure::refused(name, refusals))?;
+    // Admission refuses a profile without `multipart` (`multipart_unavailable`).
+    let Some(rule) = profile.multipart().copied() else {
+        return Err(Failure::refused(name, vec![unavailable()]));
+    };
+    let size = filled.max_size;
+    let Some(plan) = PartPlan::new(size, rule.part_size) else {
+        let refusal = Refusal {
+            kind: RefusalKind::SizeOutOfRange,
+            field: "size".into(),
+            message: "a multipart upload needs at least 1 byte; send an empty file with a PUT".into(),
+        };
+        return Err(Failure::refused(name, vec![refusal]));
+    };
+    let headers = create_headers(&filled);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
+    let upload_id = uploads
+        .client
+        .create_multipart(store, profile.bucket(), &filled.key, &headers)
+        .await
+        .map_err(Failure::store)?;
+    let expires_at = grant.now + rule.expires_in;
+    let mut claims = claims_for(profile, grant, filled.bounds(), Carry::Multipart, expires_at);
+    claims.upload_id = Some(upload_id.clone());
+    claims.parts = Some(plan);
+    tracing::info!(app = grant.app, profile = name, key = %filled.key, parts = plan.part_count, "multipart upload started");
+    Ok(MultipartStarted {
+        upload_id,
+        key: filled.key.clone(),
+        bucket: profile.bucket().to_owned(),
+        size,
+        part_size: plan.part_size,
+        part_count: plan.part_count,
+        last_part_size: plan.last_part_size,
+        upload_token: tokens.seal(&claims),
+        expires_at: format_rfc3339(expires_at),
+        profile: name.to_owned(),
+        generation: snapshot.generation,
+    })
+}
+
+/// A token's claims for `bounds`, granted to `grant`'s app (and end user).
+pub fn claims_for(
+    profile: &Profile,
+    grant: &Grant<'_>,
+    bounds: Bounds,
+    carry: Carry,
+    expires_at: OffsetDateTime,
+) -> Claims {
+    Claims {
+        profile: profile.name().as_str().to_owned(),
+        app: grant.app.to_owned(),
+        sub: grant.sub.map(str::to_owned),
+        store: profile.store().to_owned(),
+        bucket: profile.bucket().to_owned(),
+        carry,
+        bounds,
+        upload_id: None,
+        parts: None,
+        issued_at: grant.now.unix_timestamp(),
+        expires_at: expires_at.unix_timestamp(),
+    }
+}
+
+fn unavailable() -> Refusal {
+    Refusal {
+        kind: RefusalKind::MethodUnavailable,
+        field: "method".into(),
+        message: "this profile takes no multipart uploads".into(),
+    }
+}
+
+/// The profile's store: `registry::build` refuses a profile whose store is not configured, so
+/// this fails only if that check were broken; it then answers 503, not a panic.
+fn store_of<'s>(snapshot: &'s Snapshot, profile: &Profile) -> Result<&'s Arc<Store>, Failure> {
+    snapshot.store_of(profile).ok_or_else(|| {
+        tracing::error!(
+            store = profile.store(),
+            "a loaded profile names a store that is not in its snapshot"
+        );
+        Failure::new(
+            Code::StoreUnavailable,
+            format!("store `{}` is not configured", profile.store()),
+        )
+    })
+}

@@ -1,0 +1,186 @@
+//! The upload lifecycle without HTTP (`postgate::lifecycle`), against real S3 servers (s3s-fs,
+//! and Garage when it runs): `complete` acts only on an object carrying its grant's marker, so
+//! someone else's object at the key — a single PUT's, a POST form's staging or final key, a
+//! multipart upload's before and after an abort — is never checked, deleted or replaced.
+
+use postgate::lifecycle::{self, Code, Grant};
+use postgate::profile::{Method, UploadRequest};
+use postgate::ratelimit::RateClock;
+use postgate::sign::{FieldStyle, Signed};
+use time::OffsetDateTime;
+
+use crate::e2e::{S3Server, put_upload};
+use crate::http::{app_limits, policies_copy, registry_signing};
+
+const MIB: u64 = 1024 * 1024;
+
+fn request(user: &str, filename: &str, content_type: &str, size: u64, method: Option<Method>) -> UploadRequest {
+    UploadRequest {
+        vars: [("user".to_owned(), user.to_owned())].into_iter().collect(),
+        filename: Some(filename.into()),
+        content_type: Some(content_type.into()),
+        size: Some(size),
+        method,
+        ..UploadRequest::default()
+    }
+}
+
+fn png(len: usize) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    bytes.resize(len, 7);
+    bytes
+}
+
+#[tokio::test]
+async fn another_principals_object_is_never_touched_on_s3s() {
+    check_foreign_objects(S3Server::start().await).await;
+}
+
+/// The same against Garage (skipped, saying so, when it is not running, unless
+/// `CI_REQUIRE_GARAGE` is set, as in CI).
+#[tokio::test]
+async fn garage_another_principals_object_is_never_touched() {
+    let _turn = crate::e2e::garage_turn().await;
+    if let Some(server) = S3Server::garage() {
+        check_foreign_objects(server).await;
+    }
+}
+
+async fn check_foreign_objects(server: S3Server) {
+    let dir = policies_copy();
+    let registry = registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        server.store(),
+    );
+    let snapshot = registry.current();
+    let uploads = crate::http::uploads();
+    let tokens = uploads.tokens().unwrap();
+    let client = &uploads.client;
+    let open = |token: &str| tokens.open(token, OffsetDateTime::now_utc()).unwrap();
+    let foreign = png(777);
+
+    // A single PUT whose key someone else wrote first (no marker, or another grant's): complete
+    // answers not-this-upload and the object keeps its bytes; this upload's own object then
+    // completes.
+    let media = snapshot.get("media").unwrap();
+    for other in [None, Some("01930000-0000-7000-8000-0000000000ff")] {
+        let req = request("alice", "a.png", "image/png", 4096, Some(Method::Put));
+        let granted = lifecycle::grant(
+            Some(tokens),
+            &snapshot,
+            media,
+            &req,
+            &Grant::now("web", None),
+            FieldStyle::default(),
+        )
+        .unwrap();
+        let Signed::Put(put) = &granted.signed else {
+            panic!("a PUT")
+        };
+        let claims = open(granted.upload_token.as_deref().unwrap());
+        assert_eq!(
+            server.raw_put("user-content", &put.key, other, foreign.clone()).await,
+            200
+        );
+        let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+        assert_eq!(failure.code, Code::NotThisUpload, "{failure}");
+        let kept = server.object("user-content", &put.key).await.expect("left in place");
+        assert!(kept.bytes == foreign, "someone else's bytes were changed");
+    }
+    // A PUT of this grant's own: completed, sniffed.
+    let req = request("alice", "b.png", "image/png", 4096, Some(Method::Put));
+    let granted = lifecycle::grant(
+        Some(tokens),
+        &snapshot,
+        media,
+        &req,
+        &Grant::now("web", None),
+        FieldStyle::default(),
+    )
+    .unwrap();
+    let Signed::Put(put) = &granted.signed else {
+        panic!("a PUT")
+    };
+    let headers: Vec<(String, String)> = put
+        .client_headers()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    let (status, text) = put_upload(&put.url, &headers, png(4096)).await;
+    assert_eq!(status, 200, "{text}");
+    let claims = open(granted.upload_token.as_deref().unwrap());
+    let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
+    assert_eq!((completed.size, completed.sniff), (4096, lifecycle::Sniff::Matched));
+
+    // A staged POST/PUT (scans): someone else's object at the staging key, then at the final
+    // key: neither is checked, promoted, quarantined nor deleted.
+    let scans = snapshot.get("scans").unwrap();
+    let req = request("bob", "s.pdf", "application/pdf", 9, Some(Method::Put));
+    let granted = lifecycle::grant(
+        Some(tokens),
+        &snapshot,
+        scans,
+        &req,
+        &Grant::now("web", None),
+        FieldStyle::default(),
+    )
+    .unwrap();
+    let claims = open(granted.upload_token.as_deref().unwrap());
+    let staged = claims.bounds.key.clone();
+    let final_key = claims.bounds.promote_to.clone().unwrap();
+    let html = b"<!DOCTYPE html><html>".to_vec();
+    assert_eq!(server.raw_put("user-documents", &staged, None, html.clone()).await, 200);
+    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    assert_eq!(failure.code, Code::NotThisUpload, "{failure}");
+    assert!(
+        server
+            .object("user-documents", &staged)
+            .await
+            .is_some_and(|o| o.bytes == html)
+    );
+    assert!(
+        server.object("user-documents", &final_key).await.is_none(),
+        "nothing promoted"
+    );
+    let quarantined = server.objects().await;
+    assert!(
+        !quarantined.iter().any(|k| k.contains("quarantine/")),
+        "{quarantined:?}"
+    );
+
+    // A multipart upload started (the token may be days old: no clock decides), someone else's
+    // object at its key, no part sent: complete aborts this upload (its own upload ID) and
+    // leaves the object; after the abort, complete finds nothing of its own.
+    let req = request("alice", "big.png", "image/png", 6 * MIB, None);
+    let started = lifecycle::start_multipart(&uploads, &snapshot, media, &req, &Grant::now("web", None))
+        .await
+        .unwrap();
+    let claims = open(&started.upload_token);
+    assert_eq!(
+        server
+            .raw_put("user-content", &started.key, None, foreign.clone())
+            .await,
+        200
+    );
+    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    assert_eq!(failure.code, Code::PartsMismatch, "{failure}");
+    assert!(
+        server
+            .object("user-content", &started.key)
+            .await
+            .is_some_and(|o| o.bytes == foreign)
+    );
+    // (complete aborted it: a parts mismatch aborts.)
+    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    assert!(
+        matches!(failure.code, Code::UploadNotFound | Code::NotThisUpload),
+        "{failure}"
+    );
+    assert!(
+        server
+            .object("user-content", &started.key)
+            .await
+            .is_some_and(|o| o.bytes == foreign)
+    );
+}
