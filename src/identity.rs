@@ -361,7 +361,7 @@ impl JwksCache {
                     .timeout(JWKS_TIMEOUT)
                     .send()
                     .await
-                    .map_err(|e| format!("GET {url}: {}", crate::store::describe(e)))?;
+                    .map_err(|e| format!("GET {url}: {}", crate::transport::describe(e)))?;
                 let mut response = response;
                 let status = response.status();
                 if !status.is_success() {

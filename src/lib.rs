@@ -21,6 +21,7 @@ pub mod secret;
 pub mod shared_limits;
 pub mod sign;
 pub mod store;
+pub mod transport;
 pub mod upload;
 
 /// `n` and the noun, singular for one: "1 error", "2 errors", "0 warnings".

@@ -325,7 +325,7 @@ impl StoreClient {
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(error) => {
-                    last = unavailable(describe(error));
+                    last = unavailable(crate::transport::describe(error));
                     continue;
                 }
             };
@@ -334,7 +334,7 @@ impl StoreClient {
             let bytes = match read_capped(response, call.max_body).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    last = unavailable(describe(error));
+                    last = unavailable(crate::transport::describe(error));
                     continue;
                 }
             };
@@ -462,27 +462,6 @@ fn presigned_url(store: &Store, call: &Call<'_>) -> Result<String, crate::sign::
         now,
         300,
     ))
-}
-
-/// A failed HTTP call in a few words, with its chain of causes, and never its URL: the
-/// gateway's own calls are presigned, so a URL holds the access key id, the session token and
-/// the signature (`reqwest` ends its message with the whole URL unless told not to).
-pub fn describe(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "connection refused or unreachable".into()
-    } else {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(inner) = source {
-            text.push_str(": ");
-            text.push_str(&inner.to_string());
-            source = inner.source();
-        }
-        text
-    }
 }
 
 /// The `<Error><Code>…</Code><Message>…</Message></Error>` of a refusal, or the status.

@@ -87,15 +87,30 @@ fn dependencies_point_one_way() {
         }
         if text.contains("reqwest") {
             assert!(
-                path.starts_with("src/store/") || path == "src/identity.rs",
+                path.starts_with("src/store/") || path == "src/identity.rs" || path == "src/transport.rs",
                 "{path} makes HTTP calls: only src/store/ (S3) and src/identity.rs (JWKS) may"
             );
         }
         if path == "src/identity.rs" || path == "src/credentials.rs" {
-            for module in ["registry", "http", "upload", "profile"] {
+            for module in ["registry", "http", "store", "upload", "profile", "lifecycle"] {
                 assert!(
                     !text.contains(&format!("crate::{module}")),
                     "{path} depends on {module}"
+                );
+            }
+        }
+        // The lifecycle decides, the edge translates: no actix and no status code below `http`,
+        // and no store call inside it.
+        if path.starts_with("src/lifecycle/") {
+            for banned in ["crate::http", "actix_web", "StatusCode"] {
+                assert!(!text.contains(banned), "{path} knows the HTTP edge ({banned})");
+            }
+        }
+        if path.starts_with("src/http/") {
+            for call in [".client.", "StoreClient", "check_object", "check_parts"] {
+                assert!(
+                    !text.contains(call),
+                    "{path} calls the store or decides an object ({call})"
                 );
             }
         }
