@@ -71,6 +71,34 @@ macro_rules! dev_fs_s3 {
                 Ok(response)
             }
 
+            // An upload s3s-fs does not know: S3's `NoSuchUpload` (404), where s3s-fs answers
+            // `AccessDenied` (or, for ListParts, an empty list).
+            async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+                self.known_upload(&req.input.upload_id)?;
+                self.fs.upload_part(req).await
+            }
+
+            async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+                self.known_upload(&req.input.upload_id)?;
+                self.fs.list_parts(req).await
+            }
+
+            async fn complete_multipart_upload(
+                &self,
+                req: S3Request<CompleteMultipartUploadInput>,
+            ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+                self.known_upload(&req.input.upload_id)?;
+                self.fs.complete_multipart_upload(req).await
+            }
+
+            async fn abort_multipart_upload(
+                &self,
+                req: S3Request<AbortMultipartUploadInput>,
+            ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+                self.known_upload(&req.input.upload_id)?;
+                self.fs.abort_multipart_upload(req).await
+            }
+
             async fn post_object(&self, mut req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
                 // S3 substitutes ${filename} after checking the policy; s3s has checked it by now.
                 if let Some(UploadFileName(name)) = req.extensions.get::<UploadFileName>().cloned() {
@@ -102,10 +130,19 @@ dev_fs_s3! {
     put_object: PutObjectInput => PutObjectOutput,
     copy_object: CopyObjectInput => CopyObjectOutput,
     create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput,
-    upload_part: UploadPartInput => UploadPartOutput,
-    list_parts: ListPartsInput => ListPartsOutput,
-    complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
-    abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
+}
+
+impl DevFs {
+    /// `NoSuchUpload` unless s3s-fs holds the upload (its `.upload-<id>.json`).
+    fn known_upload(&self, upload_id: &str) -> S3Result<()> {
+        let known =
+            uuid::Uuid::parse_str(upload_id).is_ok_and(|id| self.root.join(format!(".upload-{id}.json")).is_file());
+        if known {
+            Ok(())
+        } else {
+            Err(s3s::s3_error!(NoSuchUpload, "The specified upload does not exist"))
+        }
+    }
 }
 
 /// The start of the names of s3s-fs's metadata files for one object (`.bucket-<b64>.object-<b64>.`).
@@ -212,6 +249,9 @@ async fn handle(service: S3Service, origins: Arc<[String]>, req: Request<Incomin
         );
         let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
         *response.status_mut() = StatusCode::FORBIDDEN;
+        response
+            .headers_mut()
+            .insert("x-amz-error-code", HeaderValue::from_static("AccessDenied"));
         add_cors(&mut response, origin.as_ref());
         return Ok(response);
     }
@@ -247,6 +287,9 @@ async fn handle(service: S3Service, origins: Arc<[String]>, req: Request<Incomin
     };
     if let Some(name) = file_name {
         response = substitute_in_answer(response, &name).await;
+    }
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response = with_error_code(response).await;
     }
     if is_form {
         let stored = stored.0.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -417,6 +460,25 @@ fn add_cors(response: &mut DevResponse, origin: Option<&HeaderValue>) {
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("ETag, Location, x-amz-error-code, x-amz-request-id"),
     );
+}
+
+/// An error answer with S3's `x-amz-error-code` header (its `<Code>`), which the CORS rule
+/// exposes: a browser reads the code without parsing XML.
+async fn with_error_code(response: DevResponse) -> DevResponse {
+    let (mut parts, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "dev store error");
+    };
+    let bytes = collected.to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    let code = text
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code);
+    if let Some(value) = code.and_then(|c| HeaderValue::from_str(c).ok()) {
+        parts.headers.insert("x-amz-error-code", value);
+    }
+    Response::from_parts(parts, Full::new(bytes).map_err(|never| match never {}).boxed())
 }
 
 fn boxed_empty() -> http_body_util::combinators::BoxBody<Bytes, s3s::HttpError> {

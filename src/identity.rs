@@ -516,6 +516,26 @@ impl Identities {
         Ok(verified)
     }
 
+    /// The app a bare ID token names by its unverified issuer and audience, if exactly one
+    /// does: for the rate limit counted before the signature is checked. Nothing else may be
+    /// decided from it.
+    pub fn app_of(&self, token: &str) -> Option<String> {
+        let (_, payload) = peek(token).ok()?;
+        let issuer = payload.get("iss").and_then(Value::as_str)?;
+        let audiences: Vec<&str> = match payload.get("aud") {
+            Some(Value::String(one)) => vec![one],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let mut apps = self.config.apps.iter().filter(|a| {
+            a.tokens.as_ref().is_some_and(|rules| {
+                rules.issuer == issuer && rules.audiences.iter().any(|aud| audiences.contains(&aud.as_str()))
+            })
+        });
+        let app = apps.next()?;
+        apps.next().is_none().then(|| app.app.clone())
+    }
+
     /// `verify` without the memory: every check, every time (the benchmarks compare the two).
     pub async fn verify_fully(
         &self,

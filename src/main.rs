@@ -9,11 +9,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use postgate::config::{GatewayConfig, process_env};
 use postgate::profile::conditions::explain_text;
-use postgate::profile::{ChecksumRequest, Context, Method, UploadRequest};
+use postgate::profile::{ChecksumRequest, Method, UploadRequest};
 use postgate::registry::{self, Snapshot};
-use postgate::sign::{FieldStyle, sign};
-use time::OffsetDateTime;
-use uuid::Uuid;
+use postgate::sign::FieldStyle;
 
 #[derive(Parser)]
 #[command(
@@ -236,28 +234,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 method: args.method,
                 checksum: args.checksum,
             };
-            let now = OffsetDateTime::now_utc();
-            let ctx = Context {
-                app: &args.app,
-                now,
-                uuid: Uuid::now_v7(),
-            };
-            let signer = match store.signer(now) {
-                Ok(signer) => signer,
-                Err(e) => {
-                    eprintln!("{e}: {}", e.reason);
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            let signed = match sign(profile, &signer, &request, &ctx, FieldStyle::default()) {
-                Ok(signed) => signed,
-                Err(refusals) => {
-                    for refusal in &refusals {
-                        eprintln!("{refusal}");
+            let grant = postgate::lifecycle::Grant::now(&args.app, None);
+            let signed =
+                match postgate::lifecycle::grant_on(None, &store, profile, &request, &grant, FieldStyle::default()) {
+                    Ok(granted) => granted.signed,
+                    Err(failure) if failure.refusals.is_empty() => bail!("{}", failure.detail),
+                    Err(failure) => {
+                        for refusal in &failure.refusals {
+                            eprintln!("{refusal}");
+                        }
+                        bail!("profile `{}` refused the request", args.profile);
                     }
-                    bail!("profile `{}` refused the request", args.profile);
-                }
-            };
+                };
             // The gateway's compact JSON, re-indented for a terminal (key order is kept).
             let form: serde_json::Value = serde_json::from_str(&signed.to_json())?;
             println!("{}", serde_json::to_string_pretty(&form)?);

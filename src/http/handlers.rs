@@ -104,14 +104,11 @@ async fn presign_inner(
     name: &str,
     payload: web::Payload,
 ) -> Result<(Option<String>, HttpResponse, String), PresignError> {
-    let caller = identify(state, snapshot, req).await.map_err(|p| (None, p))?;
+    // The rate limit is counted as soon as the app is known, before anything that costs: a
+    // flooding app is turned away without its body being read or its token verified.
+    let caller = identify_as(state, snapshot, req, true).await?;
     let app = caller.app.clone();
     let fail = |problem: Problem| (Some(app.clone()), problem);
-    // Before anything that costs: a flooding app is turned away without its body being read.
-    state
-        .check_rate(snapshot, &app)
-        .await
-        .map_err(|over| fail(Problem::rate_limited(&app, &over)))?;
     allowed_profile(snapshot, &app, name).map_err(fail)?;
     // Parsed here rather than by an extractor, so a malformed query is answered, logged and
     // counted like every other refusal.
@@ -208,31 +205,63 @@ pub const END_USER_TOKEN_HEADER: &str = "end-user-token";
 /// Who calls: an app key, an end user's ID token, or both (`apps.<app>.auth`), and the origin
 /// the app accepts calls from.
 pub(super) async fn identify(state: &AppState, snapshot: &Snapshot, req: &HttpRequest) -> Result<Caller, Problem> {
+    identify_as(state, snapshot, req, false)
+        .await
+        .map_err(|(_, problem)| problem)
+}
+
+/// `identify`, and with `limit` the app's rate limit counted as soon as the app is known: from
+/// the app key (one hash), or from the unverified issuer and audience of a bare ID token, so
+/// tokens that will not verify still spend their app's budget before any signature is checked.
+/// The error names the app when it is known.
+pub(super) async fn identify_as(
+    state: &AppState,
+    snapshot: &Snapshot,
+    req: &HttpRequest,
+    limit: bool,
+) -> Result<Caller, (Option<String>, Problem)> {
+    let spend = |app: String| async move {
+        if limit && let Err(over) = state.check_rate(snapshot, &app).await {
+            return Err((Some(app.clone()), Problem::rate_limited(&app, &over)));
+        }
+        Ok(app)
+    };
     use crate::identity::{AuthMode, looks_like_jwt};
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(Problem::unauthenticated(
-            "send `Authorization: Bearer <app key>` or `Authorization: Bearer <ID token>`",
+        return Err((
+            None,
+            Problem::unauthenticated("send `Authorization: Bearer <app key>` or `Authorization: Bearer <ID token>`"),
         ));
     };
     let text = value.to_str().unwrap_or_default();
     let credential = match text.split_once(' ') {
         Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") => credential.trim(),
         _ => {
-            return Err(Problem::unauthenticated(
-                "the Authorization header must be `Bearer <app key>` or `Bearer <ID token>`",
+            return Err((
+                None,
+                Problem::unauthenticated("the Authorization header must be `Bearer <app key>` or `Bearer <ID token>`"),
             ));
         }
     };
     let identities = &snapshot.identities;
     let mode_of = |app: &str| identities.app(app).map_or(AuthMode::Key, |a| a.mode);
     let caller = if looks_like_jwt(credential) {
-        let verified = verify_token(state, snapshot, credential, None).await?;
+        if let Some(app) = identities.app_of(credential) {
+            spend(app).await?;
+        }
+        let verified = verify_token(state, snapshot, credential, None)
+            .await
+            .map_err(|p| (None, p))?;
+        let known = Some(verified.app.clone());
         if matches!(mode_of(&verified.app), AuthMode::Both | AuthMode::Key) {
-            return Err(Problem::upload(
-                ProblemCode::AppKeyRequired,
-                format!(
-                    "app `{}` takes its app key in `Authorization` (and the user's token in `End-User-Token`)",
-                    verified.app
+            return Err((
+                known,
+                Problem::upload(
+                    ProblemCode::AppKeyRequired,
+                    format!(
+                        "app `{}` takes its app key in `Authorization` (and the user's token in `End-User-Token`)",
+                        verified.app
+                    ),
                 ),
             ));
         }
@@ -245,25 +274,32 @@ pub(super) async fn identify(state: &AppState, snapshot: &Snapshot, req: &HttpRe
             .apps
             .authenticate(credential)
             .map(str::to_owned)
-            .ok_or_else(|| Problem::unauthenticated("the app key is not valid"))?;
+            .ok_or_else(|| (None, Problem::unauthenticated("the app key is not valid")))?;
+        let app = spend(app).await?;
+        let fail = |problem: Problem| (Some(app.clone()), problem);
         let mode = mode_of(&app);
         if mode == AuthMode::Token {
-            return Err(Problem::upload(
+            return Err(fail(Problem::upload(
                 ProblemCode::AppKeyNotAccepted,
                 format!("app `{app}` takes end users' ID tokens only: `Authorization: Bearer <ID token>`"),
-            ));
+            )));
         }
         let user_token = req
             .headers()
             .get(END_USER_TOKEN_HEADER)
             .map(|v| v.to_str().unwrap_or_default().trim());
         let claims = match user_token {
-            Some(token) => Some(verify_token(state, snapshot, token, Some(&app)).await?.claims),
+            Some(token) => Some(
+                verify_token(state, snapshot, token, Some(&app))
+                    .await
+                    .map_err(fail)?
+                    .claims,
+            ),
             None if mode == AuthMode::Both => {
-                return Err(Problem::upload(
+                return Err(fail(Problem::upload(
                     ProblemCode::IdTokenRequired,
                     format!("app `{app}` needs the end user's ID token in `End-User-Token`"),
-                ));
+                )));
             }
             None => None,
         };
@@ -276,9 +312,12 @@ pub(super) async fn identify(state: &AppState, snapshot: &Snapshot, req: &HttpRe
             .app(&caller.app)
             .is_some_and(|a| a.cors_origins.iter().any(|o| o == origin))
     {
-        return Err(Problem::upload(
-            ProblemCode::OriginNotAllowed,
-            format!("app `{}` does not accept calls from {origin}", caller.app),
+        return Err((
+            Some(caller.app.clone()),
+            Problem::upload(
+                ProblemCode::OriginNotAllowed,
+                format!("app `{}` does not accept calls from {origin}", caller.app),
+            ),
         ));
     }
     Ok(caller)

@@ -7,14 +7,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 use indexmap::IndexMap;
-use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::AppState;
 use super::handlers::allowed_profile;
 use super::problem::Problem;
-use crate::profile::{Context, Method, UploadRequest};
-use crate::sign::{FieldStyle, Signed, format_rfc3339, sign};
+use crate::profile::{Method, UploadRequest};
+use crate::sign::{FieldStyle, Signed, format_rfc3339};
 
 const UPLOAD_PAGE: &str = include_str!("../../examples/browser/upload.html");
 const FORM_PAGE: &str = include_str!("../../examples/browser/form.html");
@@ -61,23 +59,13 @@ pub async fn form(
         method: Some(Method::Post),
         ..UploadRequest::default()
     };
-    let now = OffsetDateTime::now_utc();
-    let ctx = Context {
-        app,
-        now,
-        uuid: Uuid::now_v7(),
-    };
-    let Some(store) = snapshot.store_of(profile) else {
-        return error_page(&Problem::internal());
-    };
-    let signer = match store.signer(now) {
-        Ok(signer) => signer,
-        Err(e) => return error_page(&Problem::credentials_unavailable(&e)),
-    };
-    let post = match sign(profile, &signer, &request, &ctx, FieldStyle::default()) {
-        Ok(Signed::Post(post)) => post,
-        Ok(Signed::Put(_)) => return error_page(&Problem::internal()),
-        Err(refusals) => return error_page(&Problem::refused(&name, refusals)),
+    let grant = crate::lifecycle::Grant::now(app, None);
+    let post = match crate::lifecycle::grant(None, &snapshot, profile, &request, &grant, FieldStyle::default()) {
+        Ok(granted) => match granted.signed {
+            Signed::Post(post) => post,
+            Signed::Put(_) => return error_page(&Problem::internal()),
+        },
+        Err(failure) => return error_page(&failure.into()),
     };
     let mut fields = String::new();
     for (field, value) in &post.fields {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::handlers::{Caller, allowed_profile, check_json_content_type, identify, parse_json, read_body, recheck};
+use super::handlers::{Caller, allowed_profile, check_json_content_type, identify_as, parse_json, read_body, recheck};
 use super::problem::{Problem, ProblemCode};
 use crate::lifecycle::{self, Completed, Grant, MultipartStarted, SignedPart};
 use crate::metrics::{MultipartOperation, Outcome, UNKNOWN_PROFILE};
@@ -391,13 +391,8 @@ async fn signing_request<T: serde::de::DeserializeOwned>(
     payload: web::Payload,
     example: &str,
 ) -> Result<(Caller, Arc<Snapshot>, Arc<Profile>, T), Problem> {
-    let caller = identify(state, snapshot, req).await?;
-    let app = &caller.app;
-    state
-        .check_rate(snapshot, app)
-        .await
-        .map_err(|over| Problem::rate_limited(app, &over))?;
-    allowed_profile(snapshot, app, name)?;
+    let caller = identify_as(state, snapshot, req, true).await.map_err(|(_, p)| p)?;
+    allowed_profile(snapshot, &caller.app, name)?;
     check_json_content_type(req)?;
     let body = read_body(req, payload, state).await?;
     let request = parse_json(&body, example)?;
@@ -414,13 +409,9 @@ async fn token_request(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<(Claims, TokenRequest), Problem> {
-    let caller = identify(state, snapshot, req).await?;
     // Part URLs and `complete` cost the operator as signatures and store calls do: they draw
     // on the app's budget too.
-    state
-        .check_rate(snapshot, &caller.app)
-        .await
-        .map_err(|over| Problem::rate_limited(&caller.app, &over))?;
+    let caller = identify_as(state, snapshot, req, true).await.map_err(|(_, p)| p)?;
     check_json_content_type(req)?;
     let body = read_body(req, payload, state).await?;
     // A key revoked while the body arrived no longer counts.

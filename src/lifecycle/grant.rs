@@ -62,7 +62,19 @@ pub fn grant<'p>(
     grant: &Grant<'_>,
     style: FieldStyle,
 ) -> Result<Granted<'p>, Failure> {
-    let store = store_of(snapshot, profile)?;
+    grant_on(tokens, store_of(snapshot, profile)?, profile, request, grant, style)
+}
+
+/// `grant` on a given store (`postgate sign`, which resolves the store with its credentials
+/// itself).
+pub fn grant_on<'p>(
+    tokens: Option<&TokenKeys>,
+    store: &Store,
+    profile: &'p Profile,
+    request: &UploadRequest,
+    grant: &Grant<'_>,
+    style: FieldStyle,
+) -> Result<Granted<'p>, Failure> {
     let signer = store.signer(grant.now).map_err(|e| Failure::credentials(&e))?;
     let (signed, bounds) = sign_upload(profile, &signer, request, &grant.context(), style)
         .map_err(|refusals| Failure::refused(profile.name().as_str(), refusals))?;

@@ -24,7 +24,7 @@ pub use complete::{
     upload_context,
 };
 pub use failure::{Code, Failure};
-pub use grant::{Grant, Granted, MultipartStarted, claims_for, grant, start_multipart};
+pub use grant::{Grant, Granted, MultipartStarted, claims_for, grant, grant_on, start_multipart};
 
 use crate::store::StoreClient;
 use crate::upload::TokenKeys;

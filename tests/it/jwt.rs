@@ -436,3 +436,88 @@ fn end_user_tokens_bind_the_user_and_every_bad_token_has_its_code() {
     assert_eq!(presign(&mint(&replacement, &claims("alice"))).0, 200);
     assert_eq!(presign(&mint(&ec, &claims("bob"))).0, 200);
 }
+
+/// Tokens that will not verify still spend their app's budget before any signature is checked
+/// (a flood of garbage buys no unlimited verifications), and an upload token granted to one end
+/// user is refused for another (`token-user-mismatch`) on every token route.
+#[test]
+fn garbage_tokens_spend_the_budget_and_upload_tokens_bind_the_user() {
+    postgate::identity::install_crypto();
+    let keys_dir = tempfile::tempdir().unwrap();
+    let rsa = generate(keys_dir.path(), "rsa-1", Algorithm::RS256);
+    let outsider = generate(keys_dir.path(), "ghost", Algorithm::RS256);
+    let server = JwksServer::start(jwks(&[&rsa]));
+    let issuer = server.url.trim_end_matches("/jwks.json").to_owned();
+    let dir = policies_copy();
+    std::fs::write(
+        dir.path().join("mine.yaml"),
+        "bucket: user-content\nkey: \"mine/${user}/${uuid}.bin\"\nvars:\n  user:\n    claim: sub\n    pattern: \"[a-z0-9-]{1,64}\"\nsize: { max: 1MiB }\napps: [browser]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let config = keys_dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "policies: {policies}\nlisten: 127.0.0.1:{port}\nupload_tokens:\n  current: t1\n  keys:\n    t1: {{ secret_env: JWT_TEST_TOKEN_KEY }}\napps:\n  browser:\n    auth: token\n    rate_limit: {{ per_second: 0.01, burst: 6 }}\n    end_user_tokens:\n      issuer: \"{issuer}\"\n      audiences: [\"{AUDIENCE}\"]\n      jwks_url: \"{url}\"\n",
+            policies = dir.path().display(),
+            url = server.url,
+        ),
+    )
+    .unwrap();
+    let mut command = serve_command(&config);
+    command.env("JWT_TEST_TOKEN_KEY", "jwt-test-token-key-0123456789abcdef");
+    let _child = start(&mut command);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base);
+    let claims = |sub: &str| json!({"iss": issuer, "aud": AUDIENCE, "sub": sub, "exp": now() + 300, "iat": now()});
+    let call = |path: &str, token: &str, body: &str| {
+        let (status, body) = post(
+            &format!("{base}{path}"),
+            &[
+                "Content-Type: application/json",
+                &format!("Authorization: Bearer {token}"),
+            ],
+            body,
+        );
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        (status, value)
+    };
+
+    // Alice is granted an upload; Bob's token cannot complete it, Alice's can try.
+    let alice = mint(&rsa, &claims("alice"));
+    let (status, granted) = call("/v1/profiles/mine/presign", &alice, r#"{"method": "put", "size": 10}"#);
+    assert_eq!(status, 200, "{granted}");
+    let upload = json!({"upload_token": granted["upload_token"]}).to_string();
+    let (status, problem) = call("/v1/uploads/complete", &mint(&rsa, &claims("bob")), &upload);
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("token-user-mismatch")),
+        "{problem}"
+    );
+    let (_, problem) = call("/v1/uploads/complete", &alice, &upload);
+    assert_ne!(problem["code"], "token-user-mismatch", "{problem}");
+
+    // The burst of 6 is spent (3 calls above); tokens signed by an unknown key name the app by
+    // issuer and audience, so they are counted before their signature is looked at: 429, not
+    // an unlimited run of 401s.
+    let garbage = mint(&outsider, &claims("mallory"));
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            call(
+                "/v1/profiles/mine/presign",
+                &garbage,
+                r#"{"method": "put", "size": 10}"#,
+            )
+            .0
+        })
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
+    let (status, problem) = call("/v1/profiles/mine/presign", &alice, r#"{"method": "put", "size": 10}"#);
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (429, Some("rate-limited")),
+        "{problem}"
+    );
+}

@@ -184,3 +184,68 @@ async fn check_foreign_objects(server: S3Server) {
             .is_some_and(|o| o.bytes == foreign)
     );
 }
+
+/// `postgate dev`'s store answers as S3 does where s3s-fs does not: an upload it no longer
+/// knows is `NoSuchUpload`, so a second abort is an abort and `complete` after an abort is
+/// `upload-not-found` (not a 502); its error answers carry `x-amz-error-code`.
+#[tokio::test]
+async fn the_dev_store_answers_aborted_uploads_as_s3() {
+    let data = tempfile::tempdir().unwrap();
+    let dev = postgate::dev::start(data.path(), "127.0.0.1:0", Vec::new()).unwrap();
+    let store = postgate::sign::Store::new(
+        "default",
+        "us-east-1",
+        postgate::sign::Endpoint::Custom(dev.endpoint.clone()),
+        postgate::sign::Addressing::Path,
+        postgate::sign::Credentials {
+            access_key_id: postgate::dev::ACCESS_KEY.into(),
+            secret_access_key: postgate::secret::Secret::new(postgate::dev::SECRET_KEY),
+            session_token: None,
+            expires_at: None,
+        },
+    );
+    let dir = policies_copy();
+    let registry = registry_signing(dir.path(), app_limits(), RateClock::manual(Default::default()), store);
+    let snapshot = registry.current();
+    postgate::dev::ensure_buckets(data.path(), &snapshot);
+    let uploads = crate::http::uploads();
+    let client = &uploads.client;
+    let tokens = uploads.tokens().unwrap();
+    let media = snapshot.get("media").unwrap();
+    let req = request("alice", "big.png", "image/png", 6 * MIB, None);
+    let started = lifecycle::start_multipart(&uploads, &snapshot, media, &req, &Grant::now("web", None))
+        .await
+        .unwrap();
+    let claims = tokens.open(&started.upload_token, OffsetDateTime::now_utc()).unwrap();
+    lifecycle::abort(client, &snapshot, &claims).await.unwrap();
+    lifecycle::abort(client, &snapshot, &claims)
+        .await
+        .expect("a second abort is an abort");
+    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    assert_eq!(failure.code, Code::UploadNotFound, "{failure}");
+    let parts = lifecycle::list_parts(client, &snapshot, &claims).await.unwrap_err();
+    assert_eq!(parts.code, Code::UploadNotFound, "{parts}");
+
+    // An error answer names its code in a header.
+    let signer = snapshot
+        .stores
+        .get("default")
+        .unwrap()
+        .signer(OffsetDateTime::now_utc())
+        .unwrap();
+    let url = signer.presigned_object_url(
+        "GET",
+        "user-content",
+        "missing",
+        &[],
+        &[],
+        OffsetDateTime::now_utc(),
+        60,
+    );
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers().get("x-amz-error-code").and_then(|v| v.to_str().ok()),
+        Some("NoSuchKey")
+    );
+}
