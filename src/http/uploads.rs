@@ -74,9 +74,11 @@ pub enum StoreProblems {
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The `upload_token` of a presign or multipart answer.
+    #[schema(max_length = 8192, pattern = "^pgu1\\.")]
     pub upload_token: String,
     /// `POST /v1/uploads/parts`: the parts to sign (1-based), at most 1,000 per call.
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub part_numbers: Vec<u32>,
     /// `complete` of a POST form whose key left `${filename}` to the store: the file's name.
     #[serde(default)]
@@ -89,8 +91,10 @@ pub struct TokenRequest {
     path = "/v1/profiles/{name}/multipart",
     tag = "uploads",
     summary = "Start a multipart upload: admitted like a PUT, with its part plan and upload token",
-    params(("name" = String, Path, description = "The profile's name", example = "datasets")),
-    request_body(content = UploadRequest, content_type = "application/json"),
+    params(("name" = String, Path, description = "The profile's name", example = "media")),
+    request_body(content = UploadRequest, content_type = "application/json", example = json!({
+        "vars": {"user": "alice"}, "filename": "clip.png", "content_type": "image/png", "size": 12345
+    })),
     responses(
         (status = 200, description = "The upload: `upload_id`, `key`, the part plan and `upload_token`", body = MultipartStarted),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
@@ -458,6 +462,8 @@ pub struct UppySignRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)] // `key` and `expires_in` are Uppy's proposals: the profile decides both.
 pub struct UppyRequest {
+    /// The S3 call's method.
+    #[schema(pattern = "^(GET|PUT|POST|DELETE)$")]
     pub method: String,
     pub key: String,
     #[serde(default, rename = "uploadId")]
@@ -466,8 +472,21 @@ pub struct UppyRequest {
     pub part_number: Option<u32>,
     #[serde(default, rename = "contentType")]
     pub content_type: Option<String>,
-    #[serde(default, rename = "expiresIn")]
+    /// Seconds, at most 7 days (a SigV4 limit); the profile's `expires_in` decides.
+    #[serde(default, rename = "expiresIn", deserialize_with = "seconds_within_a_week")]
+    #[schema(minimum = 0, maximum = 604800)]
     pub expires_in: Option<u64>,
+}
+
+/// Uppy's `expiresIn`, refused (400) beyond what the document allows rather than ignored.
+fn seconds_within_a_week<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let seconds = Option::<u64>::deserialize(deserializer)?;
+    match seconds {
+        Some(seconds) if seconds > 604_800 => {
+            Err(serde::de::Error::custom("expiresIn is at most 604800 seconds (7 days)"))
+        }
+        other => Ok(other),
+    }
 }
 
 /// `POST /v1/profiles/{name}/uppy`: answers `@uppy/aws-s3` 6's `signRequest`.
@@ -476,8 +495,8 @@ pub struct UppyRequest {
     path = "/v1/profiles/{name}/uppy",
     tag = "uploads",
     summary = "Answer Uppy's signRequest: a POST form or PUT URL, a multipart start, part URLs, and gateway URLs for list, complete and abort",
-    params(("name" = String, Path, description = "The profile's name", example = "documents")),
-    request_body(content = UppySignRequest, content_type = "application/json", example = json!({"request": {"method": "PUT", "key": "f1", "contentType": "application/pdf"}, "upload": {"size": 1234, "filename": "a.pdf", "content_type": "application/pdf"}})),
+    params(("name" = String, Path, description = "The profile's name", example = "media")),
+    request_body(content = UppySignRequest, content_type = "application/json", example = json!({"request": {"method": "PUT", "key": "f1", "contentType": "image/png"}, "upload": {"vars": {"user": "alice"}, "size": 1234, "filename": "a.png", "content_type": "image/png"}})),
     responses(
         (status = 200, description = "`{url, key?, headers?, fields?}` as Uppy takes it, plus `upload_token`"),
         (status = 401, description = "`unauthenticated`, `token-invalid`", body = Problem, content_type = "application/problem+json"),

@@ -35,12 +35,15 @@ pub struct UploadRequest {
     pub vars: IndexMap<String, String>,
     /// The uploaded file's name; the gateway then signs the whole key exact.
     #[serde(default)]
+    #[schema(max_length = 255)]
     pub filename: Option<String>,
     /// The file's content type; must satisfy the profile's rule.
     #[serde(default)]
     pub content_type: Option<String>,
-    /// The file's exact size in bytes; signed as an exact length.
+    /// The file's exact size in bytes; signed as an exact length (at most 5 TiB, S3's largest
+    /// object).
     #[serde(default)]
+    #[schema(maximum = 5_497_558_138_880_u64)]
     pub size: Option<u64>,
     /// Values for the profile's per-request metadata.
     #[serde(default)]

@@ -22,6 +22,10 @@ done
 curl -sf http://127.0.0.1:28080/readyz >/dev/null || { cat "$work/log"; exit 1; }
 
 st --version
+# hooks.py starts uploads through the API at import, and gives the upload routes' positive cases
+# their tokens and capability URLs.
+export CONTRACT_GATEWAY=http://127.0.0.1:28080
+export SCHEMATHESIS_HOOKS="$PWD/tests/openapi/hooks.py"
 # Every check but positive_data_acceptance: a schema-valid body is still refused (422) when the
 # profile's own rules say no (an undeclared metadata name, a size out of range), which no
 # generic schema can express.
