@@ -118,10 +118,8 @@ async fn presign_inner(
         None | Some("json") => false,
         Some("curl") => true,
         Some(other) => {
-            return Err(fail(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-format",
-                "Unknown response format",
+            return Err(fail(Problem::of(
+                ProblemCode::InvalidFormat,
                 format!("`format={}` is not known; use `json` or `curl`", other.escape_debug()),
             )));
         }
@@ -130,10 +128,8 @@ async fn presign_inner(
         None | Some("botocore") => FieldStyle::Botocore,
         Some("js-sdk") => FieldStyle::JsSdk,
         Some(other) => {
-            return Err(fail(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-format",
-                "Unknown field style",
+            return Err(fail(Problem::of(
+                ProblemCode::InvalidFormat,
                 format!(
                     "`fields={}` is not known; use `botocore` or `js-sdk`",
                     other.escape_debug()
@@ -256,7 +252,7 @@ pub(super) async fn identify_as(
         if matches!(mode_of(&verified.app), AuthMode::Both | AuthMode::Key) {
             return Err((
                 known,
-                Problem::upload(
+                Problem::of(
                     ProblemCode::AppKeyRequired,
                     format!(
                         "app `{}` takes its app key in `Authorization` (and the user's token in `End-User-Token`)",
@@ -279,7 +275,7 @@ pub(super) async fn identify_as(
         let fail = |problem: Problem| (Some(app.clone()), problem);
         let mode = mode_of(&app);
         if mode == AuthMode::Token {
-            return Err(fail(Problem::upload(
+            return Err(fail(Problem::of(
                 ProblemCode::AppKeyNotAccepted,
                 format!("app `{app}` takes end users' ID tokens only: `Authorization: Bearer <ID token>`"),
             )));
@@ -296,7 +292,7 @@ pub(super) async fn identify_as(
                     .claims,
             ),
             None if mode == AuthMode::Both => {
-                return Err(fail(Problem::upload(
+                return Err(fail(Problem::of(
                     ProblemCode::IdTokenRequired,
                     format!("app `{app}` needs the end user's ID token in `End-User-Token`"),
                 )));
@@ -314,7 +310,7 @@ pub(super) async fn identify_as(
     {
         return Err((
             Some(caller.app.clone()),
-            Problem::upload(
+            Problem::of(
                 ProblemCode::OriginNotAllowed,
                 format!("app `{}` does not accept calls from {origin}", caller.app),
             ),
@@ -375,7 +371,7 @@ async fn verify_token(
                 E::ClaimInvalid(_) => ProblemCode::IdTokenClaimInvalid,
                 E::JwksUnavailable(_) => ProblemCode::JwksUnavailable,
             };
-            let mut problem = Problem::upload(code, error.to_string());
+            let mut problem = Problem::of(code, error.to_string());
             if code == ProblemCode::JwksUnavailable {
                 problem.retry_after = std::num::NonZeroU32::new(5);
             }
@@ -416,10 +412,8 @@ pub(super) fn check_json_content_type(req: &HttpRequest) -> Result<(), Problem> 
     if essence == "application/json" || essence.ends_with("+json") {
         return Ok(());
     }
-    Err(Problem::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported-media-type",
-        "The body must be JSON",
+    Err(Problem::of(
+        ProblemCode::UnsupportedMediaType,
         format!(
             "send `Content-Type: application/json` (got `{}`)",
             if content_type.is_empty() {
@@ -438,7 +432,7 @@ pub(super) async fn read_body(req: &HttpRequest, payload: web::Payload, state: &
     let timeout = state.body_timeout;
     match tokio::time::timeout(timeout, read_body_within(req, payload, state.max_body_bytes)).await {
         Ok(body) => body,
-        Err(_) => Err(Problem::upload(
+        Err(_) => Err(Problem::of(
             ProblemCode::BodyTimeout,
             format!(
                 "the body did not arrive within {} s; send it with the headers",
@@ -450,10 +444,8 @@ pub(super) async fn read_body(req: &HttpRequest, payload: web::Payload, state: &
 
 async fn read_body_within(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<BytesMut, Problem> {
     let too_large = || {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            "The body is too large",
+        Problem::of(
+            ProblemCode::BodyTooLarge,
             format!("a presign request body is at most {limit} bytes"),
         )
     };
@@ -467,14 +459,7 @@ async fn read_body_within(req: &HttpRequest, mut payload: web::Payload, limit: u
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(256).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "body-unreadable",
-                "The body could not be read",
-                e.to_string(),
-            )
-        })?;
+        let chunk = chunk.map_err(|e| Problem::of(ProblemCode::BodyUnreadable, e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -490,20 +475,18 @@ fn parse_request(body: &[u8]) -> Result<UploadRequest, Problem> {
 /// A JSON body of type `T`; `example` is shown when the body is empty.
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Result<T, Problem> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            "The body is not valid JSON",
+        return Err(Problem::of(
+            ProblemCode::MalformedJson,
             format!("the body is empty; send a JSON object like {example}"),
         ));
     }
     serde_json::from_slice(body).map_err(|error| {
-        let (code, title) = if error.is_data() {
-            ("invalid-request", "The body does not have the expected shape")
+        let code = if error.is_data() {
+            ProblemCode::InvalidRequest
         } else {
-            ("malformed-json", "The body is not valid JSON")
+            ProblemCode::MalformedJson
         };
-        Problem::new(StatusCode::BAD_REQUEST, code, title, error.to_string())
+        Problem::of(code, error.to_string())
     })
 }
 
@@ -601,13 +584,7 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let snapshot = state.registry.current();
     if snapshot.generation == 0 {
-        return Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            "no profile set is loaded yet",
-        )
-        .response();
+        return Problem::of(ProblemCode::NotReady, "no profile set is loaded yet").response();
     }
     let now = OffsetDateTime::now_utc();
     let unavailable: Vec<String> = snapshot
@@ -620,13 +597,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         })
         .collect();
     if !unavailable.is_empty() {
-        return Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            unavailable.join("; "),
-        )
-        .response();
+        return Problem::of(ProblemCode::NotReady, unavailable.join("; ")).response();
     }
     HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",
@@ -645,10 +616,8 @@ pub async fn openapi() -> HttpResponse {
 
 /// A known path asked with a method it does not answer.
 pub fn method_not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse {
-    let mut response = Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
+    let mut response = Problem::of(
+        ProblemCode::MethodNotAllowed,
         format!(
             "{} answers {allow} only (got {})",
             req.path().escape_debug(),
@@ -664,10 +633,8 @@ pub fn method_not_allowed(req: HttpRequest, allow: &'static str) -> HttpResponse
 
 /// Anything else.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "No such route",
+    Problem::of(
+        ProblemCode::NotFound,
         format!("no route for {} {}", req.method(), req.path().escape_debug()),
     )
     .response()

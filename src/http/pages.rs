@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 
 use super::AppState;
 use super::handlers::allowed_profile;
-use super::problem::Problem;
+use super::problem::{Problem, ProblemCode};
 use crate::profile::{Method, UploadRequest};
 use crate::sign::{FieldStyle, Signed, format_rfc3339};
 
@@ -120,13 +120,7 @@ fn error_page(problem: &Problem) -> HttpResponse {
 }
 
 fn not_found() -> HttpResponse {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
-        "No such route",
-        "the dev pages are off",
-    )
-    .response()
+    Problem::of(ProblemCode::NotFound, "the dev pages are off").response()
 }
 
 fn html(status: StatusCode, body: String) -> HttpResponse {

@@ -66,150 +66,407 @@ pub const REFUSAL_KINDS: &[RefusalKind] = &[
 pub use crate::lifecycle::Code as ProblemCode;
 
 impl ProblemCode {
-    /// The machine code, the status and the title.
-    pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
+    /// The one table: every code's machine code, status, title, the presign and multipart
+    /// metric outcome (`postgate_presign_requests_total`, `postgate_multipart_requests_total`)
+    /// and the `complete` outcome (`postgate_upload_completes_total`). Written out, never
+    /// inferred from a status.
+    pub fn row(self) -> Row {
+        use CompleteOutcome as D;
+        use Outcome as O;
+        use ProblemCode as C;
         use StatusCode as S;
+        let row = |code, status, title, outcome, complete| Row {
+            code,
+            status,
+            title,
+            outcome,
+            complete,
+        };
         match self {
-            ProblemCode::TokenInvalid => ("token-invalid", S::UNAUTHORIZED, "The upload token is not valid"),
-            ProblemCode::TokenExpired => ("token-expired", S::UNAUTHORIZED, "The upload token expired"),
-            ProblemCode::TokenAppMismatch => (
+            C::TokenInvalid => row(
+                "token-invalid",
+                S::UNAUTHORIZED,
+                "The upload token is not valid",
+                O::Unauthenticated,
+                D::Rejected,
+            ),
+            C::TokenExpired => row(
+                "token-expired",
+                S::UNAUTHORIZED,
+                "The upload token expired",
+                O::Unauthenticated,
+                D::Rejected,
+            ),
+            C::TokenAppMismatch => row(
                 "token-app-mismatch",
                 S::FORBIDDEN,
                 "The upload token belongs to another app",
+                O::Forbidden,
+                D::Rejected,
             ),
-            ProblemCode::TokenUserMismatch => (
+            C::TokenUserMismatch => row(
                 "token-user-mismatch",
                 S::FORBIDDEN,
                 "The upload token belongs to another end user",
+                O::Forbidden,
+                D::Rejected,
             ),
-            ProblemCode::TokensUnconfigured => (
+            C::TokensUnconfigured => row(
                 "upload-tokens-unconfigured",
                 S::SERVICE_UNAVAILABLE,
                 "Upload tokens are not configured",
+                O::Error,
+                D::Error,
             ),
-            ProblemCode::UrlInvalid => ("url-invalid", S::FORBIDDEN, "This URL is not valid"),
-            ProblemCode::NotMultipart => ("not-multipart", S::UNPROCESSABLE_ENTITY, "Not a multipart upload"),
-            ProblemCode::PartInvalid => ("part-invalid", S::UNPROCESSABLE_ENTITY, "No such part in the plan"),
-            ProblemCode::FilenameRequired => (
+            C::UrlInvalid => row(
+                "url-invalid",
+                S::FORBIDDEN,
+                "This URL is not valid",
+                O::Forbidden,
+                D::Rejected,
+            ),
+            C::NotMultipart => row(
+                "not-multipart",
+                S::UNPROCESSABLE_ENTITY,
+                "Not a multipart upload",
+                O::Refused,
+                D::Error,
+            ),
+            C::PartInvalid => row(
+                "part-invalid",
+                S::UNPROCESSABLE_ENTITY,
+                "No such part in the plan",
+                O::Refused,
+                D::Error,
+            ),
+            C::FilenameRequired => row(
                 "filename-required",
                 S::UNPROCESSABLE_ENTITY,
                 "The request needs the file's name",
+                O::Refused,
+                D::Error,
             ),
-            ProblemCode::UploadNotFound => ("upload-not-found", S::NOT_FOUND, "No such upload"),
-            ProblemCode::ObjectExists => ("object-exists", S::CONFLICT, "The key is taken"),
-            ProblemCode::NotThisUpload => (
+            C::UploadNotFound => row(
+                "upload-not-found",
+                S::NOT_FOUND,
+                "No such upload",
+                O::UnknownProfile,
+                D::NotFound,
+            ),
+            C::ObjectExists => row(
+                "object-exists",
+                S::CONFLICT,
+                "The key is taken",
+                O::BadRequest,
+                D::Exists,
+            ),
+            C::NotThisUpload => row(
                 "not-this-upload",
                 S::CONFLICT,
                 "The object at the key is not this upload's",
+                O::BadRequest,
+                D::NotThisUpload,
             ),
-            ProblemCode::ObjectSizeMismatch => (
+            C::ObjectSizeMismatch => row(
                 "object-size-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
+                O::Refused,
+                D::Size,
             ),
-            ProblemCode::ObjectTypeMismatch => (
+            C::ObjectTypeMismatch => row(
                 "object-type-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
+                O::Refused,
+                D::ContentType,
             ),
-            ProblemCode::ObjectMetadataMismatch => (
+            C::ObjectMetadataMismatch => row(
                 "object-metadata-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
+                O::Refused,
+                D::Metadata,
             ),
-            ProblemCode::ObjectChecksumMismatch => (
+            C::ObjectChecksumMismatch => row(
                 "object-checksum-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
+                O::Refused,
+                D::Checksum,
             ),
-            ProblemCode::ContentSniffMismatch => (
+            C::ContentSniffMismatch => row(
                 "content-sniff-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
+                O::Refused,
+                D::Sniffed,
             ),
-            ProblemCode::PartsMismatch => (
+            C::PartsMismatch => row(
                 "parts-mismatch",
                 S::UNPROCESSABLE_ENTITY,
                 "The upload is not what was allowed",
+                O::Refused,
+                D::Parts,
             ),
-            ProblemCode::CompletionRefused => (
+            C::CompletionRefused => row(
                 "completion-refused",
                 S::UNPROCESSABLE_ENTITY,
                 "The store refused to complete the upload",
+                O::Refused,
+                D::Rejected,
             ),
-            ProblemCode::UploadChanged => ("upload-changed", S::CONFLICT, "The object changed while it was checked"),
-            ProblemCode::StoreRefused => ("store-refused", S::BAD_GATEWAY, "The store refused the call"),
-            ProblemCode::StoreUnavailable => ("store-unavailable", S::SERVICE_UNAVAILABLE, "The store is unavailable"),
-            ProblemCode::InvalidQuery => ("invalid-query", S::BAD_REQUEST, "Malformed query string"),
-            ProblemCode::BodyTimeout => ("body-timeout", S::REQUEST_TIMEOUT, "The body did not arrive in time"),
-            ProblemCode::CredentialsUnavailable => (
+            C::UploadChanged => row(
+                "upload-changed",
+                S::CONFLICT,
+                "The object changed while it was checked",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::StoreRefused => row(
+                "store-refused",
+                S::BAD_GATEWAY,
+                "The store refused the call",
+                O::Error,
+                D::StoreUnavailable,
+            ),
+            C::StoreUnavailable => row(
+                "store-unavailable",
+                S::SERVICE_UNAVAILABLE,
+                "The store is unavailable",
+                O::Error,
+                D::StoreUnavailable,
+            ),
+            C::InvalidQuery => row(
+                "invalid-query",
+                S::BAD_REQUEST,
+                "Malformed query string",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::BodyTimeout => row(
+                "body-timeout",
+                S::REQUEST_TIMEOUT,
+                "The body did not arrive in time",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::CredentialsUnavailable => row(
                 "credentials-unavailable",
                 S::SERVICE_UNAVAILABLE,
                 "The store's credentials are unavailable",
+                O::Error,
+                D::StoreUnavailable,
             ),
-            ProblemCode::IdTokenMalformed => ("id-token-malformed", S::UNAUTHORIZED, "The end-user token is not a JWT"),
-            ProblemCode::IdTokenAlgorithm => (
+            C::IdTokenMalformed => row(
+                "id-token-malformed",
+                S::UNAUTHORIZED,
+                "The end-user token is not a JWT",
+                O::Unauthenticated,
+                D::Error,
+            ),
+            C::IdTokenAlgorithm => row(
                 "id-token-algorithm",
                 S::UNAUTHORIZED,
                 "The end-user token's algorithm is not accepted",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::IdTokenIssuer => (
+            C::IdTokenIssuer => row(
                 "id-token-issuer",
                 S::UNAUTHORIZED,
                 "The end-user token's issuer is not accepted",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::IdTokenAudience => (
+            C::IdTokenAudience => row(
                 "id-token-audience",
                 S::UNAUTHORIZED,
                 "The end-user token's audience is not accepted",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::IdTokenUnknownKey => (
+            C::IdTokenUnknownKey => row(
                 "id-token-unknown-key",
                 S::UNAUTHORIZED,
                 "The end-user token's key is unknown",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::IdTokenSignature => (
+            C::IdTokenSignature => row(
                 "id-token-signature",
                 S::UNAUTHORIZED,
                 "The end-user token's signature is not valid",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::IdTokenExpired => ("id-token-expired", S::UNAUTHORIZED, "The end-user token expired"),
-            ProblemCode::IdTokenNotYetValid => (
+            C::IdTokenExpired => row(
+                "id-token-expired",
+                S::UNAUTHORIZED,
+                "The end-user token expired",
+                O::Unauthenticated,
+                D::Error,
+            ),
+            C::IdTokenNotYetValid => row(
                 "id-token-not-yet-valid",
                 S::UNAUTHORIZED,
                 "The end-user token is not valid yet",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::IdTokenClaimInvalid => (
+            C::IdTokenClaimInvalid => row(
                 "id-token-claim-invalid",
                 S::UNAUTHORIZED,
                 "The end-user token lacks a required claim",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::IdTokenRequired => ("id-token-required", S::UNAUTHORIZED, "The app needs an end-user token"),
-            ProblemCode::AppKeyRequired => ("app-key-required", S::UNAUTHORIZED, "The app needs its app key"),
-            ProblemCode::AppKeyNotAccepted => (
+            C::IdTokenRequired => row(
+                "id-token-required",
+                S::UNAUTHORIZED,
+                "The app needs an end-user token",
+                O::Unauthenticated,
+                D::Error,
+            ),
+            C::AppKeyRequired => row(
+                "app-key-required",
+                S::UNAUTHORIZED,
+                "The app needs its app key",
+                O::Unauthenticated,
+                D::Error,
+            ),
+            C::AppKeyNotAccepted => row(
                 "app-key-not-accepted",
                 S::UNAUTHORIZED,
                 "The app takes end-user tokens only",
+                O::Unauthenticated,
+                D::Error,
             ),
-            ProblemCode::JwksUnavailable => (
+            C::JwksUnavailable => row(
                 "jwks-unavailable",
                 S::SERVICE_UNAVAILABLE,
                 "The identity provider's keys are unavailable",
+                O::Error,
+                D::Error,
             ),
-            ProblemCode::OriginNotAllowed => (
+            C::OriginNotAllowed => row(
                 "origin-not-allowed",
                 S::FORBIDDEN,
                 "The app does not accept calls from this origin",
+                O::Forbidden,
+                D::Error,
             ),
-            ProblemCode::UnknownProfile => ("unknown-profile", S::NOT_FOUND, "No such profile"),
-            ProblemCode::Forbidden => ("forbidden", S::FORBIDDEN, "Not allowed for this app"),
-            ProblemCode::Refused => (
+            C::UnknownProfile => row(
+                "unknown-profile",
+                S::NOT_FOUND,
+                "No such profile",
+                O::UnknownProfile,
+                D::Rejected,
+            ),
+            C::Forbidden => row(
+                "forbidden",
+                S::FORBIDDEN,
+                "Not allowed for this app",
+                O::Forbidden,
+                D::Rejected,
+            ),
+            C::Refused => row(
                 "request-refused",
                 S::UNPROCESSABLE_ENTITY,
                 "The profile refuses this request",
+                O::Refused,
+                D::Error,
+            ),
+            C::Unauthenticated => row(
+                "unauthenticated",
+                S::UNAUTHORIZED,
+                "Authentication required",
+                O::Unauthenticated,
+                D::Error,
+            ),
+            C::RateLimited => row(
+                "rate-limited",
+                S::TOO_MANY_REQUESTS,
+                "Too many requests",
+                O::RateLimited,
+                D::Error,
+            ),
+            C::MalformedJson => row(
+                "malformed-json",
+                S::BAD_REQUEST,
+                "The body is not valid JSON",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::InvalidRequest => row(
+                "invalid-request",
+                S::BAD_REQUEST,
+                "The body does not have the expected shape",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::InvalidFormat => row(
+                "invalid-format",
+                S::BAD_REQUEST,
+                "Unknown format",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::BodyUnreadable => row(
+                "body-unreadable",
+                S::BAD_REQUEST,
+                "The body could not be read",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::BodyTooLarge => row(
+                "body-too-large",
+                S::PAYLOAD_TOO_LARGE,
+                "The body is too large",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::UnsupportedMediaType => row(
+                "unsupported-media-type",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "The body must be JSON",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::MethodNotAllowed => row(
+                "method-not-allowed",
+                S::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                O::BadRequest,
+                D::Error,
+            ),
+            C::NotFound => row("not-found", S::NOT_FOUND, "No such route", O::UnknownProfile, D::Error),
+            C::NotReady => row("not-ready", S::SERVICE_UNAVAILABLE, "Not ready", O::Error, D::Error),
+            C::Internal => row(
+                "internal",
+                S::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                O::Error,
+                D::Error,
             ),
         }
     }
+
+    /// The machine code, the status and the title.
+    pub fn describe(self) -> (&'static str, StatusCode, &'static str) {
+        let row = self.row();
+        (row.code, row.status, row.title)
+    }
+}
+
+/// One row of the failure table.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub code: &'static str,
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub outcome: Outcome,
+    pub complete: CompleteOutcome,
 }
 
 /// The table as README.md shows it (between `<!-- upload-codes -->` markers, checked equal by a
@@ -223,52 +480,9 @@ pub fn code_table_markdown() -> String {
     out
 }
 
-/// The outcome `postgate_complete_total` counts for a failed `complete`, by code: the metric
-/// half of the table above.
+/// The outcome `postgate_upload_completes_total` counts for a failed `complete`, by code.
 pub fn complete_outcome(code: ProblemCode) -> CompleteOutcome {
-    use ProblemCode as C;
-    match code {
-        C::ObjectSizeMismatch => CompleteOutcome::Size,
-        C::ObjectTypeMismatch => CompleteOutcome::ContentType,
-        C::ObjectMetadataMismatch => CompleteOutcome::Metadata,
-        C::ObjectChecksumMismatch => CompleteOutcome::Checksum,
-        C::ContentSniffMismatch => CompleteOutcome::Sniffed,
-        C::PartsMismatch => CompleteOutcome::Parts,
-        C::UploadNotFound => CompleteOutcome::NotFound,
-        C::NotThisUpload => CompleteOutcome::NotThisUpload,
-        C::ObjectExists => CompleteOutcome::Exists,
-        C::CompletionRefused
-        | C::TokenInvalid
-        | C::TokenExpired
-        | C::TokenAppMismatch
-        | C::TokenUserMismatch
-        | C::UrlInvalid
-        | C::Forbidden
-        | C::UnknownProfile => CompleteOutcome::Rejected,
-        C::StoreUnavailable | C::StoreRefused | C::CredentialsUnavailable => CompleteOutcome::StoreUnavailable,
-        C::TokensUnconfigured
-        | C::NotMultipart
-        | C::PartInvalid
-        | C::FilenameRequired
-        | C::UploadChanged
-        | C::InvalidQuery
-        | C::BodyTimeout
-        | C::IdTokenMalformed
-        | C::IdTokenAlgorithm
-        | C::IdTokenIssuer
-        | C::IdTokenAudience
-        | C::IdTokenUnknownKey
-        | C::IdTokenSignature
-        | C::IdTokenExpired
-        | C::IdTokenNotYetValid
-        | C::IdTokenClaimInvalid
-        | C::IdTokenRequired
-        | C::AppKeyRequired
-        | C::AppKeyNotAccepted
-        | C::JwksUnavailable
-        | C::OriginNotAllowed
-        | C::Refused => CompleteOutcome::Error,
-    }
+    code.row().complete
 }
 
 impl From<crate::lifecycle::Failure> for Problem {
@@ -276,7 +490,7 @@ impl From<crate::lifecycle::Failure> for Problem {
         if failure.code == ProblemCode::Refused {
             return Problem::refused(&failure.profile, failure.refusals);
         }
-        let mut problem = Problem::upload(failure.code, failure.detail);
+        let mut problem = Problem::of(failure.code, failure.detail);
         if matches!(
             failure.code,
             ProblemCode::StoreUnavailable | ProblemCode::CredentialsUnavailable
@@ -322,39 +536,31 @@ fn status_number<S: serde::Serializer>(status: &StatusCode, serializer: S) -> Re
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Problem {
-        let outcome = match status.as_u16() {
-            401 => Outcome::Unauthenticated,
-            403 => Outcome::Forbidden,
-            404 => Outcome::UnknownProfile,
-            422 => Outcome::Refused,
-            429 => Outcome::RateLimited,
-            400..=499 => Outcome::BadRequest,
-            _ => Outcome::Error,
-        };
+    /// The problem of `code`, its status, title and outcome from the one table.
+    pub fn of(code: ProblemCode, detail: impl Into<String>) -> Problem {
+        Problem::with_code(code.row(), code.row().code, detail)
+    }
+
+    /// A row of the table answered under another machine code (a refusal's, from its kind).
+    fn with_code(row: Row, code: &'static str, detail: impl Into<String>) -> Problem {
         Problem {
             kind: format!("urn:postgate:problem:{code}"),
-            title,
-            status,
+            title: row.title,
+            status: row.status,
             code,
             detail: detail.into(),
             errors: Vec::new(),
-            outcome,
+            outcome: row.outcome,
             retry_after: None,
         }
     }
 
     pub fn unauthenticated(detail: &str) -> Problem {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "Authentication required",
-            detail,
-        )
+        Problem::of(ProblemCode::Unauthenticated, detail)
     }
 
     pub fn forbidden(detail: String) -> Problem {
-        Problem::new(StatusCode::FORBIDDEN, "forbidden", "Not allowed for this app", detail)
+        Problem::of(ProblemCode::Forbidden, detail)
     }
 
     pub fn unknown_profile(name: &str, available: &[&str]) -> Problem {
@@ -363,10 +569,8 @@ impl Problem {
         } else {
             available.join(", ")
         };
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "unknown-profile",
-            "No such profile",
+        Problem::of(
+            ProblemCode::UnknownProfile,
             format!(
                 "there is no profile `{}`; this app may use: {list}",
                 name.escape_debug()
@@ -381,12 +585,7 @@ impl Problem {
             [only] => format!("{}: {}", only.field, only.message),
             _ => format!("profile `{profile}` refuses {} field(s); see `errors`", refusals.len()),
         };
-        let mut problem = Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            code,
-            "The profile refuses this request",
-            detail,
-        );
+        let mut problem = Problem::with_code(ProblemCode::Refused.row(), code, detail);
         problem.errors = refusals
             .into_iter()
             .map(|r| FieldError {
@@ -400,10 +599,8 @@ impl Problem {
 
     pub fn rate_limited(app: &str, over: &OverLimit) -> Problem {
         let retry_after = over.retry_after_secs();
-        let mut problem = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many requests",
+        let mut problem = Problem::of(
+            ProblemCode::RateLimited,
             format!(
                 "app `{app}` is over its rate limit of {}; retry in {retry_after} s",
                 over.limit
@@ -413,17 +610,11 @@ impl Problem {
         problem
     }
 
-    /// A problem of the upload routes.
-    pub fn upload(code: ProblemCode, detail: impl Into<String>) -> Problem {
-        let (code, status, title) = code.describe();
-        Problem::new(status, code, title, detail)
-    }
-
     /// The store has no credentials to sign with: 503, retry shortly (they refresh in the
     /// background).
     pub fn credentials_unavailable(unavailable: &crate::sign::CredentialsUnavailable) -> Problem {
         tracing::warn!(store = %unavailable.store, reason = %unavailable.reason, "no valid credentials to sign with");
-        let mut problem = Problem::upload(
+        let mut problem = Problem::of(
             ProblemCode::CredentialsUnavailable,
             format!("{unavailable}; retry shortly"),
         );
@@ -432,12 +623,7 @@ impl Problem {
     }
 
     pub fn internal() -> Problem {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
-            "the gateway failed; the error is logged",
-        )
+        Problem::of(ProblemCode::Internal, "the gateway failed; the error is logged")
     }
 
     pub fn response(&self) -> HttpResponse {
@@ -478,7 +664,7 @@ impl ResponseError for Problem {
 
 /// A query string that does not parse: 400 `invalid-query`, saying what is wrong.
 pub fn invalid_query(error: &actix_web::error::QueryPayloadError) -> Problem {
-    Problem::upload(
+    Problem::of(
         ProblemCode::InvalidQuery,
         format!("the query string does not parse: {error}; send it URL-encoded, each parameter once"),
     )

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -159,7 +158,7 @@ pub async fn create_multipart(
     responses(
         (status = 200, description = "One URL per part", body = SignedParts),
         (status = 401, description = "`unauthenticated`, `token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`token-app-mismatch`, `token-user-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`part-invalid`, `not-multipart`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-profile`: the token's profile is no longer served", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
@@ -196,7 +195,7 @@ pub struct SignedParts {
     responses(
         (status = 200, description = "The stored parts and the plan", body = ListedParts),
         (status = 401, description = "`token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`token-app-mismatch`, `token-user-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-profile`, `upload-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`not-multipart`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
@@ -263,7 +262,7 @@ fn listed_wire(listed: lifecycle::Listed) -> ListedParts {
     responses(
         (status = 200, description = "Aborted (also when it already was)"),
         (status = 401, description = "`token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`token-app-mismatch`, `token-user-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`unknown-profile`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`not-multipart`", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
@@ -297,9 +296,9 @@ pub async fn abort(state: web::Data<AppState>, req: HttpRequest, payload: web::P
     responses(
         (status = 200, description = "The object is what was allowed", body = Completed),
         (status = 401, description = "`token-invalid`, `token-expired`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`token-app-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`upload-not-found`: nothing is stored at the key (yet); nothing was deleted", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`object-exists`: `overwrite: false` and the key is taken; `upload-changed`: the object was written again while it was checked", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`token-app-mismatch`, `token-user-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`upload-not-found`: nothing of this upload is stored at the key (yet); nothing was deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`not-this-upload`: the object at the key does not carry this upload's marker (someone else's; left untouched); `object-exists`: `overwrite: false` and the key is taken; `upload-changed`: the object was written again while it was checked", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The object broke a rule (`object-size-mismatch`, `object-type-mismatch`, `object-metadata-mismatch`, `object-checksum-mismatch`, `content-sniff-mismatch`, `parts-mismatch`); it was removed (`removed`)", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         StoreProblems,
@@ -558,7 +557,6 @@ async fn uppy_answer(
     sign: UppySignRequest,
 ) -> Result<String, Problem> {
     let UppySignRequest { request, mut upload } = sign;
-    let name = profile.name().as_str();
     let open = |token: &str| {
         lifecycle::open_token(
             state.uploads.tokens()?,
@@ -578,25 +576,7 @@ async fn uppy_answer(
             if upload.content_type.is_none() && profile.content_type().is_some() {
                 upload.content_type = request.content_type.clone();
             }
-            let tokens = state.uploads.tokens()?;
-            let grant = Grant::now(&caller.app, caller.sub());
-            let granted = lifecycle::grant(Some(tokens), snapshot, profile, &upload, &grant, FieldStyle::Botocore)?;
-            if let crate::sign::Signed::Post(post) = &granted.signed
-                && (post.key.contains("${filename}") || post.fields.iter().any(|(n, _)| n == "success_action_redirect"))
-            {
-                let refusal = crate::profile::Refusal {
-                    kind: crate::profile::RefusalKind::MethodUnavailable,
-                    field: "upload.method".into(),
-                    message: "Uppy refuses a form whose key leaves `${filename}` to the store or that redirects; send `upload.filename`, or ask for `upload.method: put`".into(),
-                };
-                return Err(Problem::refused(name, vec![refusal]));
-            }
-            let mut out = String::from("{");
-            granted.signed.write_json_members(&mut out);
-            out.push_str(",\"upload_token\":");
-            write_json_string(&mut out, granted.upload_token.as_deref().unwrap_or_default());
-            out.push('}');
-            Ok(out)
+            uppy_put_object(state, snapshot, profile, caller, &upload)
         }
         // CreateMultipartUpload: started now; Uppy's POST to the returned URL reads the upload
         // ID, which is the upload token, so every later step carries it.
@@ -623,10 +603,8 @@ async fn uppy_answer(
             let url = capability_url(state, req, operation, token, profile)?;
             Ok(serde_json::json!({"url": url}).to_string())
         }
-        (method, upload_id, part) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-            "Not an Uppy request",
+        (method, upload_id, part) => Err(Problem::of(
+            ProblemCode::InvalidRequest,
             format!(
                 "`{}` with uploadId {} and partNumber {} is not a request Uppy makes",
                 method.escape_debug(),
@@ -635,6 +613,56 @@ async fn uppy_answer(
             ),
         )),
     }
+}
+
+/// Uppy's PutObject: the signed form or PUT URL with its upload token, as JSON. A form whose key
+/// leaves `${filename}` to the store or that redirects is refused: Uppy can do neither.
+fn uppy_put_object(
+    state: &AppState,
+    snapshot: &Snapshot,
+    profile: &Profile,
+    caller: &Caller,
+    upload: &UploadRequest,
+) -> Result<String, Problem> {
+    let tokens = state.uploads.tokens()?;
+    let grant = Grant::now(&caller.app, caller.sub());
+    let granted = lifecycle::grant(Some(tokens), snapshot, profile, upload, &grant, FieldStyle::Botocore)?;
+    if let crate::sign::Signed::Post(post) = &granted.signed
+        && (post.key.contains("${filename}") || post.fields.iter().any(|(n, _)| n == "success_action_redirect"))
+    {
+        let refusal = crate::profile::Refusal {
+            kind: crate::profile::RefusalKind::MethodUnavailable,
+            field: "upload.method".into(),
+            message: "Uppy refuses a form whose key leaves `${filename}` to the store or that redirects; send `upload.filename`, or ask for `upload.method: put`".into(),
+        };
+        return Err(Problem::refused(profile.name().as_str(), vec![refusal]));
+    }
+    let mut out = String::from("{");
+    granted.signed.write_json_members(&mut out);
+    out.push_str(",\"upload_token\":");
+    write_json_string(&mut out, granted.upload_token.as_deref().unwrap_or_default());
+    out.push('}');
+    Ok(out)
+}
+
+/// S3's `ListPartsResult` for the parts the store holds (one page: the gateway read them all).
+fn list_parts_xml(claims: &Claims, listed: &lifecycle::Listed) -> String {
+    let mut body = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListPartsResult>");
+    body.push_str(&format!(
+        "<Bucket>{}</Bucket><Key>{}</Key>",
+        xml_escape(&claims.bucket),
+        xml_escape(&claims.bounds.key)
+    ));
+    for part in &listed.parts {
+        body.push_str(&format!(
+            "<Part><PartNumber>{}</PartNumber><ETag>&quot;{}&quot;</ETag><Size>{}</Size></Part>",
+            part.part_number,
+            xml_escape(part.etag.as_deref().unwrap_or_default()),
+            part.size
+        ));
+    }
+    body.push_str("<IsTruncated>false</IsTruncated></ListPartsResult>");
+    body
 }
 
 /// A URL back to the gateway for one Uppy step on one upload: `tag` binds the operation, the
@@ -743,7 +771,7 @@ async fn uppy_s3_inner(
 ) -> Result<HttpResponse, Problem> {
     let tokens = state.uploads.tokens()?;
     let expires = query.expires.to_string();
-    let forbidden = |detail: &str| Problem::upload(ProblemCode::UrlInvalid, detail.to_owned());
+    let forbidden = |detail: &str| Problem::of(ProblemCode::UrlInvalid, detail.to_owned());
     if !tokens.verify_tag(&[operation, &query.upload_token, &expires], &query.tag) {
         return Err(forbidden("the URL's tag does not match: it was changed or forged"));
     }
@@ -775,23 +803,8 @@ async fn uppy_s3_inner(
             )))
         }
         ("list", "GET") => {
-            let listed = listed_wire(lifecycle::list_parts(&state.uploads.client, snapshot, &claims).await?);
-            let mut body = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListPartsResult>");
-            body.push_str(&format!(
-                "<Bucket>{}</Bucket><Key>{}</Key>",
-                xml_escape(&claims.bucket),
-                xml_escape(&claims.bounds.key)
-            ));
-            for part in listed.parts {
-                body.push_str(&format!(
-                    "<Part><PartNumber>{}</PartNumber><ETag>&quot;{}&quot;</ETag><Size>{}</Size></Part>",
-                    part.part_number,
-                    xml_escape(part.etag.as_deref().unwrap_or_default()),
-                    part.size
-                ));
-            }
-            body.push_str("<IsTruncated>false</IsTruncated></ListPartsResult>");
-            Ok(xml(body))
+            let listed = lifecycle::list_parts(&state.uploads.client, snapshot, &claims).await?;
+            Ok(xml(list_parts_xml(&claims, &listed)))
         }
         ("complete", "POST") => {
             let completed = finish(state, snapshot, &claims, None).await?;
@@ -810,10 +823,8 @@ async fn uppy_s3_inner(
             lifecycle::abort(&state.uploads.client, snapshot, &claims).await?;
             Ok(HttpResponse::NoContent().finish())
         }
-        _ => Err(Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            "Method not allowed",
+        _ => Err(Problem::of(
+            ProblemCode::MethodNotAllowed,
             format!("`{}` takes no {method}", operation.escape_debug()),
         )),
     }

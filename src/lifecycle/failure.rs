@@ -56,6 +56,20 @@ pub enum Code {
     Forbidden,
     /// The profile refuses the request (`Failure::refusals` says why, field by field).
     Refused,
+    // The HTTP edge's own codes: they never come out of the lifecycle, but live in the one
+    // table so every code the gateway answers is listed once.
+    Unauthenticated,
+    RateLimited,
+    MalformedJson,
+    InvalidRequest,
+    InvalidFormat,
+    BodyUnreadable,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    Internal,
 }
 
 impl Code {
@@ -103,6 +117,18 @@ impl Code {
         Code::UnknownProfile,
         Code::Forbidden,
         Code::Refused,
+        Code::Unauthenticated,
+        Code::RateLimited,
+        Code::MalformedJson,
+        Code::InvalidRequest,
+        Code::InvalidFormat,
+        Code::BodyUnreadable,
+        Code::BodyTooLarge,
+        Code::UnsupportedMediaType,
+        Code::MethodNotAllowed,
+        Code::NotFound,
+        Code::NotReady,
+        Code::Internal,
     ];
 }
 

@@ -979,3 +979,52 @@ async fn dev_pages_sign_forms_and_escape_what_they_show() {
     assert_eq!(status, 200);
     assert_eq!(doc, std::fs::read_to_string(repo_path("schema/openapi.json")).unwrap());
 }
+
+/// The OpenAPI document's response texts name codes of the one failure table only, each under
+/// the status the table gives it (refusal codes of a 422 under 422): the document cannot name a
+/// code the gateway does not answer with, or answer it under another status.
+#[test]
+fn openapi_response_codes_are_the_failure_tables() {
+    let table: std::collections::BTreeMap<&str, u16> = http::problem::ProblemCode::ALL
+        .iter()
+        .map(|code| {
+            let (name, status, _) = code.describe();
+            (name, status.as_u16())
+        })
+        .chain(
+            http::problem::REFUSAL_KINDS
+                .iter()
+                .map(|kind| (http::problem::refusal_code(*kind), 422)),
+        )
+        .collect();
+    let document: Value = serde_json::from_str(&http::openapi::document()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for (status, response) in responses {
+                let text = response["description"].as_str().unwrap_or_default();
+                for (i, piece) in text.split('`').enumerate() {
+                    let looks_like_code = i % 2 == 1
+                        && !piece.is_empty()
+                        && piece.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                        && piece.contains('-');
+                    if !looks_like_code || !status.starts_with(['4', '5']) {
+                        continue;
+                    }
+                    let known = table.get(piece);
+                    assert!(known.is_some(), "{method} {path} {status}: `{piece}` is in no table");
+                    assert_eq!(
+                        known.map(u16::to_string).as_deref(),
+                        Some(status.as_str()),
+                        "{method} {path}: `{piece}` is documented under {status}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} codes found in the document");
+}
