@@ -18,8 +18,8 @@ use super::openapi::{Health, PresignResponse, ProfileList};
 use super::problem::{Problem, ProblemCode};
 use super::wire::{ProfileDetail, ProfileSummary, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
-use crate::profile::{Profile, UploadRequest};
-use crate::registry::Snapshot;
+use crate::profile::UploadRequest;
+use crate::registry::{Served, Snapshot};
 use crate::sign::FieldStyle;
 
 #[derive(Deserialize)]
@@ -149,15 +149,8 @@ async fn presign_inner(
         .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
 
     let grant = crate::lifecycle::Grant::now(&app, caller.sub());
-    let granted = crate::lifecycle::grant(
-        state.uploads.tokens.as_deref(),
-        snapshot,
-        profile,
-        &request,
-        &grant,
-        style,
-    )
-    .map_err(|failure| fail(failure.into()))?;
+    let granted = crate::lifecycle::grant(state.uploads.tokens.as_deref(), profile, &request, &grant, style)
+        .map_err(|failure| fail(failure.into()))?;
     let (signed, upload_token) = (granted.signed, granted.upload_token);
     if signed.expiry_clamped() {
         state.registry.metrics().expiry_clamped(name);
@@ -381,7 +374,7 @@ async fn verify_token(
 }
 
 /// The named profile, if it exists and the app may use it.
-pub(super) fn allowed_profile<'s>(snapshot: &'s Snapshot, app: &str, name: &str) -> Result<&'s Arc<Profile>, Problem> {
+pub(super) fn allowed_profile<'s>(snapshot: &'s Snapshot, app: &str, name: &str) -> Result<&'s Served, Problem> {
     match snapshot.get(name) {
         Some(profile) if profile.allows_app(app) => Ok(profile),
         Some(_) => Err(Problem::forbidden(format!("app `{app}` may not use profile `{name}`"))),

@@ -60,7 +60,7 @@ pub async fn form(
         ..UploadRequest::default()
     };
     let grant = crate::lifecycle::Grant::now(app, None);
-    let post = match crate::lifecycle::grant(None, &snapshot, profile, &request, &grant, FieldStyle::default()) {
+    let post = match crate::lifecycle::grant(None, profile, &request, &grant, FieldStyle::default()) {
         Ok(granted) => match granted.signed {
             Signed::Post(post) => post,
             Signed::Put(_) => return error_page(&Problem::internal()),

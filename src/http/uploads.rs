@@ -21,7 +21,7 @@ use crate::lifecycle::{self, Completed, Grant, MultipartStarted, SignedPart};
 use crate::metrics::{MultipartOperation, Outcome, UNKNOWN_PROFILE};
 use crate::profile::conditions::write_json_string;
 use crate::profile::{Profile, UploadRequest};
-use crate::registry::Snapshot;
+use crate::registry::{Served, Snapshot};
 use crate::sign::FieldStyle;
 use crate::store::xml_escape;
 use crate::upload::Claims;
@@ -393,7 +393,7 @@ async fn signing_request<T: serde::de::DeserializeOwned>(
     name: &str,
     payload: web::Payload,
     example: &str,
-) -> Result<(Caller, Arc<Snapshot>, Arc<Profile>, T), Problem> {
+) -> Result<(Caller, Arc<Snapshot>, Served, T), Problem> {
     let caller = identify_as(state, snapshot, req, true).await.map_err(|(_, p)| p)?;
     allowed_profile(snapshot, &caller.app, name)?;
     check_json_content_type(req)?;
@@ -552,7 +552,7 @@ async fn uppy_answer(
     state: &AppState,
     req: &HttpRequest,
     snapshot: &Snapshot,
-    profile: &Arc<Profile>,
+    profile: &Served,
     caller: &Caller,
     sign: UppySignRequest,
 ) -> Result<String, Problem> {
@@ -576,7 +576,7 @@ async fn uppy_answer(
             if upload.content_type.is_none() && profile.content_type().is_some() {
                 upload.content_type = request.content_type.clone();
             }
-            uppy_put_object(state, snapshot, profile, caller, &upload)
+            uppy_put_object(state, profile, caller, &upload)
         }
         // CreateMultipartUpload: started now; Uppy's POST to the returned URL reads the upload
         // ID, which is the upload token, so every later step carries it.
@@ -619,14 +619,13 @@ async fn uppy_answer(
 /// leaves `${filename}` to the store or that redirects is refused: Uppy can do neither.
 fn uppy_put_object(
     state: &AppState,
-    snapshot: &Snapshot,
-    profile: &Profile,
+    profile: &Served,
     caller: &Caller,
     upload: &UploadRequest,
 ) -> Result<String, Problem> {
     let tokens = state.uploads.tokens()?;
     let grant = Grant::now(&caller.app, caller.sub());
-    let granted = lifecycle::grant(Some(tokens), snapshot, profile, upload, &grant, FieldStyle::Botocore)?;
+    let granted = lifecycle::grant(Some(tokens), profile, upload, &grant, FieldStyle::Botocore)?;
     if let crate::sign::Signed::Post(post) = &granted.signed
         && (post.key.contains("${filename}") || post.fields.iter().any(|(n, _)| n == "success_action_redirect"))
     {

@@ -76,13 +76,18 @@ pub fn upload_context<'s>(
             ));
         }
     };
+    // The upload lives where it was granted: the profile's store, unless the profile has moved
+    // to another store since.
+    if claims.store == profile.profile().store() {
+        return Ok((profile.profile(), profile.signing_store()));
+    }
     let store = snapshot.stores.get(&claims.store).ok_or_else(|| {
         Failure::new(
             Code::StoreUnavailable,
             format!("store `{}` of this upload is no longer configured", claims.store),
         )
     })?;
-    Ok((profile, store))
+    Ok((profile.profile(), store))
 }
 
 /// A multipart token's upload ID and part plan.

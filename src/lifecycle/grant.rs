@@ -2,14 +2,12 @@
 //! store's signer, the plan fill, and the token seal; pure but for `start_multipart`, which
 //! asks the store for an upload ID.
 
-use std::sync::Arc;
-
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Code, Failure, Uploads};
+use super::{Failure, Uploads};
 use crate::profile::{Bounds, Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit_multipart};
-use crate::registry::Snapshot;
+use crate::registry::{Served, Snapshot};
 use crate::sign::multipart::create_headers;
 use crate::sign::{FieldStyle, Signed, Store, format_rfc3339, sign_upload};
 use crate::upload::{Carry, Claims, PartPlan, TokenKeys};
@@ -56,13 +54,12 @@ pub struct Granted<'p> {
 /// token with `tokens` when given.
 pub fn grant<'p>(
     tokens: Option<&TokenKeys>,
-    snapshot: &Snapshot,
-    profile: &'p Profile,
+    served: &'p Served,
     request: &UploadRequest,
     grant: &Grant<'_>,
     style: FieldStyle,
 ) -> Result<Granted<'p>, Failure> {
-    grant_on(tokens, store_of(snapshot, profile)?, profile, request, grant, style)
+    grant_on(tokens, served.signing_store(), served.profile(), request, grant, style)
 }
 
 /// `grant` on a given store (`postgate sign`, which resolves the store with its credentials
@@ -111,12 +108,12 @@ pub struct MultipartStarted {
 pub async fn start_multipart(
     uploads: &Uploads,
     snapshot: &Snapshot,
-    profile: &Arc<Profile>,
+    served: &Served,
     request: &UploadRequest,
     grant: &Grant<'_>,
 ) -> Result<MultipartStarted, Failure> {
     let tokens = uploads.tokens()?;
-    let store = store_of(snapshot, profile)?;
+    let (profile, store) = (served.profile(), served.signing_store());
     let name = profile.name().as_str();
     let filled =
         admit_multipart(profile, request, &grant.context()).map_err(|refusals| Failure::refused(name, refusals))?;
@@ -189,19 +186,4 @@ fn unavailable() -> Refusal {
         field: "method".into(),
         message: "this profile takes no multipart uploads".into(),
     }
-}
-
-/// The profile's store: `registry::build` refuses a profile whose store is not configured, so
-/// this fails only if that check were broken; it then answers 503, not a panic.
-fn store_of<'s>(snapshot: &'s Snapshot, profile: &Profile) -> Result<&'s Arc<Store>, Failure> {
-    snapshot.store_of(profile).ok_or_else(|| {
-        tracing::error!(
-            store = profile.store(),
-            "a loaded profile names a store that is not in its snapshot"
-        );
-        Failure::new(
-            Code::StoreUnavailable,
-            format!("store `{}` is not configured", profile.store()),
-        )
-    })
 }

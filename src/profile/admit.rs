@@ -623,7 +623,12 @@ fn admit_as<'p>(
     }
     // S3 substitutes at least one character for `${filename}`. A refused object may move under
     // the quarantine prefix, which must still make a key S3 takes.
-    let quarantine = profile.verify.quarantine.as_deref().map_or(0, str::len);
+    // (`<quarantine><marker>/<key>`: one place per upload.)
+    let quarantine = profile
+        .verify
+        .quarantine
+        .as_deref()
+        .map_or(0, |prefix| prefix.len() + MARKER_BYTES + 1);
     let key_bytes = signed_part.len() + usize::from(filename_left) + quarantine;
     if key_bytes > MAX_KEY_BYTES {
         refuse(

@@ -75,7 +75,8 @@ pub struct SourceFile {
 /// Immutable once built (the limiters' GCRA states are atomics of their own); replaced whole.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub profiles: BTreeMap<String, Arc<Profile>>,
+    /// Each profile with the store it signs for: "no such store" cannot be asked.
+    pub profiles: BTreeMap<String, Served>,
     /// Warnings of the profiles in the set.
     pub warnings: Vec<Diagnostic>,
     /// SHA-256 over the file names and contents (and app keys and rate limits, once served),
@@ -101,13 +102,40 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn get(&self, name: &str) -> Option<&Arc<Profile>> {
+    pub fn get(&self, name: &str) -> Option<&Served> {
         self.profiles.get(name)
     }
+}
 
-    /// The store that signs for `profile`. Always there for a profile of this snapshot.
-    pub fn store_of(&self, profile: &Profile) -> Option<&Arc<Store>> {
-        self.stores.get(profile.store())
+/// A served profile and the store it signs for, paired by `build` (which refuses a profile whose
+/// store is not configured), so a lookup of the profile is a lookup of its store. Dereferences
+/// to the profile.
+#[derive(Debug, Clone)]
+pub struct Served {
+    profile: Arc<Profile>,
+    store: Arc<Store>,
+}
+
+impl Served {
+    pub fn new(profile: Arc<Profile>, store: Arc<Store>) -> Served {
+        Served { profile, store }
+    }
+
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.profile
+    }
+
+    /// The store it signs for (`Profile::store` is its name).
+    pub fn signing_store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+impl std::ops::Deref for Served {
+    type Target = Arc<Profile>;
+
+    fn deref(&self) -> &Arc<Profile> {
+        &self.profile
     }
 }
 
@@ -402,22 +430,23 @@ pub fn build_reusing(
                     }
                     Some(store) if !store.post && profile.plan().methods() == [Method::Post] => {
                         diags.push(
-                            Diagnostic::error(
-                                "store",
-                                format!(
-                                    "store `{}` takes no POST uploads (`post: false`) and this profile is POST-only ({})",
-                                    profile.store(),
-                                    profile.plan().unavailable(Method::Put).unwrap_or_default()
-                                ),
-                            )
-                            .in_file(&shown),
-                        );
+                        Diagnostic::error(
+                            "store",
+                            format!(
+                                "store `{}` takes no POST uploads (`post: false`) and this profile is POST-only ({})",
+                                profile.store(),
+                                profile.plan().unavailable(Method::Put).unwrap_or_default()
+                            ),
+                        )
+                        .in_file(&shown),
+                    );
                     }
-                    Some(_) => {}
+                    Some(store) => {
+                        digests.insert(stem.clone(), compiled.digest);
+                        profiles.insert(stem, Served::new(profile.clone(), store.clone()));
+                    }
                 }
                 diags.extend(profile.warnings().iter().cloned().map(|d| d.in_file(&shown)));
-                digests.insert(stem.clone(), compiled.digest);
-                profiles.insert(stem, profile);
             }
             Err(errors) => diags.extend(errors.into_iter().map(|d| d.in_file(&shown))),
         }
@@ -465,7 +494,7 @@ fn compile_file(file: &SourceFile, previous: Option<&Snapshot>, regexes: &mut Re
         Ok(name) => {
             let reused = previous
                 .filter(|p| p.digests.get(&stem) == Some(&digest))
-                .and_then(|p| p.profiles.get(&stem).cloned());
+                .and_then(|p| p.profiles.get(&stem).map(|served| served.profile().clone()));
             match reused {
                 Some(profile) => Ok(profile),
                 None => profile::parse_cached(&name, &file.text, regexes).map(Arc::new),

@@ -69,7 +69,6 @@ async fn check_foreign_objects(server: S3Server) {
         let req = request("alice", "a.png", "image/png", 4096, Some(Method::Put));
         let granted = lifecycle::grant(
             Some(tokens),
-            &snapshot,
             media,
             &req,
             &Grant::now("web", None),
@@ -93,7 +92,6 @@ async fn check_foreign_objects(server: S3Server) {
     let req = request("alice", "b.png", "image/png", 4096, Some(Method::Put));
     let granted = lifecycle::grant(
         Some(tokens),
-        &snapshot,
         media,
         &req,
         &Grant::now("web", None),
@@ -119,7 +117,6 @@ async fn check_foreign_objects(server: S3Server) {
     let req = request("bob", "s.pdf", "application/pdf", 9, Some(Method::Put));
     let granted = lifecycle::grant(
         Some(tokens),
-        &snapshot,
         scans,
         &req,
         &Grant::now("web", None),
