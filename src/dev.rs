@@ -288,12 +288,13 @@ async fn handle(service: S3Service, origins: Arc<[String]>, req: Request<Incomin
     if let Some(name) = file_name {
         response = substitute_in_answer(response, &name).await;
     }
-    if response.status().is_client_error() || response.status().is_server_error() {
-        response = with_error_code(response).await;
-    }
     if is_form {
         let stored = stored.0.lock().unwrap_or_else(|e| e.into_inner()).take();
         response = form_answer_as_s3(response, stored, &host).await;
+    }
+    // After the form's answer is made S3's: the header names the code the body says.
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response = with_error_code(response).await;
     }
     add_cors(&mut response, origin.as_ref());
     Ok(response)

@@ -601,8 +601,12 @@ fn admit_as<'p>(
     };
 
     let mut key = profile.key.render(&values);
-    // Promotion: the upload goes to the staging prefix + the key; `complete` copies it to the key.
-    let promote_to = profile.verify.staging.as_ref().map(|staging| {
+    // Promotion: a single upload goes to the staging prefix + the key; `complete` copies it to
+    // the key. A multipart upload writes the key itself: its part URLs die with its upload ID at
+    // completion, so nothing can be replayed over the checked object (and a copy would stop at
+    // 5 GiB).
+    let staging = profile.verify.staging.as_ref().filter(|_| !multipart);
+    let promote_to = staging.map(|staging| {
         let final_key = key.clone();
         key.insert_str(0, staging);
         final_key

@@ -588,7 +588,8 @@ fn compile_verify(
             "sniffing checks the bytes against the content type rule, and this profile has none; add `content_type`",
         ));
     }
-    // Promotion and quarantine copy the object with one CopyObject, which stops at 5 GiB.
+    // A quarantine copies the refused object with one CopyObject, which stops at 5 GiB. (A
+    // promotion copies only single uploads, at most 5 GiB: multipart uploads write the key.)
     let copies_too_much = size.is_some_and(|s| s.max > MAX_UPLOAD_BYTES);
     for (path, prefix) in [
         ("verify.staging", &rule.staging),
@@ -598,7 +599,7 @@ fn compile_verify(
         if let Err(why) = check_prefix(prefix) {
             diags.push(Diagnostic::error(path, why));
         }
-        if copies_too_much {
+        if copies_too_much && path == "verify.quarantine" {
             diags.push(Diagnostic::error(
                 path,
                 "moving an object takes one CopyObject, which stops at 5 GiB; keep `size.max` at 5 GiB or less",

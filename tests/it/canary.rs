@@ -113,7 +113,21 @@ fn canaries_never_show_and_presign_logs_one_json_line_without_the_signature() {
     .unwrap();
     let stdout_path = work.path().join("stdout");
     let stderr_path = work.path().join("stderr");
+    // The store answers garbage (not HTTP): the gateway's own presigned calls fail with the HTTP
+    // client's error, which must not carry their URL (key id, session token, signature) into an
+    // answer or a log line.
+    let garbage = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let store_url = format!("http://{}", garbage.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for socket in garbage.incoming() {
+            let Ok(mut socket) = socket else { continue };
+            let mut head = [0u8; 4096];
+            let _ = std::io::Read::read(&mut socket, &mut head);
+            let _ = std::io::Write::write_all(&mut socket, b"SSH-2.0-not-a-store\r\n\r\n");
+        }
+    });
     let child = canary_env(&mut postgate())
+        .env("AWS_ENDPOINT_URL_S3", &store_url)
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(Stdio::from(std::fs::File::create(&stdout_path).unwrap()))

@@ -44,7 +44,7 @@ pub fn check(profile: &Profile, signed: &Signed, now: OffsetDateTime) -> Result<
         ),
     };
     check_required(profile, &sent, matches!(signed, Signed::Put(_)))?;
-    check_key(profile, key, matches!(signed, Signed::Post(_)))
+    check_key(profile, key, matches!(signed, Signed::Post(_)), true)
 }
 
 /// Every rule the profile requires is in what the client sends (form fields or headers).
@@ -278,9 +278,15 @@ fn check_put<'a>(profile: &Profile, put: &'a PresignedPut, now: OffsetDateTime) 
     Ok(&put.key)
 }
 
-fn check_key(profile: &Profile, key: &str, post: bool) -> Result<(), String> {
-    // With `verify.staging`, every upload goes under the staging prefix, then the template.
-    let staging = profile.verify().staging.as_deref().unwrap_or_default();
+fn check_key(profile: &Profile, key: &str, post: bool, single: bool) -> Result<(), String> {
+    // With `verify.staging`, every single upload goes under the staging prefix, then the
+    // template; a multipart upload writes the key itself.
+    let staging = profile
+        .verify()
+        .staging
+        .as_deref()
+        .filter(|_| single)
+        .unwrap_or_default();
     let Some(rest) = key.strip_prefix(staging) else {
         return Err(format!("{key:?} is not under the staging prefix {staging:?}"));
     };
@@ -351,7 +357,7 @@ pub fn check_multipart(
         sent.push(("If-None-Match".into(), "*".into()));
     }
     check_required(profile, &sent, true)?;
-    check_key(profile, key, false)?;
+    check_key(profile, key, false, false)?;
     if size < profile.size().min || size > profile.size().max {
         return Err(format!("{size} bytes outside the profile's range"));
     }

@@ -33,7 +33,9 @@ fn png(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn another_principals_object_is_never_touched_on_s3s() {
-    check_foreign_objects(S3Server::start().await).await;
+    let server = S3Server::start().await;
+    check_foreign_objects(&server).await;
+    check_replays(&server).await;
 }
 
 /// The same against Garage (skipped, saying so, when it is not running, unless
@@ -42,11 +44,12 @@ async fn another_principals_object_is_never_touched_on_s3s() {
 async fn garage_another_principals_object_is_never_touched() {
     let _turn = crate::e2e::garage_turn().await;
     if let Some(server) = S3Server::garage() {
-        check_foreign_objects(server).await;
+        check_foreign_objects(&server).await;
+        check_replays(&server).await;
     }
 }
 
-async fn check_foreign_objects(server: S3Server) {
+async fn check_foreign_objects(server: &S3Server) {
     let dir = policies_copy();
     let registry = registry_signing(
         dir.path(),
@@ -250,4 +253,96 @@ async fn the_dev_store_answers_aborted_uploads_as_s3() {
         response.headers().get("x-amz-error-code").and_then(|v| v.to_str().ok()),
         Some("NoSuchKey")
     );
+}
+
+/// Verification sticks: after `complete`, the still valid URLs of the upload cannot put
+/// unchecked bytes where the checked ones are. A single upload's URL writes only the staging key
+/// (a second `complete` checks what is there again and removes it); a multipart upload's part
+/// URLs die with its upload ID.
+async fn check_replays(server: &S3Server) {
+    let dir = policies_copy();
+    let registry = registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        server.store(),
+    );
+    let snapshot = registry.current();
+    let uploads = crate::http::uploads();
+    let tokens = uploads.tokens().unwrap();
+    let client = &uploads.client;
+    let media = snapshot.get("media").unwrap();
+    let good = png(4096);
+    let mut html = b"<!DOCTYPE html><html><body><script>alert(1)</script>".to_vec();
+    html.resize(good.len(), b' ');
+
+    // A PUT, staged: completed and promoted; the URL replayed with HTML lands on the staging key
+    // only, and a second complete removes it; the promoted bytes stay.
+    let req = request(
+        "alice",
+        "replayed.png",
+        "image/png",
+        good.len() as u64,
+        Some(Method::Put),
+    );
+    let granted = lifecycle::grant(
+        Some(tokens),
+        media,
+        &req,
+        &Grant::now("web", None),
+        FieldStyle::default(),
+    )
+    .unwrap();
+    let Signed::Put(put) = &granted.signed else {
+        panic!("a PUT")
+    };
+    let headers: Vec<(String, String)> = put
+        .client_headers()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(put_upload(&put.url, &headers, good.clone()).await.0, 200);
+    let claims = tokens
+        .open(granted.upload_token.as_deref().unwrap(), OffsetDateTime::now_utc())
+        .unwrap();
+    let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
+    let final_key = completed.key.clone();
+    assert_eq!(completed.promoted_from.as_deref(), Some(put.key.as_str()));
+    let _ = put_upload(&put.url, &headers, html.clone()).await;
+    let kept = server.object("user-content", &final_key).await.expect("promoted");
+    assert!(kept.bytes == good, "a replayed URL replaced the checked bytes");
+    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    assert_eq!(failure.code, Code::ContentSniffMismatch, "{failure}");
+    assert!(
+        server.object("user-content", &put.key).await.is_none(),
+        "the replay is removed"
+    );
+    let kept = server.object("user-content", &final_key).await.expect("still promoted");
+    assert!(kept.bytes == good, "the checked bytes stay");
+
+    // A multipart upload writes its key; once completed, its part URL is refused.
+    let req = request("alice", "parts.png", "image/png", good.len() as u64, None);
+    let started = lifecycle::start_multipart(&uploads, &snapshot, media, &req, &Grant::now("web", None))
+        .await
+        .unwrap();
+    let claims = tokens.open(&started.upload_token, OffsetDateTime::now_utc()).unwrap();
+    let parts = lifecycle::sign_parts(&snapshot, &claims, &[1], OffsetDateTime::now_utc()).unwrap();
+    let part = |bytes: Vec<u8>| {
+        let url = parts[0].url.clone();
+        async move {
+            match reqwest::Client::new().put(url).body(bytes).send().await {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 599,
+            }
+        }
+    };
+    assert_eq!(part(good.clone()).await, 200);
+    let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
+    assert_eq!(
+        (completed.key.as_str(), completed.sniff),
+        (started.key.as_str(), lifecycle::Sniff::Matched)
+    );
+    let status = part(html.clone()).await;
+    assert!(status >= 400, "a part URL was taken after completion: {status}");
+    let kept = server.object("user-content", &started.key).await.expect("completed");
+    assert!(kept.bytes == good, "a replayed part replaced the checked bytes");
 }

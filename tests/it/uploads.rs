@@ -265,11 +265,15 @@ async fn check_lifecycle(server: S3Server) {
         let token = signed["upload_token"].as_str().unwrap();
         let (status, answer) = call(svc, "/v1/uploads/complete", "web", json!({"upload_token": token})).await;
         assert_eq!(status, expected, "{answer}");
-        let present = server
-            .object("user-content", signed["key"].as_str().unwrap())
+        // Staged under incoming/: promoted when checked, removed when refused; never left.
+        let staged = signed["key"].as_str().unwrap();
+        assert!(staged.starts_with("incoming/media/"), "{staged}");
+        assert!(server.object("user-content", staged).await.is_none());
+        let promoted = server
+            .object("user-content", staged.strip_prefix("incoming/").unwrap())
             .await
             .is_some();
-        assert_eq!(present, expected == 200);
+        assert_eq!(promoted, expected == 200);
         if expected == 422 {
             assert_eq!(answer["code"], "content-sniff-mismatch");
             assert!(answer["detail"].as_str().unwrap().contains("text/html"), "{answer}");
