@@ -338,9 +338,9 @@ def check_statement(path, statement, required, problems):
 def profile_needs():
     """What postgate does in S3 for each profile: {(action, bucket, key prefix): why}.
 
-    The prefix is the profile's key up to its first `${`; an upload lands behind
-    `verify.staging` when set, is copied to the key once checked, and a refused one is copied
-    behind `verify.quarantine`.
+    The prefix is the profile's key up to its first `${`; a single upload lands behind
+    `verify.staging` when set and is copied to the key once checked; a multipart upload writes the
+    key itself; a refused one is copied behind `verify.quarantine` (under its marker).
     """
     needs = {}
     for path in profile_files():
@@ -361,8 +361,13 @@ def profile_needs():
         if pins_acl:
             wanted.append(("s3:PutObjectAcl", uploaded, "the pinned `acl`"))
         if profile.get("multipart") is not None:
-            wanted.append(("s3:ListMultipartUploadParts", uploaded, "multipart: ListParts"))
-            wanted.append(("s3:AbortMultipartUpload", uploaded, "multipart: abort"))
+            wanted.append(("s3:PutObject", prefix, "multipart: CreateMultipartUpload, UploadPart"))
+            wanted.append(("s3:GetObject", prefix, "complete: HeadObject, sniffing of a multipart upload"))
+            wanted.append(("s3:DeleteObject", prefix, "complete: removing a refused multipart upload"))
+            wanted.append(("s3:ListMultipartUploadParts", prefix, "multipart: ListParts"))
+            wanted.append(("s3:AbortMultipartUpload", prefix, "multipart: abort"))
+            if pins_acl:
+                wanted.append(("s3:PutObjectAcl", prefix, "multipart: the pinned `acl`"))
         if staging:
             wanted.append(("s3:PutObject", prefix, "promotion: CopyObject destination"))
             wanted.append(("s3:GetObject", prefix, "complete: HeadObject of the promoted key"))
@@ -370,7 +375,7 @@ def profile_needs():
             if pins_acl:
                 wanted.append(("s3:PutObjectAcl", prefix, "promotion: the pinned `acl` on the copy"))
         if quarantine:
-            wanted.append(("s3:PutObject", quarantine + uploaded, "quarantine: CopyObject destination"))
+            wanted.append(("s3:PutObject", quarantine, "quarantine: CopyObject destination, under the upload's marker"))
         for action, key_prefix, why in wanted:
             needs.setdefault((action, bucket, key_prefix), []).append(f"{path.stem}: {why}")
     return needs

@@ -31,6 +31,62 @@ fn png(len: usize) -> Vec<u8> {
     bytes
 }
 
+/// A registry of the example profiles signing for `store`, with the test upload keys and a
+/// store client that gives up fast.
+struct Setup {
+    _dir: tempfile::TempDir,
+    registry: std::sync::Arc<postgate::registry::Registry>,
+    uploads: lifecycle::Uploads,
+}
+
+impl Setup {
+    fn new(store: postgate::sign::Store) -> Setup {
+        let dir = policies_copy();
+        let registry = registry_signing(dir.path(), app_limits(), RateClock::manual(Default::default()), store);
+        Setup {
+            _dir: dir,
+            registry,
+            uploads: crate::http::uploads(),
+        }
+    }
+
+    fn tokens(&self) -> &postgate::upload::TokenKeys {
+        self.uploads.tokens().unwrap()
+    }
+
+    fn open(&self, token: &str) -> postgate::upload::Claims {
+        self.tokens().open(token, OffsetDateTime::now_utc()).unwrap()
+    }
+}
+
+/// A PUT granted to app `web` by `served`, and its token's claims.
+fn grant_put<'p>(
+    setup: &Setup,
+    served: &'p postgate::registry::Served,
+    req: &UploadRequest,
+) -> (postgate::sign::PresignedPut<'p>, postgate::upload::Claims) {
+    let granted = lifecycle::grant(
+        Some(setup.tokens()),
+        served,
+        req,
+        &Grant::now("web", None),
+        FieldStyle::default(),
+    )
+    .unwrap();
+    let claims = setup.open(granted.upload_token.as_deref().unwrap());
+    let Signed::Put(put) = granted.signed else {
+        panic!("a PUT")
+    };
+    (put, claims)
+}
+
+/// The headers a client sends with a PUT URL.
+fn put_headers(put: &postgate::sign::PresignedPut<'_>) -> Vec<(String, String)> {
+    put.client_headers()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
+}
+
 #[tokio::test]
 async fn another_principals_object_is_never_touched_on_s3s() {
     let server = S3Server::start().await;
@@ -50,18 +106,9 @@ async fn garage_another_principals_object_is_never_touched() {
 }
 
 async fn check_foreign_objects(server: &S3Server) {
-    let dir = policies_copy();
-    let registry = registry_signing(
-        dir.path(),
-        app_limits(),
-        RateClock::manual(Default::default()),
-        server.store(),
-    );
-    let snapshot = registry.current();
-    let uploads = crate::http::uploads();
-    let tokens = uploads.tokens().unwrap();
-    let client = &uploads.client;
-    let open = |token: &str| tokens.open(token, OffsetDateTime::now_utc()).unwrap();
+    let setup = Setup::new(server.store());
+    let snapshot = setup.registry.current();
+    let client = &setup.uploads.client;
     let foreign = png(777);
 
     // A single PUT whose key someone else wrote first (no marker, or another grant's): complete
@@ -70,18 +117,7 @@ async fn check_foreign_objects(server: &S3Server) {
     let media = snapshot.get("media").unwrap();
     for other in [None, Some("01930000-0000-7000-8000-0000000000ff")] {
         let req = request("alice", "a.png", "image/png", 4096, Some(Method::Put));
-        let granted = lifecycle::grant(
-            Some(tokens),
-            media,
-            &req,
-            &Grant::now("web", None),
-            FieldStyle::default(),
-        )
-        .unwrap();
-        let Signed::Put(put) = &granted.signed else {
-            panic!("a PUT")
-        };
-        let claims = open(granted.upload_token.as_deref().unwrap());
+        let (put, claims) = grant_put(&setup, media, &req);
         assert_eq!(
             server.raw_put("user-content", &put.key, other, foreign.clone()).await,
             200
@@ -93,24 +129,9 @@ async fn check_foreign_objects(server: &S3Server) {
     }
     // A PUT of this grant's own: completed, sniffed.
     let req = request("alice", "b.png", "image/png", 4096, Some(Method::Put));
-    let granted = lifecycle::grant(
-        Some(tokens),
-        media,
-        &req,
-        &Grant::now("web", None),
-        FieldStyle::default(),
-    )
-    .unwrap();
-    let Signed::Put(put) = &granted.signed else {
-        panic!("a PUT")
-    };
-    let headers: Vec<(String, String)> = put
-        .client_headers()
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect();
-    let (status, text) = put_upload(&put.url, &headers, png(4096)).await;
+    let (put, claims) = grant_put(&setup, media, &req);
+    let (status, text) = put_upload(&put.url, &put_headers(&put), png(4096)).await;
     assert_eq!(status, 200, "{text}");
-    let claims = open(granted.upload_token.as_deref().unwrap());
     let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
     assert_eq!((completed.size, completed.sniff), (4096, lifecycle::Sniff::Matched));
 
@@ -118,15 +139,7 @@ async fn check_foreign_objects(server: &S3Server) {
     // key: neither is checked, promoted, quarantined nor deleted.
     let scans = snapshot.get("scans").unwrap();
     let req = request("bob", "s.pdf", "application/pdf", 9, Some(Method::Put));
-    let granted = lifecycle::grant(
-        Some(tokens),
-        scans,
-        &req,
-        &Grant::now("web", None),
-        FieldStyle::default(),
-    )
-    .unwrap();
-    let claims = open(granted.upload_token.as_deref().unwrap());
+    let (_, claims) = grant_put(&setup, scans, &req);
     let staged = claims.bounds.key.clone();
     let final_key = claims.bounds.promote_to.clone().unwrap();
     let html = b"<!DOCTYPE html><html>".to_vec();
@@ -153,10 +166,10 @@ async fn check_foreign_objects(server: &S3Server) {
     // object at its key, no part sent: complete leaves the object (and aborts only this upload's
     // own upload ID); after that, complete finds nothing of its own.
     let req = request("alice", "big.png", "image/png", 6 * MIB, None);
-    let started = lifecycle::start_multipart(&uploads, &snapshot, media, &req, &Grant::now("web", None))
+    let started = lifecycle::start_multipart(&setup.uploads, &snapshot, media, &req, &Grant::now("web", None))
         .await
         .unwrap();
-    let claims = open(&started.upload_token);
+    let claims = setup.open(&started.upload_token);
     assert_eq!(
         server
             .raw_put("user-content", &started.key, None, foreign.clone())
@@ -209,19 +222,16 @@ async fn the_dev_store_answers_aborted_uploads_as_s3() {
             expires_at: None,
         },
     );
-    let dir = policies_copy();
-    let registry = registry_signing(dir.path(), app_limits(), RateClock::manual(Default::default()), store);
-    let snapshot = registry.current();
+    let setup = Setup::new(store);
+    let snapshot = setup.registry.current();
     postgate::dev::ensure_buckets(data.path(), &snapshot);
-    let uploads = crate::http::uploads();
-    let client = &uploads.client;
-    let tokens = uploads.tokens().unwrap();
+    let client = &setup.uploads.client;
     let media = snapshot.get("media").unwrap();
     let req = request("alice", "big.png", "image/png", 6 * MIB, None);
-    let started = lifecycle::start_multipart(&uploads, &snapshot, media, &req, &Grant::now("web", None))
+    let started = lifecycle::start_multipart(&setup.uploads, &snapshot, media, &req, &Grant::now("web", None))
         .await
         .unwrap();
-    let claims = tokens.open(&started.upload_token, OffsetDateTime::now_utc()).unwrap();
+    let claims = setup.open(&started.upload_token);
     lifecycle::abort(client, &snapshot, &claims).await.unwrap();
     lifecycle::abort(client, &snapshot, &claims)
         .await
@@ -260,17 +270,9 @@ async fn the_dev_store_answers_aborted_uploads_as_s3() {
 /// (a second `complete` checks what is there again and removes it); a multipart upload's part
 /// URLs die with its upload ID.
 async fn check_replays(server: &S3Server) {
-    let dir = policies_copy();
-    let registry = registry_signing(
-        dir.path(),
-        app_limits(),
-        RateClock::manual(Default::default()),
-        server.store(),
-    );
-    let snapshot = registry.current();
-    let uploads = crate::http::uploads();
-    let tokens = uploads.tokens().unwrap();
-    let client = &uploads.client;
+    let setup = Setup::new(server.store());
+    let snapshot = setup.registry.current();
+    let client = &setup.uploads.client;
     let media = snapshot.get("media").unwrap();
     let good = png(4096);
     let mut html = b"<!DOCTYPE html><html><body><script>alert(1)</script>".to_vec();
@@ -285,25 +287,9 @@ async fn check_replays(server: &S3Server) {
         good.len() as u64,
         Some(Method::Put),
     );
-    let granted = lifecycle::grant(
-        Some(tokens),
-        media,
-        &req,
-        &Grant::now("web", None),
-        FieldStyle::default(),
-    )
-    .unwrap();
-    let Signed::Put(put) = &granted.signed else {
-        panic!("a PUT")
-    };
-    let headers: Vec<(String, String)> = put
-        .client_headers()
-        .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        .collect();
+    let (put, claims) = grant_put(&setup, media, &req);
+    let headers = put_headers(&put);
     assert_eq!(put_upload(&put.url, &headers, good.clone()).await.0, 200);
-    let claims = tokens
-        .open(granted.upload_token.as_deref().unwrap(), OffsetDateTime::now_utc())
-        .unwrap();
     let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
     let final_key = completed.key.clone();
     assert_eq!(completed.promoted_from.as_deref(), Some(put.key.as_str()));
@@ -321,10 +307,10 @@ async fn check_replays(server: &S3Server) {
 
     // A multipart upload writes its key; once completed, its part URL is refused.
     let req = request("alice", "parts.png", "image/png", good.len() as u64, None);
-    let started = lifecycle::start_multipart(&uploads, &snapshot, media, &req, &Grant::now("web", None))
+    let started = lifecycle::start_multipart(&setup.uploads, &snapshot, media, &req, &Grant::now("web", None))
         .await
         .unwrap();
-    let claims = tokens.open(&started.upload_token, OffsetDateTime::now_utc()).unwrap();
+    let claims = setup.open(&started.upload_token);
     let parts = lifecycle::sign_parts(&snapshot, &claims, &[1], OffsetDateTime::now_utc()).unwrap();
     let part = |bytes: Vec<u8>| {
         let url = parts[0].url.clone();
