@@ -162,6 +162,41 @@ async fn check_foreign_objects(server: &S3Server) {
         "{quarantined:?}"
     );
 
+    // A POST form granted for a fixed key: someone else's object there (here another grant's,
+    // with its own marker) is not this form's upload, and stays.
+    let req = UploadRequest {
+        method: Some(Method::Post),
+        ..request("bob", "form.pdf", "application/pdf", 9, None)
+    };
+    let granted = lifecycle::grant(
+        Some(setup.tokens()),
+        scans,
+        &req,
+        &Grant::now("web", None),
+        FieldStyle::default(),
+    )
+    .unwrap();
+    let Signed::Post(form) = &granted.signed else {
+        panic!("a POST form")
+    };
+    let claims = setup.open(granted.upload_token.as_deref().unwrap());
+    assert_eq!(claims.carry, postgate::upload::Carry::Post);
+    let other = "01930000-0000-7000-8000-0000000000ee";
+    assert_eq!(
+        server
+            .raw_put("user-documents", &form.key, Some(other), html.clone())
+            .await,
+        200
+    );
+    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    assert_eq!(failure.code, Code::NotThisUpload, "{failure}");
+    assert!(
+        server
+            .object("user-documents", &form.key)
+            .await
+            .is_some_and(|o| o.bytes == html && o.metadata.get("postgate-upload").map(String::as_str) == Some(other))
+    );
+
     // A multipart upload started (the token may be days old: no clock decides), someone else's
     // object at its key, no part sent: complete leaves the object (and aborts only this upload's
     // own upload ID); after that, complete finds nothing of its own.

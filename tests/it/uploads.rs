@@ -280,6 +280,32 @@ async fn check_lifecycle(server: S3Server) {
         }
     }
 
+    // Someone else's object at a PUT's key (written without this grant's marker): complete
+    // answers not-this-upload and leaves it as it is.
+    let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "theirs.png", "content_type": "image/png", "size": 4096});
+    let (_, signed) = call(svc, "/v1/profiles/media/presign", "web", body).await;
+    let key = signed["key"].as_str().unwrap();
+    let theirs = png(4096, 8);
+    assert_eq!(server.raw_put("user-content", key, None, theirs.clone()).await, 200);
+    let (status, answer) = call(
+        svc,
+        "/v1/uploads/complete",
+        "web",
+        json!({"upload_token": signed["upload_token"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (409, Some("not-this-upload")),
+        "{answer}"
+    );
+    assert!(
+        server
+            .object("user-content", key)
+            .await
+            .is_some_and(|o| o.bytes == theirs)
+    );
+
     // Complete before the upload: 404, and nothing deleted.
     let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "later.png", "content_type": "image/png", "size": 10});
     let (_, signed) = call(svc, "/v1/profiles/media/presign", "web", body).await;
