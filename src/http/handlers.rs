@@ -209,92 +209,14 @@ pub(super) async fn identify_as(
     req: &HttpRequest,
     limit: bool,
 ) -> Result<Caller, (Option<String>, Problem)> {
-    let spend = |app: String| async move {
-        if limit && let Err(over) = state.check_rate(snapshot, &app).await {
-            return Err((Some(app.clone()), Problem::rate_limited(&app, &over)));
-        }
-        Ok(app)
-    };
-    use crate::identity::{AuthMode, looks_like_jwt};
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err((
-            None,
-            Problem::unauthenticated("send `Authorization: Bearer <app key>` or `Authorization: Bearer <ID token>`"),
-        ));
-    };
-    let text = value.to_str().unwrap_or_default();
-    let credential = match text.split_once(' ') {
-        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") => credential.trim(),
-        _ => {
-            return Err((
-                None,
-                Problem::unauthenticated("the Authorization header must be `Bearer <app key>` or `Bearer <ID token>`"),
-            ));
-        }
-    };
-    let identities = &snapshot.identities;
-    let mode_of = |app: &str| identities.app(app).map_or(AuthMode::Key, |a| a.mode);
-    let caller = if looks_like_jwt(credential) {
-        if let Some(app) = identities.app_of(credential) {
-            spend(app).await?;
-        }
-        let verified = verify_token(state, snapshot, credential, None)
-            .await
-            .map_err(|p| (None, p))?;
-        let known = Some(verified.app.clone());
-        if matches!(mode_of(&verified.app), AuthMode::Both | AuthMode::Key) {
-            return Err((
-                known,
-                Problem::of(
-                    ProblemCode::AppKeyRequired,
-                    format!(
-                        "app `{}` takes its app key in `Authorization` (and the user's token in `End-User-Token`)",
-                        verified.app
-                    ),
-                ),
-            ));
-        }
-        Caller {
-            app: verified.app,
-            claims: Some(verified.claims),
-        }
+    let credential = bearer(req).map_err(|p| (None, p))?;
+    let caller = if crate::identity::looks_like_jwt(credential) {
+        by_id_token(state, snapshot, credential, limit).await?
     } else {
-        let app = snapshot
-            .apps
-            .authenticate(credential)
-            .map(str::to_owned)
-            .ok_or_else(|| (None, Problem::unauthenticated("the app key is not valid")))?;
-        let app = spend(app).await?;
-        let fail = |problem: Problem| (Some(app.clone()), problem);
-        let mode = mode_of(&app);
-        if mode == AuthMode::Token {
-            return Err(fail(Problem::of(
-                ProblemCode::AppKeyNotAccepted,
-                format!("app `{app}` takes end users' ID tokens only: `Authorization: Bearer <ID token>`"),
-            )));
-        }
-        let user_token = req
-            .headers()
-            .get(END_USER_TOKEN_HEADER)
-            .map(|v| v.to_str().unwrap_or_default().trim());
-        let claims = match user_token {
-            Some(token) => Some(
-                verify_token(state, snapshot, token, Some(&app))
-                    .await
-                    .map_err(fail)?
-                    .claims,
-            ),
-            None if mode == AuthMode::Both => {
-                return Err(fail(Problem::of(
-                    ProblemCode::IdTokenRequired,
-                    format!("app `{app}` needs the end user's ID token in `End-User-Token`"),
-                )));
-            }
-            None => None,
-        };
-        Caller { app, claims }
+        by_app_key(state, snapshot, req, credential, limit).await?
     };
     // An origin another app lists is not this app's, unless this one lists it too.
+    let identities = &snapshot.identities;
     if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok())
         && identities.allows_origin(origin)
         && !identities
@@ -310,6 +232,114 @@ pub(super) async fn identify_as(
         ));
     }
     Ok(caller)
+}
+
+/// The credential of `Authorization: Bearer <credential>`.
+fn bearer(req: &HttpRequest) -> Result<&str, Problem> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(Problem::unauthenticated(
+            "send `Authorization: Bearer <app key>` or `Authorization: Bearer <ID token>`",
+        ));
+    };
+    match value.to_str().unwrap_or_default().split_once(' ') {
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") => Ok(credential.trim()),
+        _ => Err(Problem::unauthenticated(
+            "the Authorization header must be `Bearer <app key>` or `Bearer <ID token>`",
+        )),
+    }
+}
+
+/// With `limit`, one unit of `app`'s rate limit.
+async fn spend(state: &AppState, snapshot: &Snapshot, app: &str, limit: bool) -> Result<(), (Option<String>, Problem)> {
+    if limit && let Err(over) = state.check_rate(snapshot, app).await {
+        return Err((Some(app.to_owned()), Problem::rate_limited(app, &over)));
+    }
+    Ok(())
+}
+
+fn auth_mode(snapshot: &Snapshot, app: &str) -> crate::identity::AuthMode {
+    snapshot
+        .identities
+        .app(app)
+        .map_or(crate::identity::AuthMode::Key, |a| a.mode)
+}
+
+/// A bare end-user ID token in `Authorization`: its app's budget spent first, then verified.
+async fn by_id_token(
+    state: &AppState,
+    snapshot: &Snapshot,
+    credential: &str,
+    limit: bool,
+) -> Result<Caller, (Option<String>, Problem)> {
+    use crate::identity::AuthMode;
+    if let Some(app) = snapshot.identities.app_of(credential) {
+        spend(state, snapshot, &app, limit).await?;
+    }
+    let verified = verify_token(state, snapshot, credential, None)
+        .await
+        .map_err(|p| (None, p))?;
+    if matches!(auth_mode(snapshot, &verified.app), AuthMode::Both | AuthMode::Key) {
+        return Err((
+            Some(verified.app.clone()),
+            Problem::of(
+                ProblemCode::AppKeyRequired,
+                format!(
+                    "app `{}` takes its app key in `Authorization` (and the user's token in `End-User-Token`)",
+                    verified.app
+                ),
+            ),
+        ));
+    }
+    Ok(Caller {
+        app: verified.app,
+        claims: Some(verified.claims),
+    })
+}
+
+/// An app key in `Authorization`, with the end user's token in `End-User-Token` where the app
+/// takes one.
+async fn by_app_key(
+    state: &AppState,
+    snapshot: &Snapshot,
+    req: &HttpRequest,
+    credential: &str,
+    limit: bool,
+) -> Result<Caller, (Option<String>, Problem)> {
+    use crate::identity::AuthMode;
+    let app = snapshot
+        .apps
+        .authenticate(credential)
+        .map(str::to_owned)
+        .ok_or_else(|| (None, Problem::unauthenticated("the app key is not valid")))?;
+    spend(state, snapshot, &app, limit).await?;
+    let fail = |problem: Problem| (Some(app.clone()), problem);
+    let mode = auth_mode(snapshot, &app);
+    if mode == AuthMode::Token {
+        return Err(fail(Problem::of(
+            ProblemCode::AppKeyNotAccepted,
+            format!("app `{app}` takes end users' ID tokens only: `Authorization: Bearer <ID token>`"),
+        )));
+    }
+    let user_token = req
+        .headers()
+        .get(END_USER_TOKEN_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().trim());
+    let claims = match user_token {
+        Some(token) => Some(
+            verify_token(state, snapshot, token, Some(&app))
+                .await
+                .map_err(fail)?
+                .claims,
+        ),
+        None if mode == AuthMode::Both => {
+            return Err(fail(Problem::of(
+                ProblemCode::IdTokenRequired,
+                format!("app `{app}` needs the end user's ID token in `End-User-Token`"),
+            )));
+        }
+        None => None,
+    };
+    Ok(Caller { app, claims })
 }
 
 /// After the body, which may have taken seconds: the snapshot in force now, and the caller
