@@ -47,16 +47,26 @@ struct DevFs {
     root: PathBuf,
 }
 
-/// Implements `S3` for `DevFs`: the listed operations delegate to s3s-fs; `post_object`
-/// substitutes `${filename}` first. (A macro around the whole impl, so `async_trait` sees the
-/// expanded methods.)
+/// Implements `S3` for `DevFs`: the listed operations delegate to s3s-fs, those of an upload ID
+/// after `known_upload` (S3's `NoSuchUpload` where s3s-fs answers `AccessDenied`, or for
+/// ListParts an empty list); `post_object` substitutes `${filename}` first. (A macro around the
+/// whole impl, so `async_trait` sees the expanded methods.)
 macro_rules! dev_fs_s3 {
-    ($($method:ident: $input:ty => $output:ty),* $(,)?) => {
+    (
+        $($method:ident: $input:ty => $output:ty),* ;
+        upload id: $($upload_method:ident: $upload_input:ty => $upload_output:ty),* $(,)?
+    ) => {
         #[async_trait::async_trait]
         impl S3 for DevFs {
             $(
                 async fn $method(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
                     self.fs.$method(req).await
+                }
+            )*
+            $(
+                async fn $upload_method(&self, req: S3Request<$upload_input>) -> S3Result<S3Response<$upload_output>> {
+                    self.known_upload(&req.input.upload_id)?;
+                    self.fs.$upload_method(req).await
                 }
             )*
 
@@ -69,34 +79,6 @@ macro_rules! dev_fs_s3 {
                     let _ = std::fs::remove_file(self.root.join(format!("{sidecar}{suffix}")));
                 }
                 Ok(response)
-            }
-
-            // An upload s3s-fs does not know: S3's `NoSuchUpload` (404), where s3s-fs answers
-            // `AccessDenied` (or, for ListParts, an empty list).
-            async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-                self.known_upload(&req.input.upload_id)?;
-                self.fs.upload_part(req).await
-            }
-
-            async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
-                self.known_upload(&req.input.upload_id)?;
-                self.fs.list_parts(req).await
-            }
-
-            async fn complete_multipart_upload(
-                &self,
-                req: S3Request<CompleteMultipartUploadInput>,
-            ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-                self.known_upload(&req.input.upload_id)?;
-                self.fs.complete_multipart_upload(req).await
-            }
-
-            async fn abort_multipart_upload(
-                &self,
-                req: S3Request<AbortMultipartUploadInput>,
-            ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-                self.known_upload(&req.input.upload_id)?;
-                self.fs.abort_multipart_upload(req).await
             }
 
             async fn post_object(&self, mut req: S3Request<PostObjectInput>) -> S3Result<S3Response<PostObjectOutput>> {
@@ -129,7 +111,12 @@ dev_fs_s3! {
     list_objects_v2: ListObjectsV2Input => ListObjectsV2Output,
     put_object: PutObjectInput => PutObjectOutput,
     copy_object: CopyObjectInput => CopyObjectOutput,
-    create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput,
+    create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput;
+    upload id:
+    upload_part: UploadPartInput => UploadPartOutput,
+    list_parts: ListPartsInput => ListPartsOutput,
+    complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
+    abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
 }
 
 impl DevFs {
