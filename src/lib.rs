@@ -9,6 +9,7 @@ pub mod config;
 pub mod credentials;
 #[cfg(feature = "dev-store")]
 pub mod dev;
+pub mod explain;
 pub mod http;
 pub mod identity;
 pub mod lifecycle;
@@ -21,6 +22,7 @@ pub mod secret;
 pub mod shared_limits;
 pub mod sign;
 pub mod store;
+pub mod text;
 pub mod transport;
 pub mod upload;
 

@@ -23,7 +23,7 @@ use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, JsonFields, Wri
 use tracing_subscriber::fmt::{FmtContext, FormattedFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::profile::conditions::write_json_string_body;
+use crate::text::write_json_string_body;
 
 /// How long a line waits at most before it is written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use postgate::config::{GatewayConfig, process_env};
-use postgate::profile::conditions::explain_text;
+use postgate::explain::explain_text;
 use postgate::profile::{ChecksumRequest, Method, UploadRequest};
 use postgate::registry::{self, Snapshot};
 use postgate::sign::FieldStyle;

@@ -7,7 +7,7 @@
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use postgate::profile::conditions::{explain, explain_text};
+use postgate::explain::{explain, explain_text};
 use postgate::profile::{self, Method, Profile, ProfileName, UploadRequest, admit};
 
 fuzz_target!(|data: &[u8]| {

@@ -19,11 +19,11 @@ use super::handlers::{Caller, allowed_profile, check_json_content_type, identify
 use super::problem::{Problem, ProblemCode};
 use crate::lifecycle::{self, Completed, Grant, MultipartStarted, SignedPart};
 use crate::metrics::{MultipartOperation, Outcome, UNKNOWN_PROFILE};
-use crate::profile::conditions::write_json_string;
 use crate::profile::{Profile, UploadRequest};
 use crate::registry::{Served, Snapshot};
 use crate::sign::FieldStyle;
 use crate::store::xml_escape;
+use crate::text::write_json_string;
 use crate::upload::Claims;
 
 /// The problems of reading any JSON body (OpenAPI responses shared by the upload routes).

@@ -2,10 +2,11 @@
 
 use serde::Serialize;
 
+use crate::explain::explain;
 use crate::profile::Method;
-use crate::profile::conditions::{explain, write_json_string};
 use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
 use crate::sign::Signed;
+use crate::text::write_json_string;
 
 /// What an app needs to build its upload UI.
 #[derive(Serialize, utoipa::ToSchema)]

@@ -18,6 +18,7 @@ use super::{
     MAX_PART_BYTES, MAX_UPLOAD_BYTES, MIN_PART_BYTES, MetadataRule, MetadataValue, MultipartRule, Profile, ProfileName,
     SizeRange, Var, VerifyRule,
 };
+use crate::text::format_bytes;
 
 /// S3 POST form fields a profile may pin under `fields`, in their usual spelling.
 pub const KNOWN_FIELDS: &[&str] = &[
@@ -682,21 +683,6 @@ pub(crate) fn parse_byte_size(value: &RawByteSize) -> Result<u64, String> {
     }
 }
 
-/// Formats a byte count the way an operator would write it.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (unit, name) in UNITS {
-        if bytes >= unit && bytes.is_multiple_of(unit) {
-            return format!("{} {name}", bytes / unit);
-        }
-    }
-    if bytes == 1 {
-        "1 byte".to_owned()
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
 fn compile_size(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Option<SizeRange> {
     let Some(size) = &raw.size else {
         diags.push(Diagnostic::error(
@@ -1083,12 +1069,17 @@ fn warn_inline_rendering(rule: &ContentTypeRule, fields: &[(String, String)], di
 fn estimated_policy_bytes(profile: &Profile) -> usize {
     // expiration, bucket, algorithm, credential (20-char key id), date: measured on a real form.
     const FIXED: usize = 230;
-    let explained: usize = super::conditions::explain(profile)
+    // The signing conditions as `explain` shows them (algorithm, credential, date, token).
+    const SIGNING: usize = 201;
+    if !profile.plan.allows(super::Method::Post) {
+        return FIXED;
+    }
+    let explained: usize = super::conditions::shown(profile)
         .iter()
         .filter_map(|c| c.condition.as_ref())
         .map(|c| c.to_json().len() + 2)
         .sum();
-    FIXED + explained
+    FIXED + SIGNING + explained
 }
 
 fn compile_checksum(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> ChecksumRule {

@@ -347,15 +347,6 @@ impl Profile {
     }
 }
 
-/// Appends `value` as exactly `width` decimal digits (dates and times on the signing path,
-/// without `fmt` machinery).
-pub fn push_digits(out: &mut String, value: u32, width: u32) {
-    for position in (0..width).rev() {
-        let digit = (value / 10u32.pow(position)) % 10;
-        out.push(char::from(b'0' + digit as u8));
-    }
-}
-
 /// Parses YAML text and compiles it. Every problem is reported, YAML errors with line and column.
 /// A type error without the string it found: `invalid type: string "<a secret a symlink led
 /// to>", expected …` becomes `invalid type: a string of 19 characters, expected …`. Diagnostics

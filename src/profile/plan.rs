@@ -9,10 +9,13 @@
 //! lists constraints, so a constraint cannot be signed in one carrier and forgotten in another.
 
 use std::fmt;
+use std::sync::Arc;
 
+use regex::Regex;
 use serde::Deserialize;
 
-use super::{ContentTypeRule, MetadataValue, Profile};
+use super::template::Template;
+use super::{ContentTypeRule, MetadataValue, Profile, SizeRange};
 
 /// How an upload is carried to the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
@@ -148,18 +151,51 @@ pub enum Target {
     NoOverwrite,
 }
 
-/// How a rule constrains its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The profile decides the value (placeholders filled per signature).
-    Fixed,
-    /// The request supplies the value; a rule of the profile checks it.
-    Request,
-    /// Fixed up to a prefix; the rest is the uploader's (a key ending in `${filename}` left to
-    /// the store, a content-type prefix).
-    Prefix,
-    /// A size range; exact when the request declares a size.
-    Range,
+/// What a rule admits, with the profile's data for it. Admission fills each rule by its check
+/// (`admit::fill`), `explain` prints it, and `Filled::bounds` reads the filled values back.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// Exactly this: the bucket, a pinned field, an exact content type, `If-None-Match: *`.
+    Exact(String),
+    /// The key template, filled per signature (behind the staging prefix when the profile
+    /// promotes); a POST may leave a trailing `${filename}` to the store, signed as a prefix.
+    Key(Template),
+    /// A template filled per signature: a fixed metadata value.
+    Template(Template),
+    /// The request's value, one of these (content type, metadata).
+    OneOf(Vec<String>),
+    /// The request's value, matching this full-match pattern (its source kept for messages).
+    Pattern(Arc<Regex>, String),
+    /// The request's value starting with this; unnamed, a POST signs the prefix itself.
+    Prefix(String),
+    /// A size range in bytes, inclusive; exact when the request names a size.
+    Range(SizeRange),
+    /// The request's checksum, in one of these algorithms: its algorithm (`ChecksumAlgorithm`)
+    /// or its digest (`Checksum`).
+    Checksum(Vec<ChecksumAlgorithm>),
+    /// A value fresh for every grant: the grant's UUID (the marker).
+    Fresh,
+    /// Nothing the request may name: a POST sends no field, a PUT signs this (the content type
+    /// of a profile without a content-type rule).
+    Default(&'static str),
+}
+
+impl Check {
+    /// The check's kind, as the plan snapshots print it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Exact(_) => "exact",
+            Check::Key(_) => "key",
+            Check::Template(_) => "template",
+            Check::OneOf(_) => "one-of",
+            Check::Pattern(..) => "pattern",
+            Check::Prefix(_) => "prefix",
+            Check::Range(_) => "range",
+            Check::Checksum(_) => "checksum",
+            Check::Fresh => "fresh",
+            Check::Default(_) => "default",
+        }
+    }
 }
 
 /// Where one method carries a value.
@@ -181,11 +217,11 @@ pub enum Carrier {
     None,
 }
 
-/// One constraint on one value of the upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One constraint on one value of the upload: what it constrains, how, and what carries it.
+#[derive(Debug, Clone)]
 pub struct Rule {
     pub target: Target,
-    pub kind: Kind,
+    pub check: Check,
     /// Whether a request may leave the value out (optional metadata, a checksum not required).
     pub optional: bool,
     pub post: Carrier,
@@ -200,7 +236,7 @@ pub struct Unavailable {
 }
 
 /// A profile's rules, in the order forms list them, and which methods can carry them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Plan {
     rules: Vec<Rule>,
     /// The methods the profile can be served with, and why each other one is not.
@@ -208,6 +244,10 @@ pub struct Plan {
     unavailable: Vec<Unavailable>,
     multipart_unavailable: Option<String>,
 }
+
+/// The Content-Type a PUT signs for a profile without a content-type rule: what S3 stores for a
+/// form without one, and never a type a browser renders.
+pub const UNRULED_PUT_TYPE: &str = "application/octet-stream";
 
 /// The metadata name of the per-upload marker (`Target::Marker`); a profile may not declare it.
 pub const MARKER_NAME: &str = "postgate-upload";
@@ -260,39 +300,33 @@ impl Plan {
     /// method.
     pub fn build(profile: &Profile, allowed: Option<&[Method]>) -> Plan {
         let mut rules = Vec::with_capacity(6 + profile.fields.len() + profile.metadata.len());
-        let fixed = |target, post, put| Rule {
+        let rule = |target, check, post, put| Rule {
             target,
-            kind: Kind::Fixed,
+            check,
             optional: false,
             post,
             put,
         };
-        rules.push(fixed(Target::Bucket, Carrier::Named("bucket"), Carrier::Url));
-        rules.push(Rule {
-            kind: if profile.key.ends_with_filename() && !profile.filename_required {
-                Kind::Prefix
-            } else {
-                Kind::Fixed
-            },
-            ..fixed(Target::Key, Carrier::Named("key"), Carrier::Url)
-        });
-        rules.push(Rule {
-            kind: Kind::Range,
-            ..fixed(Target::Size, Carrier::Length, Carrier::Length)
-        });
-        // Without a rule a POST form sends no Content-Type (its policy refuses one, and the store
-        // stores its default), while a PUT signs `application/octet-stream`: an unsigned type
-        // would be the uploader's to choose (`text/html`).
-        let (kind, post) = match &profile.content_type {
-            Some(ContentTypeRule::Prefix(_)) => (Kind::Prefix, Carrier::Named("Content-Type")),
-            Some(ContentTypeRule::OneOf(_)) => (Kind::Request, Carrier::Named("Content-Type")),
-            Some(ContentTypeRule::Exact(_)) => (Kind::Fixed, Carrier::Named("Content-Type")),
-            None => (Kind::Fixed, Carrier::Implied),
-        };
-        rules.push(Rule {
-            kind,
-            ..fixed(Target::ContentType, post, Carrier::Named("Content-Type"))
-        });
+        let named = Carrier::Named;
+        rules.push(rule(
+            Target::Bucket,
+            Check::Exact(profile.bucket.clone()),
+            named("bucket"),
+            Carrier::Url,
+        ));
+        rules.push(rule(
+            Target::Key,
+            Check::Key(profile.key.clone()),
+            named("key"),
+            Carrier::Url,
+        ));
+        rules.push(rule(
+            Target::Size,
+            Check::Range(profile.size),
+            Carrier::Length,
+            Carrier::Length,
+        ));
+        rules.push(content_type_rule(profile.content_type.as_ref()));
         for (i, (field, value)) in profile.fields.iter().enumerate() {
             // A header value is ASCII (browsers refuse others in `fetch`).
             let put = if put_header(field).is_some() && value.is_ascii() {
@@ -300,64 +334,59 @@ impl Plan {
             } else {
                 Carrier::None
             };
-            rules.push(fixed(Target::Field(i), Carrier::ProfileNamed, put));
-        }
-        for (i, rule) in profile.metadata.iter().enumerate() {
-            rules.push(Rule {
-                target: Target::Metadata(i),
-                kind: match rule.value {
-                    MetadataValue::Fixed(_) => Kind::Fixed,
-                    _ => Kind::Request,
-                },
-                optional: !rule.required,
-                post: Carrier::ProfileNamed,
-                put: Carrier::ProfileNamed,
-            });
-        }
-        rules.push(fixed(
-            Target::Marker,
-            Carrier::Named(MARKER_FIELD),
-            Carrier::Named(MARKER_FIELD),
-        ));
-        let optional = !profile.checksum.required;
-        rules.push(Rule {
-            target: Target::ChecksumAlgorithm,
-            kind: Kind::Request,
-            optional,
-            post: Carrier::Named("x-amz-checksum-algorithm"),
-            put: Carrier::Implied,
-        });
-        rules.push(Rule {
-            target: Target::Checksum,
-            kind: Kind::Request,
-            optional,
-            post: Carrier::ProfileNamed,
-            put: Carrier::ProfileNamed,
-        });
-        if !profile.overwrite {
-            rules.push(fixed(
-                Target::NoOverwrite,
-                Carrier::None,
-                Carrier::Named("If-None-Match"),
+            rules.push(rule(
+                Target::Field(i),
+                Check::Exact(value.clone()),
+                Carrier::ProfileNamed,
+                put,
             ));
         }
-
-        let mut methods = Vec::new();
-        let mut unavailable = Vec::new();
-        for method in Method::ALL {
-            let blocked = rules.iter().find(|rule| rule.carrier(method) == Carrier::None);
-            let reason = match (blocked, allowed) {
-                (Some(rule), _) => Some(why_not(profile, method, rule.target)),
-                (None, Some(list)) if !list.contains(&method) => {
-                    Some(format!("the profile's `methods` does not list {}", method.as_str()))
-                }
-                _ => None,
+        for (i, metadata) in profile.metadata.iter().enumerate() {
+            let check = match &metadata.value {
+                MetadataValue::Fixed(template) => Check::Template(template.clone()),
+                MetadataValue::OneOf(values) => Check::OneOf(values.clone()),
+                MetadataValue::Pattern(regex, source) => Check::Pattern(regex.clone(), source.clone()),
             };
-            match reason {
-                Some(reason) => unavailable.push(Unavailable { method, reason }),
-                None => methods.push(method),
-            }
+            rules.push(Rule {
+                optional: !metadata.required,
+                ..rule(Target::Metadata(i), check, Carrier::ProfileNamed, Carrier::ProfileNamed)
+            });
         }
+        rules.push(rule(
+            Target::Marker,
+            Check::Fresh,
+            named(MARKER_FIELD),
+            named(MARKER_FIELD),
+        ));
+        let optional = !profile.checksum.required;
+        let algorithms = || Check::Checksum(profile.checksum.algorithms.clone());
+        rules.push(Rule {
+            optional,
+            ..rule(
+                Target::ChecksumAlgorithm,
+                algorithms(),
+                named("x-amz-checksum-algorithm"),
+                Carrier::Implied,
+            )
+        });
+        rules.push(Rule {
+            optional,
+            ..rule(
+                Target::Checksum,
+                algorithms(),
+                Carrier::ProfileNamed,
+                Carrier::ProfileNamed,
+            )
+        });
+        if !profile.overwrite {
+            rules.push(rule(
+                Target::NoOverwrite,
+                Check::Exact("*".to_owned()),
+                Carrier::None,
+                named("If-None-Match"),
+            ));
+        }
+        let (methods, unavailable) = methods(profile, &rules, allowed);
         // Multipart carries the rules as a PUT does (headers on the create call, each part's
         // `Content-Length`), except a checksum of the whole file, which no part carries.
         let multipart_unavailable = if profile.multipart.is_none() {
@@ -402,6 +431,46 @@ impl Plan {
             .find(|u| u.method == method)
             .map(|u| u.reason.as_str())
     }
+}
+
+/// The content-type rule. Without one a POST form sends no Content-Type (its policy refuses one,
+/// and the store stores its default), while a PUT signs `application/octet-stream`: an unsigned
+/// type would be the uploader's to choose (`text/html`).
+fn content_type_rule(rule: Option<&ContentTypeRule>) -> Rule {
+    let (check, post) = match rule {
+        Some(ContentTypeRule::Prefix(prefix)) => (Check::Prefix(prefix.clone()), Carrier::Named("Content-Type")),
+        Some(ContentTypeRule::OneOf(types)) => (Check::OneOf(types.clone()), Carrier::Named("Content-Type")),
+        Some(ContentTypeRule::Exact(exact)) => (Check::Exact(exact.clone()), Carrier::Named("Content-Type")),
+        None => (Check::Default(UNRULED_PUT_TYPE), Carrier::Implied),
+    };
+    Rule {
+        target: Target::ContentType,
+        check,
+        optional: false,
+        post,
+        put: Carrier::Named("Content-Type"),
+    }
+}
+
+/// The methods that can carry every rule (and that `allowed` lists), and why each other is not.
+fn methods(profile: &Profile, rules: &[Rule], allowed: Option<&[Method]>) -> (Vec<Method>, Vec<Unavailable>) {
+    let mut methods = Vec::new();
+    let mut unavailable = Vec::new();
+    for method in Method::ALL {
+        let blocked = rules.iter().find(|rule| rule.carrier(method) == Carrier::None);
+        let reason = match (blocked, allowed) {
+            (Some(rule), _) => Some(why_not(profile, method, rule.target)),
+            (None, Some(list)) if !list.contains(&method) => {
+                Some(format!("the profile's `methods` does not list {}", method.as_str()))
+            }
+            _ => None,
+        };
+        match reason {
+            Some(reason) => unavailable.push(Unavailable { method, reason }),
+            None => methods.push(method),
+        }
+    }
+    (methods, unavailable)
 }
 
 impl Rule {

@@ -17,9 +17,9 @@ use arc_swap::ArcSwapOption;
 
 use time::OffsetDateTime;
 
-use crate::profile::conditions::write_json_string;
-use crate::profile::{Bounds, Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit, push_digits};
+use crate::profile::{Bounds, Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit};
 use crate::secret::Secret;
+use crate::text::{push_digits, write_json_string};
 
 pub use post::{FieldStyle, PresignedPost, policy_document};
 pub use put::PresignedPut;

@@ -13,9 +13,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{ALGORITHM, Answer, Signer, amz_date, format_rfc3339, sigv4, validity};
-use crate::profile::conditions::{Condition, write_json_string};
+use crate::profile::conditions::Condition;
 use crate::profile::plan::Target;
 use crate::profile::{Filled, Value};
+use crate::text::write_json_string;
 
 /// The casing of the signing fields, after the SDK a client was written for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use postgate::profile::conditions::explain_text;
+use postgate::explain::explain_text;
 use postgate::profile::{self, ProfileName};
 
 fn compiled(path: &Path) -> String {
@@ -92,7 +92,7 @@ fn example_plans() {
             out.push_str(&format!(
                 "{:<28} {:<8} {:<9} POST {:<32} PUT {}\n",
                 target(rule.target),
-                format!("{:?}", rule.kind),
+                rule.check.kind(),
                 if rule.optional { "optional" } else { "" },
                 carrier(rule.post, rule.target, Method::Post),
                 carrier(rule.put, rule.target, Method::Put),
