@@ -10,7 +10,10 @@ use std::time::Duration;
 use regex::{Regex, RegexBuilder};
 
 use super::plan::{ChecksumRule, Method, Plan};
-use super::raw::{RawApps, RawByteSize, RawContentType, RawFilename, RawMetadata, RawMultipart, RawProfile};
+use super::raw::{
+    RawApps, RawByteSize, RawContentType, RawFilename, RawMetadata, RawMetadataRule, RawMultipart, RawProfile,
+    RawVerify,
+};
 use super::template::{Part, Placeholder, Template};
 use super::{
     ContentTypeRule, DEFAULT_EXPIRES_IN, DEFAULT_MULTIPART_EXPIRES_IN, DEFAULT_PART_BYTES, DEFAULT_VAR_PATTERN,
@@ -112,13 +115,7 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
     let mut diags = Vec::new();
 
     check_bucket(&raw.bucket, &mut diags);
-    let store = raw.store.clone().unwrap_or_else(|| "default".to_owned());
-    if !is_simple_name(&store) {
-        diags.push(Diagnostic::error(
-            "store",
-            format!("`{store}` is not a store name: use a-z, 0-9, `_`, `-`"),
-        ));
-    }
+    let store = compile_store(raw.store.as_deref(), &mut diags);
 
     let vars = compile_vars(&raw, cache, &mut diags);
     let var_names: Vec<String> = raw.vars.keys().cloned().collect();
@@ -132,33 +129,7 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
     let metadata = compile_metadata(&raw, &var_names, cache, &mut diags);
     let fields = compile_fields(&raw, &mut diags);
 
-    let apps = match &raw.apps {
-        None => {
-            diags.push(Diagnostic::warning(
-                "apps",
-                "not given, so every app may use this profile; list the apps, or write `apps: all` to mean every app",
-            ));
-            None
-        }
-        Some(RawApps::Every(_)) => None,
-        Some(RawApps::List(apps)) => Some(apps.clone()),
-    };
-    if let Some(apps) = &apps {
-        for (i, app) in apps.iter().enumerate() {
-            if !is_simple_name(app) {
-                diags.push(Diagnostic::error(
-                    format!("apps[{i}]"),
-                    format!("`{app}` is not an app name: use a-z, 0-9, `_`, `-`"),
-                ));
-            }
-        }
-        if apps.is_empty() {
-            diags.push(Diagnostic::warning(
-                "apps",
-                "the list is empty, so no app may use this profile; write `apps: all` to allow every app",
-            ));
-        }
-    }
+    let apps = compile_apps(raw.apps.as_ref(), &mut diags);
 
     let checksum = compile_checksum(&raw, &mut diags);
     let overwrite = raw.overwrite.unwrap_or(true);
@@ -204,16 +175,68 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
         warnings: Vec::new(),
     };
     profile.plan = Plan::build(&profile, raw.methods.as_deref());
-    check_methods(&profile, raw.methods.as_deref(), &mut diags);
-    if raw.multipart.is_some()
-        && let Some(reason) = profile.plan.multipart_unavailable()
-    {
-        diags.push(Diagnostic::error("multipart", reason.to_owned()));
-    }
+    check_plan(&profile, raw.methods.as_deref(), raw.multipart.is_some(), &mut diags);
     if diags.iter().any(Diagnostic::is_error) {
         return Err(sorted(diags));
     }
-    let policy_bytes = estimated_policy_bytes(&profile);
+    profile.warnings = sorted(diags);
+    Ok(profile)
+}
+
+fn compile_store(store: Option<&str>, diags: &mut Vec<Diagnostic>) -> String {
+    let store = store.unwrap_or("default").to_owned();
+    if !is_simple_name(&store) {
+        diags.push(Diagnostic::error(
+            "store",
+            format!("`{store}` is not a store name: use a-z, 0-9, `_`, `-`"),
+        ));
+    }
+    store
+}
+
+fn compile_apps(raw: Option<&RawApps>, diags: &mut Vec<Diagnostic>) -> Option<Vec<String>> {
+    let apps = match raw {
+        None => {
+            diags.push(Diagnostic::warning(
+                "apps",
+                "not given, so every app may use this profile; list the apps, or write `apps: all` to mean every app",
+            ));
+            None
+        }
+        Some(RawApps::Every(_)) => None,
+        Some(RawApps::List(apps)) => Some(apps.clone()),
+    };
+    if let Some(apps) = &apps {
+        for (i, app) in apps.iter().enumerate() {
+            if !is_simple_name(app) {
+                diags.push(Diagnostic::error(
+                    format!("apps[{i}]"),
+                    format!("`{app}` is not an app name: use a-z, 0-9, `_`, `-`"),
+                ));
+            }
+        }
+        if apps.is_empty() {
+            diags.push(Diagnostic::warning(
+                "apps",
+                "the list is empty, so no app may use this profile; write `apps: all` to allow every app",
+            ));
+        }
+    }
+
+    apps
+}
+
+/// What only the built plan can tell: the methods and multipart it carries, and the size of its
+/// POST policy (errors stop before the estimate).
+fn check_plan(profile: &Profile, methods: Option<&[Method]>, multipart: bool, diags: &mut Vec<Diagnostic>) {
+    check_methods(profile, methods, diags);
+    if multipart && let Some(reason) = profile.plan.multipart_unavailable() {
+        diags.push(Diagnostic::error("multipart", reason.to_owned()));
+    }
+    if diags.iter().any(Diagnostic::is_error) {
+        return;
+    }
+    let policy_bytes = estimated_policy_bytes(profile);
     if policy_bytes > POLICY_WARN_BYTES {
         diags.push(Diagnostic::warning(
             "",
@@ -222,8 +245,6 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
             ),
         ));
     }
-    profile.warnings = sorted(diags);
-    Ok(profile)
 }
 
 fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
@@ -607,6 +628,18 @@ fn compile_verify(
             ));
         }
     }
+    check_verification_sticks(raw, rule, diags);
+    Some(VerifyRule {
+        sniff: rule.sniff,
+        staging: rule.staging.clone(),
+        quarantine: rule.quarantine.clone(),
+        within: within?,
+    })
+}
+
+/// `complete` must find the object it checks, and what it checked must stay: no still valid
+/// signature may put unchecked bytes where the checked ones are.
+fn check_verification_sticks(raw: &RawProfile, rule: &RawVerify, diags: &mut Vec<Diagnostic>) {
     // A key the store completes (`${filename}` left to a POST form) may hold any name, slashes
     // included, and `complete` is told one path segment: it could never find what it must check.
     if raw.filename != Some(RawFilename::Request) && raw.key.ends_with("${filename}") {
@@ -643,12 +676,6 @@ fn compile_verify(
             "overlaps `verify.staging`; use two separate prefixes",
         ));
     }
-    Some(VerifyRule {
-        sniff: rule.sniff,
-        staging: rule.staging.clone(),
-        quarantine: rule.quarantine.clone(),
-        within: within?,
-    })
 }
 
 /// A key prefix set by the profile (`staging/`): ends in `/`, no `${`, no leading `/`, printable.
@@ -835,65 +862,15 @@ fn compile_metadata(
         }
         let (value, required, description) = match raw_rule {
             RawMetadata::Fixed(text) => {
-                let template = match Template::parse(text, var_names) {
-                    Ok(template) => template,
-                    Err(error) => {
-                        diags.push(Diagnostic::error(&path, error.to_string()));
-                        continue;
-                    }
+                let Some(template) = compile_fixed_metadata(text, var_names, &path, diags) else {
+                    continue;
                 };
-                if template.uses(Placeholder::Filename) {
-                    diags.push(Diagnostic::error(
-                        &path,
-                        "`${filename}` is substituted by S3 only in the key; it cannot be used in metadata",
-                    ));
-                    continue;
-                }
-                if let Err(why) = forbidden_char(text) {
-                    diags.push(Diagnostic::error(&path, format!("the value {why}")));
-                    continue;
-                }
                 fixed_bytes += name.len() + template.literal_len();
                 (MetadataValue::Fixed(template), true, None)
             }
             RawMetadata::Rule(rule) => {
-                let value = match (&rule.one_of, &rule.pattern) {
-                    (Some(_), Some(_)) => {
-                        diags.push(Diagnostic::error(&path, "give `one_of` or `pattern`, not both"));
-                        continue;
-                    }
-                    (None, None) => {
-                        diags.push(Diagnostic::error(
-                            &path,
-                            "give `one_of` or `pattern` for a value supplied per request, or a string for a fixed value",
-                        ));
-                        continue;
-                    }
-                    (Some(values), None) if values.is_empty() => {
-                        diags.push(Diagnostic::error(format!("{path}.one_of"), "the list is empty"));
-                        continue;
-                    }
-                    (Some(values), None) => {
-                        let bad = values
-                            .iter()
-                            .enumerate()
-                            .find_map(|(i, v)| forbidden_char(v).err().map(|why| (i, why)));
-                        if let Some((i, why)) = bad {
-                            diags.push(Diagnostic::error(
-                                format!("{path}.one_of[{i}]"),
-                                format!("the value {why}"),
-                            ));
-                            continue;
-                        }
-                        MetadataValue::OneOf(values.clone())
-                    }
-                    (None, Some(pattern)) => match cache.full_match(pattern) {
-                        Ok(regex) => MetadataValue::Pattern(regex, pattern.clone()),
-                        Err(message) => {
-                            diags.push(Diagnostic::error(format!("{path}.pattern"), message));
-                            continue;
-                        }
-                    },
+                let Some(value) = compile_metadata_rule(rule, &path, cache, diags) else {
+                    continue;
                 };
                 (value, rule.required.unwrap_or(true), rule.description.clone())
             }
@@ -915,6 +892,81 @@ fn compile_metadata(
         ));
     }
     rules
+}
+
+/// A fixed metadata value: a template of vars and built-ins (not `${filename}`).
+fn compile_fixed_metadata(
+    text: &str,
+    var_names: &[String],
+    path: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Template> {
+    let template = match Template::parse(text, var_names) {
+        Ok(template) => template,
+        Err(error) => {
+            diags.push(Diagnostic::error(path, error.to_string()));
+            return None;
+        }
+    };
+    if template.uses(Placeholder::Filename) {
+        diags.push(Diagnostic::error(
+            path,
+            "`${filename}` is substituted by S3 only in the key; it cannot be used in metadata",
+        ));
+        return None;
+    }
+    if let Err(why) = forbidden_char(text) {
+        diags.push(Diagnostic::error(path, format!("the value {why}")));
+        return None;
+    }
+    Some(template)
+}
+
+/// A per-request metadata value: `one_of` a list, or matching a `pattern`.
+fn compile_metadata_rule(
+    rule: &RawMetadataRule,
+    path: &str,
+    cache: &mut RegexCache,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<MetadataValue> {
+    match (&rule.one_of, &rule.pattern) {
+        (Some(_), Some(_)) => {
+            diags.push(Diagnostic::error(path, "give `one_of` or `pattern`, not both"));
+            None
+        }
+        (None, None) => {
+            diags.push(Diagnostic::error(
+                path,
+                "give `one_of` or `pattern` for a value supplied per request, or a string for a fixed value",
+            ));
+            None
+        }
+        (Some(values), None) if values.is_empty() => {
+            diags.push(Diagnostic::error(format!("{path}.one_of"), "the list is empty"));
+            None
+        }
+        (Some(values), None) => {
+            let bad = values
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| forbidden_char(v).err().map(|why| (i, why)));
+            if let Some((i, why)) = bad {
+                diags.push(Diagnostic::error(
+                    format!("{path}.one_of[{i}]"),
+                    format!("the value {why}"),
+                ));
+                return None;
+            }
+            Some(MetadataValue::OneOf(values.clone()))
+        }
+        (None, Some(pattern)) => match cache.full_match(pattern) {
+            Ok(regex) => Some(MetadataValue::Pattern(regex, pattern.clone())),
+            Err(message) => {
+                diags.push(Diagnostic::error(format!("{path}.pattern"), message));
+                None
+            }
+        },
+    }
 }
 
 /// What to use instead of a field the gateway owns, or `None` when the field is not owned.

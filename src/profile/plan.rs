@@ -327,31 +327,7 @@ impl Plan {
             Carrier::Length,
         ));
         rules.push(content_type_rule(profile.content_type.as_ref()));
-        for (i, (field, value)) in profile.fields.iter().enumerate() {
-            // A header value is ASCII (browsers refuse others in `fetch`).
-            let put = if put_header(field).is_some() && value.is_ascii() {
-                Carrier::ProfileNamed
-            } else {
-                Carrier::None
-            };
-            rules.push(rule(
-                Target::Field(i),
-                Check::Exact(value.clone()),
-                Carrier::ProfileNamed,
-                put,
-            ));
-        }
-        for (i, metadata) in profile.metadata.iter().enumerate() {
-            let check = match &metadata.value {
-                MetadataValue::Fixed(template) => Check::Template(template.clone()),
-                MetadataValue::OneOf(values) => Check::OneOf(values.clone()),
-                MetadataValue::Pattern(regex, source) => Check::Pattern(regex.clone(), source.clone()),
-            };
-            rules.push(Rule {
-                optional: !metadata.required,
-                ..rule(Target::Metadata(i), check, Carrier::ProfileNamed, Carrier::ProfileNamed)
-            });
-        }
+        profile_named_rules(profile, &mut rules);
         rules.push(rule(
             Target::Marker,
             Check::Fresh,
@@ -387,17 +363,7 @@ impl Plan {
             ));
         }
         let (methods, unavailable) = methods(profile, &rules, allowed);
-        // Multipart carries the rules as a PUT does (headers on the create call, each part's
-        // `Content-Length`), except a checksum of the whole file, which no part carries.
-        let multipart_unavailable = if profile.multipart.is_none() {
-            Some("this profile takes no multipart uploads; its operator adds `multipart:` to allow them".to_owned())
-        } else if let Some(rule) = rules.iter().find(|rule| rule.put == Carrier::None) {
-            Some(why_not(profile, Method::Put, rule.target))
-        } else if profile.checksum.required {
-            Some("a multipart upload carries no checksum of the whole file, and this profile requires one".to_owned())
-        } else {
-            None
-        };
+        let multipart_unavailable = multipart_unavailable(profile, &rules);
         Plan {
             rules,
             methods,
@@ -449,6 +415,53 @@ fn content_type_rule(rule: Option<&ContentTypeRule>) -> Rule {
         optional: false,
         post,
         put: Carrier::Named("Content-Type"),
+    }
+}
+
+/// The rules of the profile's pinned fields and metadata, named by the profile.
+fn profile_named_rules(profile: &Profile, rules: &mut Vec<Rule>) {
+    for (i, (field, value)) in profile.fields.iter().enumerate() {
+        // A header value is ASCII (browsers refuse others in `fetch`).
+        let put = if put_header(field).is_some() && value.is_ascii() {
+            Carrier::ProfileNamed
+        } else {
+            Carrier::None
+        };
+        rules.push(Rule {
+            target: Target::Field(i),
+            check: Check::Exact(value.clone()),
+            optional: false,
+            post: Carrier::ProfileNamed,
+            put,
+        });
+    }
+    for (i, metadata) in profile.metadata.iter().enumerate() {
+        let check = match &metadata.value {
+            MetadataValue::Fixed(template) => Check::Template(template.clone()),
+            MetadataValue::OneOf(values) => Check::OneOf(values.clone()),
+            MetadataValue::Pattern(regex, source) => Check::Pattern(regex.clone(), source.clone()),
+        };
+        rules.push(Rule {
+            target: Target::Metadata(i),
+            check,
+            optional: !metadata.required,
+            post: Carrier::ProfileNamed,
+            put: Carrier::ProfileNamed,
+        });
+    }
+}
+
+/// Multipart carries the rules as a PUT does (headers on the create call, each part's
+/// `Content-Length`), except a checksum of the whole file, which no part carries.
+fn multipart_unavailable(profile: &Profile, rules: &[Rule]) -> Option<String> {
+    if profile.multipart.is_none() {
+        Some("this profile takes no multipart uploads; its operator adds `multipart:` to allow them".to_owned())
+    } else if let Some(rule) = rules.iter().find(|rule| rule.put == Carrier::None) {
+        Some(why_not(profile, Method::Put, rule.target))
+    } else if profile.checksum.required {
+        Some("a multipart upload carries no checksum of the whole file, and this profile requires one".to_owned())
+    } else {
+        None
     }
 }
 

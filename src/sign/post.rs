@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::{ALGORITHM, Answer, Signer, amz_date, format_rfc3339, sigv4, validity};
 use crate::profile::conditions::Condition;
 use crate::profile::plan::Target;
-use crate::profile::{Filled, Value};
+use crate::profile::{Entry, Filled, Value};
 use crate::text::write_json_string;
 
 /// The casing of the signing fields, after the SDK a client was written for.
@@ -133,20 +133,18 @@ fn policy_document_parts(expiration: OffsetDateTime, parts: &[&[Condition]]) -> 
     out
 }
 
-/// Renders a filled plan as a signed POST form. Infallible: everything that could be wrong was
-/// refused by admission.
-pub fn post_form<'p>(
-    filled: Filled<'p>,
-    store: &Signer<'_>,
-    now: OffsetDateTime,
-    style: FieldStyle,
-) -> PresignedPost<'p> {
-    let (now, expires_at, expiry_clamped) = validity(store, now, filled.expires_in);
+/// A POST form's fields, in order.
+type FormFields<'p> = Vec<(Cow<'p, str>, Cow<'p, str>)>;
 
-    let mut conditions: Vec<Condition<'p>> = Vec::with_capacity(filled.entries.len() + 4);
-    let mut fields: Vec<(Cow<'p, str>, Cow<'p, str>)> = Vec::with_capacity(filled.entries.len() + 6);
-    let key = filled.key;
-    for entry in filled.entries {
+/// The policy conditions and form fields of a filled plan's entries, in plan order.
+fn conditions_and_fields<'p>(
+    entries: Vec<Entry<'p>>,
+    key: &str,
+    style: FieldStyle,
+) -> (Vec<Condition<'p>>, FormFields<'p>) {
+    let mut conditions: Vec<Condition<'p>> = Vec::with_capacity(entries.len() + 4);
+    let mut fields: FormFields<'p> = Vec::with_capacity(entries.len() + 6);
+    for entry in entries {
         match (entry.name, entry.value) {
             (_, Value::Range { min, max }) => conditions.push(Condition::ContentLengthRange { min, max }),
             (Some(name), Value::Exact(value)) => {
@@ -161,13 +159,29 @@ pub fn post_form<'p>(
                 // ${filename}, so the condition is on the prefix (which always ends with `/`);
                 // a content-type prefix is the client's to complete with the file's type.
                 if entry.target == Target::Key {
-                    fields.push((name.clone(), Cow::Owned(key.clone())));
+                    fields.push((name.clone(), Cow::Owned(key.to_owned())));
                 }
                 conditions.push(Condition::StartsWith { field: name, prefix });
             }
             (None, _) => {}
         }
     }
+
+    (conditions, fields)
+}
+
+/// Renders a filled plan as a signed POST form. Infallible: everything that could be wrong was
+/// refused by admission.
+pub fn post_form<'p>(
+    filled: Filled<'p>,
+    store: &Signer<'_>,
+    now: OffsetDateTime,
+    style: FieldStyle,
+) -> PresignedPost<'p> {
+    let (now, expires_at, expiry_clamped) = validity(store, now, filled.expires_in);
+
+    let key = filled.key;
+    let (conditions, mut fields) = conditions_and_fields(filled.entries, &key, style);
 
     let amz_date = amz_date(now);
     let date = &amz_date[..8];

@@ -130,8 +130,6 @@ pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> St
 
 /// `presign_query`, appended to `out` (a URL up to its `?`), so the URL is built in one buffer.
 pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, signer: &QuerySigner<'_>) {
-    use sha2::Digest as _;
-
     let date = &signer.amz_date[..8];
     // `<key id>/<date>/<region>/s3/aws4_request`, encoded as a query value, in one buffer.
     let mut credential = String::with_capacity(signer.access_key_id.len() + signer.region.len() + 48);
@@ -144,20 +142,8 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
 
     // Headers: lowercase names (all written into one buffer), sorted; values trimmed with inner
     // runs of spaces collapsed.
-    let mut lowercase = String::with_capacity(request.headers.iter().map(|(n, _)| n.len()).sum());
-    for (name, _) in request.headers {
-        let start = lowercase.len();
-        lowercase.push_str(name);
-        lowercase[start..].make_ascii_lowercase();
-    }
-    let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(request.headers.len() + 1);
-    headers.push(("host", request.host.into()));
-    let mut start = 0;
-    for (name, value) in request.headers {
-        headers.push((&lowercase[start..start + name.len()], canonical_value(value)));
-        start += name.len();
-    }
-    headers.sort_unstable();
+    let lowercase = lowercase_names(request.headers);
+    let headers = canonical_headers(request, &lowercase);
     // `SignedHeaders` as the query carries it (`;` encoded; the names need nothing else); the
     // canonical request spells the same list with `;`.
     let mut signed_headers = String::with_capacity(headers.iter().map(|(n, _)| n.len() + 3).sum());
@@ -185,23 +171,71 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
     let mut order: Vec<usize> = (0..params.len()).collect();
     order.sort_unstable_by(|a, b| params[*a].cmp(&params[*b]));
 
-    // The canonical request is only hashed: written straight into the hasher.
+    let ordered = order.iter().map(|i| &params[*i]);
+    let canonical = canonical_request_hash(request.method, request.path, ordered, &headers);
+    let string_to_sign = string_to_sign(signer, &canonical);
+
+    out.reserve(512);
+    for (i, (name, value)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
+    out.push_str("&X-Amz-Signature=");
+    push_hex(out, &hmac(signer.signing_key, string_to_sign.as_bytes()));
+}
+
+/// Header names lowercased, all in one buffer (in the request's order).
+fn lowercase_names(headers: &[(&str, &str)]) -> String {
+    let mut lowercase = String::with_capacity(headers.iter().map(|(n, _)| n.len()).sum());
+    for (name, _) in headers {
+        let start = lowercase.len();
+        lowercase.push_str(name);
+        lowercase[start..].make_ascii_lowercase();
+    }
+    lowercase
+}
+
+/// `host` and the request's headers, named from `lowercase`, with canonical values, sorted.
+fn canonical_headers<'a>(request: &QueryRequest<'a>, lowercase: &'a str) -> Vec<(&'a str, Cow<'a, str>)> {
+    let mut headers: Vec<(&str, Cow<str>)> = Vec::with_capacity(request.headers.len() + 1);
+    headers.push(("host", request.host.into()));
+    let mut start = 0;
+    for (name, value) in request.headers {
+        headers.push((&lowercase[start..start + name.len()], canonical_value(value)));
+        start += name.len();
+    }
+    headers.sort_unstable();
+    headers
+}
+
+/// The SHA-256 of the canonical request (`UNSIGNED-PAYLOAD`), written straight into the hasher:
+/// the canonical request is only ever hashed.
+fn canonical_request_hash<'a>(
+    method: &str,
+    path: &str,
+    params: impl Iterator<Item = &'a (Cow<'a, str>, Cow<'a, str>)>,
+    headers: &[(&str, Cow<str>)],
+) -> [u8; 32] {
+    use sha2::Digest as _;
     let mut canonical = Sha256::new();
-    canonical.update(request.method);
+    canonical.update(method);
     canonical.update(b"\n");
-    canonical.update(request.path);
+    canonical.update(path);
     canonical.update(b"\n");
-    for (i, index) in order.iter().enumerate() {
+    for (i, (name, value)) in params.enumerate() {
         if i > 0 {
             canonical.update(b"&");
         }
-        let (name, value) = &params[*index];
         canonical.update(name.as_bytes());
         canonical.update(b"=");
         canonical.update(value.as_bytes());
     }
     canonical.update(b"\n");
-    for (name, value) in &headers {
+    for (name, value) in headers {
         canonical.update(name.as_bytes());
         canonical.update(b":");
         canonical.update(value.as_bytes());
@@ -215,29 +249,22 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
         canonical.update(name.as_bytes());
     }
     canonical.update("\nUNSIGNED-PAYLOAD");
+    canonical.finalize().into()
+}
 
-    let mut string_to_sign = String::with_capacity(160 + signer.region.len());
-    string_to_sign.push_str(super::ALGORITHM);
-    string_to_sign.push('\n');
-    string_to_sign.push_str(signer.amz_date);
-    string_to_sign.push('\n');
-    string_to_sign.push_str(date);
-    string_to_sign.push('/');
-    string_to_sign.push_str(signer.region);
-    string_to_sign.push_str("/s3/aws4_request\n");
-    push_hex(&mut string_to_sign, &canonical.finalize());
-
-    out.reserve(512);
-    for (i, (name, value)) in params.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        out.push_str(name);
-        out.push('=');
-        out.push_str(value);
-    }
-    out.push_str("&X-Amz-Signature=");
-    push_hex(out, &hmac(signer.signing_key, string_to_sign.as_bytes()));
+/// `AWS4-HMAC-SHA256 \n <amz date> \n <scope> \n <hex of the canonical request's hash>`.
+fn string_to_sign(signer: &QuerySigner<'_>, canonical: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(160 + signer.region.len());
+    out.push_str(super::ALGORITHM);
+    out.push('\n');
+    out.push_str(signer.amz_date);
+    out.push('\n');
+    out.push_str(&signer.amz_date[..8]);
+    out.push('/');
+    out.push_str(signer.region);
+    out.push_str("/s3/aws4_request\n");
+    push_hex(&mut out, canonical);
+    out
 }
 
 /// `value` in decimal, written into `digits`.
