@@ -25,6 +25,7 @@ pub mod store;
 pub mod text;
 pub mod transport;
 pub mod upload;
+pub mod vocabulary;
 
 /// `n` and the noun, singular for one: "1 error", "2 errors", "0 warnings".
 pub fn counted(n: usize, noun: &str) -> String {

@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::AppState;
-#[allow(unused_imports)]
-use super::openapi::{Health, PresignResponse, ProfileList};
 use super::problem::{Problem, ProblemCode};
+#[allow(unused_imports)]
+use super::wire::{Health, PresignResponse, ProfileList};
 use super::wire::{ProfileDetail, ProfileSummary, presign_response};
 use crate::metrics::{Outcome, Trigger, UNKNOWN_PROFILE};
 use crate::profile::UploadRequest;
@@ -627,14 +627,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "generation": snapshot.generation,
         "profiles": snapshot.profiles.len(),
     }))
-}
-
-/// `GET /openapi.json`: the API description.
-pub async fn openapi() -> HttpResponse {
-    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(super::openapi::document);
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(DOCUMENT.as_str())
 }
 
 /// A known path asked with a method it does not answer.

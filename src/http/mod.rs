@@ -75,7 +75,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics", "GET").route(web::get().to(handlers::metrics)))
         .service(resource("/healthz", "GET").route(web::get().to(handlers::healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(handlers::readyz)))
-        .service(resource("/openapi.json", "GET").route(web::get().to(handlers::openapi)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi::serve)))
         .service(resource("/", "GET").route(web::get().to(pages::index)))
         .service(resource("/form/{name}", "GET").route(web::get().to(pages::form)))
         .service(resource("/uploaded", "GET").route(web::get().to(pages::uploaded)))

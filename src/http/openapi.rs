@@ -3,63 +3,14 @@
 //! that a test keeps fresh.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::problem::{FieldError, Problem};
-use super::wire::{ConditionWire, ContentTypeWire, MetadataWire, ProfileDetail, ProfileSummary, VarWire};
+use super::wire::{
+    ConditionWire, ContentTypeWire, Health, MetadataWire, PresignResponse, ProfileDetail, ProfileList, ProfileSummary,
+    VarWire,
+};
 use crate::profile::UploadRequest;
-
-/// `POST /v1/profiles/{name}/presign`'s answer: the form, and what a client shows and needs.
-/// (Documentation only: the gateway writes this JSON by hand on the hot path.)
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PresignResponse {
-    /// `POST`: post `fields` and then the file (a form) to `url`; `PUT`: send the file as the
-    /// body to `url` with `headers`.
-    #[schema(value_type = String, pattern = "^(POST|PUT)$")]
-    method: String,
-    /// Where to send the upload.
-    url: String,
-    /// POST only: the form fields, in the order to send them; the file goes last.
-    fields: Option<indexmap::IndexMap<String, String>>,
-    /// PUT only: the headers to send with exactly these values (`Content-Length`, signed too,
-    /// is the body's length, which HTTP clients set themselves).
-    headers: Option<indexmap::IndexMap<String, String>>,
-    /// The object key (a POST form's ends in a literal `${filename}` when the request named no
-    /// file and the profile leaves it to the store).
-    key: String,
-    /// When the form stops being accepted (RFC 3339, whole seconds, UTC).
-    #[schema(format = DateTime)]
-    expires_at: String,
-    /// The largest upload the signature admits, in bytes (a PUT's exact size).
-    max_size: u64,
-    /// The profile that signed it.
-    profile: String,
-    /// The generation of the profile set that signed it.
-    generation: u64,
-    /// Present (true) when the form's expiry was cut short to the credentials' expiry.
-    expiry_clamped: Option<bool>,
-}
-
-/// `GET /v1/profiles`'s answer.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ProfileList<'a> {
-    generation: u64,
-    profiles: Vec<ProfileSummary<'a>>,
-}
-
-/// `GET /healthz` and `GET /readyz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Health {
-    /// `ok` or `ready`.
-    status: String,
-    /// `readyz` only: the served generation.
-    generation: Option<u64>,
-    /// `readyz` only: how many profiles are loaded.
-    profiles: Option<u64>,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -119,4 +70,12 @@ pub fn document() -> String {
     let mut json = doc.to_pretty_json().unwrap_or_default();
     json.push('\n');
     json
+}
+
+/// `GET /openapi.json`: the API description.
+pub async fn serve() -> actix_web::HttpResponse {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(document);
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.as_str())
 }

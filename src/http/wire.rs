@@ -228,3 +228,55 @@ pub fn presign_response(signed: &Signed, profile: &str, generation: u64, upload_
     out.push('}');
     out
 }
+
+/// `POST /v1/profiles/{name}/presign`'s answer: the form, and what a client shows and needs.
+/// (Documentation only: the gateway writes this JSON by hand on the hot path.)
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PresignResponse {
+    /// `POST`: post `fields` and then the file (a form) to `url`; `PUT`: send the file as the
+    /// body to `url` with `headers`.
+    #[schema(value_type = String, pattern = "^(POST|PUT)$")]
+    method: String,
+    /// Where to send the upload.
+    url: String,
+    /// POST only: the form fields, in the order to send them; the file goes last.
+    fields: Option<indexmap::IndexMap<String, String>>,
+    /// PUT only: the headers to send with exactly these values (`Content-Length`, signed too,
+    /// is the body's length, which HTTP clients set themselves).
+    headers: Option<indexmap::IndexMap<String, String>>,
+    /// The object key (a POST form's ends in a literal `${filename}` when the request named no
+    /// file and the profile leaves it to the store).
+    key: String,
+    /// When the form stops being accepted (RFC 3339, whole seconds, UTC).
+    #[schema(format = DateTime)]
+    expires_at: String,
+    /// The largest upload the signature admits, in bytes (a PUT's exact size).
+    max_size: u64,
+    /// The profile that signed it.
+    profile: String,
+    /// The generation of the profile set that signed it.
+    generation: u64,
+    /// Present (true) when the form's expiry was cut short to the credentials' expiry.
+    expiry_clamped: Option<bool>,
+}
+
+/// `GET /v1/profiles`'s answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ProfileList<'a> {
+    generation: u64,
+    profiles: Vec<ProfileSummary<'a>>,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    /// `ok` or `ready`.
+    status: String,
+    /// `readyz` only: the served generation.
+    generation: Option<u64>,
+    /// `readyz` only: how many profiles are loaded.
+    profiles: Option<u64>,
+}

@@ -22,48 +22,9 @@ use super::{
     SizeRange, Var, VerifyRule,
 };
 use crate::text::format_bytes;
-
-/// S3 POST form fields a profile may pin under `fields`, in their usual spelling.
-pub const KNOWN_FIELDS: &[&str] = &[
-    "acl",
-    "Cache-Control",
-    "Content-Disposition",
-    "Content-Encoding",
-    "Content-Language",
-    "Expires",
-    "success_action_redirect",
-    "success_action_status",
-    "tagging",
-    "x-amz-storage-class",
-    "x-amz-server-side-encryption",
-    "x-amz-server-side-encryption-aws-kms-key-id",
-    "x-amz-server-side-encryption-context",
-    "x-amz-server-side-encryption-bucket-key-enabled",
-    "x-amz-website-redirect-location",
-    "x-amz-object-lock-mode",
-    "x-amz-object-lock-retain-until-date",
-    "x-amz-object-lock-legal-hold",
-];
-
-/// Canned ACLs that keep an object private.
-const PRIVATE_ACLS: &[&str] = &["private", "bucket-owner-read", "bucket-owner-full-control"];
-/// Canned ACLs that publish an object; allowed only with `public: true`.
-const PUBLIC_ACLS: &[&str] = &[
-    "public-read",
-    "public-read-write",
-    "authenticated-read",
-    "aws-exec-read",
-];
-
-/// Types browsers render inline, where an uploaded file can run script in the bucket's origin
-/// (besides every `+xml` type, which browsers render as XML).
-const INLINE_RENDERED: &[&str] = &[
-    "text/html",
-    "text/xml",
-    "application/xml",
-    "text/xsl",
-    "multipart/x-mixed-replace",
-];
+use crate::vocabulary::{
+    BUILT_INS, INLINE_RENDERED, KNOWN_FIELDS, METADATA_NAME, NAME, PRIVATE_ACLS, PUBLIC_ACLS, VAR_NAME, is_media_type,
+};
 
 /// Whether browsers render `media_type` inline (parameters ignored).
 fn renders_inline(media_type: &str) -> bool {
@@ -75,9 +36,6 @@ fn renders_inline(media_type: &str) -> bool {
         .to_ascii_lowercase();
     INLINE_RENDERED.contains(&essence.as_str()) || essence.ends_with("+xml")
 }
-
-/// Names under `vars` that would shadow a built-in placeholder.
-const BUILT_INS: &[&str] = &["filename", "uuid", "date", "app"];
 
 /// Above this a POST policy document is worth a warning (forms carry it base64-encoded): 1 KiB
 /// of the profile's own conditions, plus the per-upload marker's (~70 bytes) every form carries.
@@ -185,10 +143,10 @@ pub fn compile_cached(name: ProfileName, raw: RawProfile, cache: &mut RegexCache
 
 fn compile_store(store: Option<&str>, diags: &mut Vec<Diagnostic>) -> String {
     let store = store.unwrap_or("default").to_owned();
-    if !is_simple_name(&store) {
+    if !NAME.admits(&store) {
         diags.push(Diagnostic::error(
             "store",
-            format!("`{store}` is not a store name: use a-z, 0-9, `_`, `-`"),
+            format!("`{store}` is not a store name: {}", NAME.rule),
         ));
     }
     store
@@ -208,10 +166,10 @@ fn compile_apps(raw: Option<&RawApps>, diags: &mut Vec<Diagnostic>) -> Option<Ve
     };
     if let Some(apps) = &apps {
         for (i, app) in apps.iter().enumerate() {
-            if !is_simple_name(app) {
+            if !NAME.admits(app) {
                 diags.push(Diagnostic::error(
                     format!("apps[{i}]"),
-                    format!("`{app}` is not an app name: use a-z, 0-9, `_`, `-`"),
+                    format!("`{app}` is not an app name: {}", NAME.rule),
                 ));
             }
         }
@@ -251,14 +209,6 @@ fn sorted(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     // Errors first; otherwise the order the compiler found them in, which follows the file.
     diags.sort_by_key(|d| d.severity);
     diags
-}
-
-fn is_simple_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// S3 general-purpose bucket naming rules.
@@ -331,18 +281,8 @@ fn compile_vars(raw: &RawProfile, cache: &mut RegexCache, diags: &mut Vec<Diagno
     let mut vars = Vec::new();
     for (name, raw_var) in &raw.vars {
         let path = format!("vars.{name}");
-        let name_ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && name.len() <= 32;
-        if !name_ok {
-            diags.push(Diagnostic::error(
-                &path,
-                format!(
-                    "`{name}` is not a var name: use lowercase letters, digits and `_`, starting with a letter or `_`"
-                ),
-            ));
+        if let Err(why) = VAR_NAME.check(name) {
+            diags.push(Diagnostic::error(&path, why));
             continue;
         }
         if BUILT_INS.contains(&name.as_str()) {
@@ -759,12 +699,6 @@ fn compile_size(raw: &RawProfile, diags: &mut Vec<Diagnostic>) -> Option<SizeRan
     ok.then_some(SizeRange { min, max })
 }
 
-/// `type/subtype` with RFC 6838 token characters.
-pub(crate) fn is_media_type(text: &str) -> bool {
-    let token = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c));
-    matches!(text.split_once('/'), Some((kind, sub)) if token(kind) && token(sub))
-}
-
 fn compile_content_type(rule: &RawContentType, diags: &mut Vec<Diagnostic>) -> Option<ContentTypeRule> {
     let given = [rule.prefix.is_some(), rule.one_of.is_some(), rule.exact.is_some()]
         .iter()
@@ -842,15 +776,8 @@ fn compile_metadata(
     let mut fixed_bytes = 0;
     for (name, raw_rule) in &raw.metadata {
         let path = format!("metadata.{name}");
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            diags.push(Diagnostic::error(
-                &path,
-                format!("`{name}` is not a metadata name: use lowercase letters, digits and `-` (S3 lowercases them)"),
-            ));
+        if let Err(why) = METADATA_NAME.check(name) {
+            diags.push(Diagnostic::error(&path, why));
             continue;
         }
         if name == super::plan::MARKER_NAME {

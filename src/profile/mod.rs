@@ -59,17 +59,11 @@ pub struct ProfileName(String);
 
 impl ProfileName {
     pub fn new(name: &str) -> Result<ProfileName, String> {
-        let mut chars = name.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-        if first_ok && rest_ok && name.len() <= 63 {
+        let grammar = &crate::vocabulary::NAME;
+        if grammar.admits(name) {
             Ok(ProfileName(name.to_owned()))
         } else {
-            Err(format!(
-                "`{name}` is not a profile name: use 1 to 63 of a-z, 0-9, `_`, `-`, starting with a letter or digit"
-            ))
+            Err(format!("`{name}` is not a profile name: {}", grammar.rule))
         }
     }
 

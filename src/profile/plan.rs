@@ -256,43 +256,7 @@ pub const MARKER_FIELD: &str = "x-amz-meta-postgate-upload";
 /// The marker's length: a hyphenated UUID.
 pub const MARKER_BYTES: usize = 36;
 
-/// Pinned fields that only a POST form knows, with why PUT cannot carry them.
-pub const POST_ONLY_FIELDS: &[(&str, &str)] = &[
-    (
-        "success_action_redirect",
-        "the store redirects a browser after a POST form; a PUT has no redirect",
-    ),
-    (
-        "success_action_status",
-        "it sets the status of a POST form's answer; a PUT always answers 200",
-    ),
-    (
-        "tagging",
-        "a POST form takes tags as an XML document and a PUT as `key=value&…`; one value cannot be both",
-    ),
-];
-
-/// The header that carries a pinned form field in a PUT, `None` for POST-only fields.
-pub fn put_header(field: &str) -> Option<&'static str> {
-    Some(match field {
-        "acl" => "x-amz-acl",
-        "Cache-Control" => "Cache-Control",
-        "Content-Disposition" => "Content-Disposition",
-        "Content-Encoding" => "Content-Encoding",
-        "Content-Language" => "Content-Language",
-        "Expires" => "Expires",
-        "x-amz-storage-class" => "x-amz-storage-class",
-        "x-amz-server-side-encryption" => "x-amz-server-side-encryption",
-        "x-amz-server-side-encryption-aws-kms-key-id" => "x-amz-server-side-encryption-aws-kms-key-id",
-        "x-amz-server-side-encryption-context" => "x-amz-server-side-encryption-context",
-        "x-amz-server-side-encryption-bucket-key-enabled" => "x-amz-server-side-encryption-bucket-key-enabled",
-        "x-amz-website-redirect-location" => "x-amz-website-redirect-location",
-        "x-amz-object-lock-mode" => "x-amz-object-lock-mode",
-        "x-amz-object-lock-retain-until-date" => "x-amz-object-lock-retain-until-date",
-        "x-amz-object-lock-legal-hold" => "x-amz-object-lock-legal-hold",
-        _ => return None,
-    })
-}
+pub use crate::vocabulary::{POST_ONLY_FIELDS, put_header};
 
 impl Plan {
     /// The plan of a compiled profile; `allowed` is the profile's `methods` (`None`: every

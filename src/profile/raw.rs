@@ -21,10 +21,11 @@ pub struct RawProfile {
     #[serde(default)]
     pub description: Option<String>,
     /// The S3 bucket uploads go to.
-    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    #[schemars(regex(pattern = crate::vocabulary::BUCKET.pattern))]
     pub bucket: String,
     /// Which configured store (S3 endpoint and credentials) signs this profile; `default` if omitted.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::vocabulary::NAME.pattern))]
     pub store: Option<String>,
     /// The object key template. Placeholders: `${filename}` (only at the end, after `/`),
     /// `${uuid}`, `${date}`, `${app}`, and the names declared under `vars`.
@@ -32,7 +33,7 @@ pub struct RawProfile {
     pub key: String,
     /// The per-request placeholders this profile accepts, by name.
     #[serde(default, deserialize_with = "unique_keys")]
-    #[schemars(extend("propertyNames" = { "pattern": "^[a-z_][a-z0-9_]{0,31}$" }))]
+    #[schemars(extend("propertyNames" = { "pattern": crate::vocabulary::VAR_NAME.pattern }))]
     pub vars: IndexMap<String, RawVar>,
     /// How long a signed form stays valid, like `10m`, `1h`, `2days`. Default `10m`, at most `7d`.
     #[serde(default)]
@@ -48,11 +49,11 @@ pub struct RawProfile {
     pub content_type: Option<RawContentType>,
     /// User metadata (`x-amz-meta-*`) rules, by name (lowercase letters, digits and `-`).
     #[serde(default, deserialize_with = "unique_keys")]
-    #[schemars(extend("propertyNames" = { "pattern": "^[a-z0-9-]+$" }))]
+    #[schemars(extend("propertyNames" = { "pattern": crate::vocabulary::METADATA_NAME.pattern }))]
     pub metadata: IndexMap<String, RawMetadata>,
     /// Other S3 POST form fields, pinned to exact values.
     #[serde(default, deserialize_with = "unique_keys")]
-    #[schemars(extend("propertyNames" = { "enum": crate::profile::compile::KNOWN_FIELDS }))]
+    #[schemars(extend("propertyNames" = { "enum": crate::vocabulary::KNOWN_FIELDS }))]
     pub fields: IndexMap<String, String>,
     /// The apps that may request this profile: a list of app names, or `all` for every app.
     /// Omitted: every app, with a warning (say `all` to mean it).

@@ -78,11 +78,7 @@ impl Template {
             let after = &rest[start + 2..];
             let end = after.find('}').ok_or(TemplateError::Unclosed)?;
             let name = &after[..end];
-            let valid_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !valid_name {
+            if !crate::vocabulary::PLACEHOLDER_NAME.admits(name) {
                 return Err(TemplateError::BadName(name.to_owned()));
             }
             let placeholder = match name {

@@ -90,15 +90,7 @@ impl TokenKeys {
     /// `[A-Za-z0-9_-]{1,32}`.
     pub fn new(current: &str, keys: Vec<(String, Secret)>) -> Result<TokenKeys, String> {
         for (id, secret) in &keys {
-            if id.is_empty()
-                || id.len() > 32
-                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(format!(
-                    "token key id `{}` is not 1 to 32 of A-Z, a-z, 0-9, `_`, `-`",
-                    id.escape_debug()
-                ));
-            }
+            crate::vocabulary::TOKEN_KEY_ID.check(id)?;
             if secret.expose().len() < MIN_KEY_BYTES {
                 return Err(format!(
                     "token key `{id}` is {} bytes; use at least {MIN_KEY_BYTES} random bytes (`postgate hash-key --generate` makes one)",

@@ -127,3 +127,117 @@ fn dependencies_point_one_way() {
         }
     }
 }
+
+/// `text` and `vocabulary` are leaves every floor may import; the log writer imports only `text`.
+#[test]
+fn leaves_import_nothing_of_the_crate() {
+    for path in ["src/text.rs", "src/vocabulary.rs"] {
+        let text = std::fs::read_to_string(repo_path(path)).unwrap();
+        assert!(!text.contains("crate::"), "{path} imports from the crate");
+        assert!(
+            !text.contains("super::") || text.contains("use super::*;"),
+            "{path} imports from the crate"
+        );
+    }
+    let logs = std::fs::read_to_string(repo_path("src/logs.rs")).unwrap();
+    for line in logs.lines().filter(|l| l.contains("crate::")) {
+        assert!(
+            line.contains("crate::text::"),
+            "src/logs.rs imports an upper floor: {line}"
+        );
+    }
+}
+
+/// The modules of one folder (files, or subfolders with their files) as a graph of which names
+/// which, ignoring the folder's own `mod.rs` and test modules.
+fn sibling_imports(folder: &Path) -> Vec<(String, Vec<String>)> {
+    let mut modules: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(folder).unwrap().flatten() {
+        let path = entry.path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut files = Vec::new();
+        if path.is_dir() {
+            sources(&path, &mut files);
+        } else if name != "mod" && path.extension().is_some_and(|e| e == "rs") {
+            files.push((String::new(), std::fs::read_to_string(&path).unwrap()));
+        }
+        let text: String = files
+            .iter()
+            .map(|(_, text)| text.split("#[cfg(test)]").next().unwrap_or_default())
+            .collect();
+        if !text.is_empty() {
+            modules.push((name, text));
+        }
+    }
+    let crate_path = format!(
+        "crate::{}::",
+        folder
+            .strip_prefix(repo_path("src"))
+            .unwrap()
+            .display()
+            .to_string()
+            .replace('/', "::")
+    );
+    let names: Vec<String> = modules.iter().map(|(name, _)| name.clone()).collect();
+    modules
+        .iter()
+        .map(|(name, text)| {
+            let named = names
+                .iter()
+                .filter(|other| *other != name)
+                .filter(|other| {
+                    [format!("super::{other}::"), format!("{crate_path}{other}::")]
+                        .iter()
+                        .any(|needle| text.contains(needle.as_str()))
+                        || text.contains(&format!("super::{other}}}"))
+                        || text.contains(&format!("super::{{{other}"))
+                })
+                .cloned()
+                .collect();
+            (name.clone(), named)
+        })
+        .collect()
+}
+
+/// No two files of a folder import each other, directly or around a circle: a folder's modules
+/// stack into floors.
+#[test]
+fn no_import_circles_inside_a_folder() {
+    let mut folders = vec![repo_path("src")];
+    let mut checked = 0;
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            if entry.path().is_dir() {
+                folders.push(entry.path());
+            }
+        }
+        if folder == repo_path("src") {
+            continue;
+        }
+        let graph = sibling_imports(&folder);
+        checked += graph.len();
+        for (start, _) in &graph {
+            // Depth-first from `start`: reaching `start` again is a circle.
+            let mut stack: Vec<Vec<&str>> = vec![vec![start.as_str()]];
+            while let Some(path) = stack.pop() {
+                let last = path[path.len() - 1];
+                let next = graph.iter().find(|(name, _)| name == last).map(|(_, n)| n).unwrap();
+                for module in next {
+                    assert_ne!(
+                        module,
+                        start,
+                        "{}: import circle {} → {start}",
+                        folder.strip_prefix(repo_path("")).unwrap().display(),
+                        path.join(" → ")
+                    );
+                    if !path.contains(&module.as_str()) {
+                        let mut longer = path.clone();
+                        longer.push(module);
+                        stack.push(longer);
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} modules found");
+}

@@ -57,3 +57,28 @@ fn checked_in_openapi_is_fresh() {
     routes.sort();
     assert_eq!(described, routes);
 }
+
+/// The profile schema's name patterns are the vocabulary's grammars, the ones the compiler
+/// checks with: each place a name occurs carries its grammar's pattern exactly.
+#[test]
+fn schema_patterns_are_the_vocabulary() {
+    use postgate::vocabulary::{BUCKET, Grammar, METADATA_NAME, NAME, VAR_NAME};
+    let schema: serde_json::Value = serde_json::from_str(&postgate::profile_schema()).unwrap();
+    let properties = &schema["properties"];
+    let cases: [(&str, &serde_json::Value, &Grammar); 4] = [
+        ("bucket", &properties["bucket"]["pattern"], &BUCKET),
+        ("store", &properties["store"]["pattern"], &NAME),
+        ("vars", &properties["vars"]["propertyNames"]["pattern"], &VAR_NAME),
+        (
+            "metadata",
+            &properties["metadata"]["propertyNames"]["pattern"],
+            &METADATA_NAME,
+        ),
+    ];
+    for (place, pattern, grammar) in cases {
+        assert_eq!(pattern.as_str(), Some(grammar.pattern), "{place}");
+    }
+    // The fields a profile may pin are the vocabulary's list, in its order.
+    let fields = &properties["fields"]["propertyNames"]["enum"];
+    assert_eq!(fields, &serde_json::json!(postgate::vocabulary::KNOWN_FIELDS));
+}

@@ -518,7 +518,7 @@ pub fn is_single_media_type(text: &str) -> bool {
     }
     let mut parts = text.split(';');
     let essence = parts.next().unwrap_or_default();
-    if essence != essence.trim() || !crate::profile::compile::is_media_type(essence) {
+    if essence != essence.trim() || !crate::vocabulary::is_media_type(essence) {
         return false;
     }
     parts.all(|param| {
