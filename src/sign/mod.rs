@@ -294,6 +294,7 @@ impl Signer<'_> {
             session_token: credentials.session_token.as_ref().map(|t| t.expose()),
             signing_key,
             region: &self.store.region,
+            service: "s3",
             amz_date,
             expires_in,
         }
@@ -326,6 +327,7 @@ impl Signer<'_> {
                 path: &path,
                 params,
                 headers,
+                payload_hash: sigv4::UNSIGNED_PAYLOAD,
             },
             &self.query_signer(&amz_date, &signing_key, expires_in),
         );

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -102,17 +102,32 @@ pub struct QueryRequest<'a> {
     pub path: &'a str,
     /// The operation's own parameters (`uploadId`, `partNumber`), raw; they come first in the URL.
     pub params: &'a [(&'a str, &'a str)],
-    /// Headers the client must send with exactly these values, besides `Host`.
+    /// Headers the client must send with exactly these values, besides `Host`. A name given
+    /// twice is signed once, its values joined by `,` in the order given.
     pub headers: &'a [(&'a str, &'a str)],
+    /// The payload's hash as signed: `UNSIGNED_PAYLOAD` for S3's presigned URLs.
+    pub payload_hash: &'a str,
+}
+
+/// The payload hash of a presigned S3 URL: the body is not signed.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
+/// What a presigned URL's signature was computed over, for tests against published suites.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub canonical_request: String,
+    pub string_to_sign: String,
 }
 
 /// Who signs and when.
 pub struct QuerySigner<'a> {
     pub access_key_id: &'a str,
     pub session_token: Option<&'a str>,
-    /// The key of `signing_key` for `amz_date`'s day, region and `s3`.
+    /// The key of `signing_key` for `amz_date`'s day, region and service.
     pub signing_key: &'a [u8; 32],
     pub region: &'a str,
+    /// `s3` for the gateway.
+    pub service: &'a str,
     /// `YYYYMMDDTHHMMSSZ`.
     pub amz_date: &'a str,
     /// `X-Amz-Expires`, 1 to 604800.
@@ -121,7 +136,7 @@ pub struct QuerySigner<'a> {
 
 /// The query string of a presigned URL (without `?`): the operation's parameters, then
 /// `X-Amz-Algorithm`, `-Credential`, `-Date`, `-Expires`, `-SignedHeaders`, `-Security-Token`,
-/// `-Signature`, in botocore's order. The payload is `UNSIGNED-PAYLOAD`.
+/// `-Signature`, in botocore's order.
 pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> String {
     let mut query = String::new();
     append_presigned_query(&mut query, request, signer);
@@ -130,6 +145,17 @@ pub fn presign_query(request: &QueryRequest<'_>, signer: &QuerySigner<'_>) -> St
 
 /// `presign_query`, appended to `out` (a URL up to its `?`), so the URL is built in one buffer.
 pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, signer: &QuerySigner<'_>) {
+    append_traced(out, request, signer, None);
+}
+
+/// `append_presigned_query`, also writing the canonical request and the string to sign to
+/// `trace` (the signing path passes `None` and hashes the canonical request without writing it).
+pub fn append_traced(
+    out: &mut String,
+    request: &QueryRequest<'_>,
+    signer: &QuerySigner<'_>,
+    trace: Option<&mut Trace>,
+) {
     let date = &signer.amz_date[..8];
     // `<key id>/<date>/<region>/s3/aws4_request`, encoded as a query value, in one buffer.
     let mut credential = String::with_capacity(signer.access_key_id.len() + signer.region.len() + 48);
@@ -138,7 +164,9 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
     credential.push_str(date);
     credential.push_str("%2F");
     uri_encode(&mut credential, signer.region, false);
-    credential.push_str("%2Fs3%2Faws4_request");
+    credential.push_str("%2F");
+    credential.push_str(signer.service);
+    credential.push_str("%2Faws4_request");
 
     // Headers: lowercase names (all written into one buffer), sorted; values trimmed with inner
     // runs of spaces collapsed.
@@ -172,7 +200,22 @@ pub fn append_presigned_query(out: &mut String, request: &QueryRequest<'_>, sign
     order.sort_unstable_by(|a, b| params[*a].cmp(&params[*b]));
 
     let ordered = order.iter().map(|i| &params[*i]);
-    let canonical = canonical_request_hash(request.method, request.path, ordered, &headers);
+    let mut hasher = Sha256::new();
+    let canonical = match trace {
+        None => {
+            write_canonical_request(&mut hasher, request, ordered, &headers);
+            hasher.finalize().into()
+        }
+        Some(trace) => {
+            let mut text = Vec::new();
+            write_canonical_request(&mut text, request, ordered, &headers);
+            trace.canonical_request = String::from_utf8(text).expect("the canonical request is text");
+            hasher.update(trace.canonical_request.as_bytes());
+            let hash: [u8; 32] = hasher.finalize().into();
+            trace.string_to_sign = string_to_sign(signer, &hash);
+            hash
+        }
+    };
     let string_to_sign = string_to_sign(signer, &canonical);
 
     out.reserve(512);
@@ -208,48 +251,70 @@ fn canonical_headers<'a>(request: &QueryRequest<'a>, lowercase: &'a str) -> Vec<
         headers.push((&lowercase[start..start + name.len()], canonical_value(value)));
         start += name.len();
     }
-    headers.sort_unstable();
+    // Stable: a name given twice keeps its values in order, joined by `,`.
+    headers.sort_by(|a, b| a.0.cmp(b.0));
+    headers.dedup_by(|later, first| {
+        if later.0 != first.0 {
+            return false;
+        }
+        let joined = format!("{},{}", first.1, later.1);
+        first.1 = Cow::Owned(joined);
+        true
+    });
     headers
 }
 
-/// The SHA-256 of the canonical request (`UNSIGNED-PAYLOAD`), written straight into the hasher:
-/// the canonical request is only ever hashed.
-fn canonical_request_hash<'a>(
-    method: &str,
-    path: &str,
+/// Where the canonical request is written: a hasher on the signing path, a buffer in a trace.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// The canonical request: method, path, sorted query, canonical headers, signed header names,
+/// payload hash, one per line.
+fn write_canonical_request<'a>(
+    sink: &mut impl Sink,
+    request: &QueryRequest<'_>,
     params: impl Iterator<Item = &'a (Cow<'a, str>, Cow<'a, str>)>,
     headers: &[(&str, Cow<str>)],
-) -> [u8; 32] {
-    use sha2::Digest as _;
-    let mut canonical = Sha256::new();
-    canonical.update(method);
-    canonical.update(b"\n");
-    canonical.update(path);
-    canonical.update(b"\n");
+) {
+    for part in [request.method.as_bytes(), b"\n", request.path.as_bytes(), b"\n"] {
+        sink.put(part);
+    }
     for (i, (name, value)) in params.enumerate() {
         if i > 0 {
-            canonical.update(b"&");
+            sink.put(b"&");
         }
-        canonical.update(name.as_bytes());
-        canonical.update(b"=");
-        canonical.update(value.as_bytes());
+        sink.put(name.as_bytes());
+        sink.put(b"=");
+        sink.put(value.as_bytes());
     }
-    canonical.update(b"\n");
+    sink.put(b"\n");
     for (name, value) in headers {
-        canonical.update(name.as_bytes());
-        canonical.update(b":");
-        canonical.update(value.as_bytes());
-        canonical.update(b"\n");
+        for part in [name.as_bytes(), b":", value.as_bytes(), b"\n"] {
+            sink.put(part);
+        }
     }
-    canonical.update(b"\n");
+    sink.put(b"\n");
     for (i, (name, _)) in headers.iter().enumerate() {
         if i > 0 {
-            canonical.update(b";");
+            sink.put(b";");
         }
-        canonical.update(name.as_bytes());
+        sink.put(name.as_bytes());
     }
-    canonical.update("\nUNSIGNED-PAYLOAD");
-    canonical.finalize().into()
+    sink.put(b"\n");
+    sink.put(request.payload_hash.as_bytes());
 }
 
 /// `AWS4-HMAC-SHA256 \n <amz date> \n <scope> \n <hex of the canonical request's hash>`.
@@ -262,7 +327,9 @@ fn string_to_sign(signer: &QuerySigner<'_>, canonical: &[u8; 32]) -> String {
     out.push_str(&signer.amz_date[..8]);
     out.push('/');
     out.push_str(signer.region);
-    out.push_str("/s3/aws4_request\n");
+    out.push('/');
+    out.push_str(signer.service);
+    out.push_str("/aws4_request\n");
     push_hex(&mut out, canonical);
     out
 }

@@ -28,12 +28,12 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * One suite's world: a built `postgate` (`POSTGATE_BIN`) running `dev` (with `args`) on a fresh
+ * One suite's world: a built `postgate` (`GATEWAY_BIN`) running `dev` (with `args`) on a fresh
  * data directory, and headless Chromium. `stop()` ends both and removes the directory.
  */
 export async function startSuite(prefix, { args = [] } = {}) {
-  const bin = path.resolve(root, process.env.POSTGATE_BIN ?? 'target/debug/postgate');
-  assert.ok(existsSync(bin), `${bin} does not exist: build it with \`cargo build\` or set POSTGATE_BIN`);
+  const bin = path.resolve(root, process.env.GATEWAY_BIN ?? 'target/debug/postgate');
+  assert.ok(existsSync(bin), `${bin} does not exist: build it with \`cargo build\` or set GATEWAY_BIN`);
   assert.equal(await ready(), false, `${gateway} already answers: stop the server on port 8080 first`);
   const data = await mkdtemp(path.join(tmpdir(), prefix));
   const dev = await startDev(bin, data, args);

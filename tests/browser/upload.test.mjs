@@ -3,7 +3,7 @@
 // (signed server-side, posted straight to the store, redirected back to `/uploaded`). Every upload
 // is checked in the store's data directory, byte for byte.
 //
-// Needs a built `postgate` (`POSTGATE_BIN`, default `target/debug/postgate`) and free ports 8080
+// Needs a built `postgate` (`GATEWAY_BIN`, default `target/debug/postgate`) and free ports 8080
 // and 9000: the attachments profile redirects to http://127.0.0.1:8080/uploaded.
 // Run with `bash tests/browser/run.sh` from the repository root.
 

@@ -5,7 +5,7 @@
 // parts; an oversized file and a file whose bytes lie about their type show the gateway's error
 // in Uppy and leave nothing stored. Every upload is checked in the store's data directory.
 //
-// Needs a built `postgate` (`POSTGATE_BIN`, default `target/debug/postgate`) and free ports 8080
+// Needs a built `postgate` (`GATEWAY_BIN`, default `target/debug/postgate`) and free ports 8080
 // and 9000. Run with `bash tests/browser/run.sh` from the repository root.
 
 import assert from 'node:assert/strict';

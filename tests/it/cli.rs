@@ -20,9 +20,15 @@ fn postgate(args: &[&str]) -> Output {
 fn check_passes_on_the_example_policies() {
     let out = postgate(&["check", "--deny-warnings"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profiles = std::fs::read_dir(repo_path("policies"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+        .count();
+    assert!(profiles > 0);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "policies: 8 profiles ok, 0 warnings\n"
+        format!("policies: {profiles} profiles ok, 0 warnings\n")
     );
 }
 
@@ -108,4 +114,29 @@ fn sign_without_credentials_says_what_to_set() {
         String::from_utf8_lossy(&out.stderr)
             .contains("store `default`: cannot fetch credentials: no credentials from the AWS provider chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,")
     );
+}
+
+/// A `POSTGATE_*` variable naming no setting (an image's `POSTGATE_VERSION`) is ignored with a
+/// warning naming it; a typo below a setting is refused like the same typo in the file.
+#[test]
+fn variables_naming_no_setting_warn_and_typos_below_a_setting_refuse() {
+    let run = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_postgate"))
+            .args(["check"])
+            .current_dir(repo_path(""))
+            .env_remove("POSTGATE_CONFIG")
+            .env(name, "1.2.3")
+            .output()
+            .unwrap()
+    };
+    let out = run("POSTGATE_VERSION");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: POSTGATE_VERSION name"), "{stderr}");
+    assert!(!stderr.contains("1.2.3"), "a value is never shown: {stderr}");
+
+    let out = run("POSTGATE_STORES__DEFAULT__REGOIN");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("regoin"), "{stderr}");
 }

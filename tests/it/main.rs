@@ -23,6 +23,7 @@ mod revocation;
 mod schema;
 mod serve;
 mod shared_ratelimit;
+mod sigv4_suite;
 mod slow_bodies;
 mod uploads;
 mod vectors;
@@ -32,6 +33,19 @@ use std::path::PathBuf;
 /// A path inside the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// `../shared/vectors`: the published known-answer suites, kept beside the repository. A test
+/// that needs them fails, saying where they go, rather than passing without them.
+pub fn shared_vectors() -> PathBuf {
+    let path = repo_path("../shared/vectors");
+    assert!(
+        path.is_dir(),
+        "{} is missing: the known-answer suites (AWS's SigV4 suite, botocore, Google Cloud Storage) \
+         live in `shared/vectors` beside the repository checkout",
+        path.display()
+    );
+    path
 }
 
 /// The value of one sample of a Prometheus text exposition, by metric name and labels.

@@ -10,7 +10,7 @@ if ! st --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-bin=${POSTGATE_BIN:-target/debug/postgate}
+bin=${GATEWAY_BIN:-target/debug/postgate}
 work=$(mktemp -d)
 "$bin" dev --data "$work/data" --listen 127.0.0.1:28080 --store-listen 127.0.0.1:29000 >"$work/log" 2>&1 &
 gateway=$!
