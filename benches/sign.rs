@@ -9,10 +9,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use postgate::metrics::Metrics;
 use postgate::profile::{self, Context, Method, ProfileName, UploadRequest, admit};
 use postgate::registry::{self, AppsSource, Registry, Source, SourceFile};
-use postgate::secret::Secret;
-use postgate::sign::{Addressing, Credentials, Endpoint, FieldStyle, Store, post, put};
+use postgate::sign::{FieldStyle, Store, post, put};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+#[path = "../tests/it/support/fixture.rs"]
+mod fixture;
 
 // The allocator of the `postgate` binary, so the figures are those of the process that serves.
 #[global_allocator]
@@ -23,20 +25,11 @@ const PHOTOS: &str = include_str!("../policies/photos.yaml");
 const MEDIA: &str = include_str!("../policies/media.yaml");
 
 fn store() -> Store {
-    let credentials = Credentials {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        session_token: None,
-        expires_at: None,
-    };
-    Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials)
+    fixture::example_store()
 }
 
 fn request() -> UploadRequest {
-    serde_json::from_str(
-        r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#,
-    )
-    .unwrap()
+    fixture::avatar_upload_request()
 }
 
 fn put_request() -> UploadRequest {

@@ -7,10 +7,11 @@ use postgate::auth::AppKeys;
 use postgate::metrics::Metrics;
 use postgate::profile::{Context, UploadRequest};
 use postgate::registry::{AppsSource, Registry, Source};
-use postgate::secret::Secret;
-use postgate::sign::{Addressing, Credentials, Endpoint, Store};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+#[path = "../tests/it/support/fixture.rs"]
+mod fixture;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -23,17 +24,8 @@ fn main() {
         apps: AppsSource::Fixed(AppKeys::new(), Default::default()),
     };
     let registry = Arc::new(Registry::start(source, false, Arc::new(Metrics::new()), None).unwrap());
-    let credentials = Credentials {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        session_token: None,
-        expires_at: None,
-    };
-    let store = Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials);
-    let request: UploadRequest = serde_json::from_str(
-        r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#,
-    )
-    .unwrap();
+    let store = fixture::example_store();
+    let request: UploadRequest = fixture::avatar_upload_request();
     let sign = || {
         let snapshot = registry.current();
         let profile = snapshot.get("avatars").unwrap();

@@ -10,8 +10,9 @@ use postgate::auth::AppKeys;
 use postgate::http::{self, AppState};
 use postgate::metrics::Metrics;
 use postgate::registry::{AppsSource, Registry, Source};
-use postgate::secret::Secret;
-use postgate::sign::{Addressing, Credentials, Endpoint, Store};
+
+#[path = "../tests/it/support/fixture.rs"]
+mod fixture;
 
 const KEY: &str = "latency-key-0123456789";
 
@@ -24,13 +25,7 @@ async fn main() {
     let count: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5000);
     let mut keys = AppKeys::new();
     keys.add("web", KEY).unwrap();
-    let credentials = Credentials {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        session_token: None,
-        expires_at: None,
-    };
-    let store = Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials);
+    let store = fixture::example_store();
     let source = Source {
         policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
         stores: Arc::new([("default".to_owned(), Arc::new(store))].into_iter().collect()),
@@ -61,7 +56,7 @@ async fn main() {
         },
     });
     let service = test::init_service(App::new().app_data(state).configure(http::routes)).await;
-    let body = r#"{"vars": {"user": "alice"}, "filename": "me.png", "content_type": "image/png", "size": 12345, "metadata": {"purpose": "avatar"}}"#;
+    let body = fixture::AVATAR_REQUEST;
     let mut samples = Vec::with_capacity(count);
     for i in 0..count + 500 {
         let request = test::TestRequest::post()

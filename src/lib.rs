@@ -4,6 +4,23 @@
 //! (hot-swapped by `registry::Registry`) → `http` handler → admission (`profile::admit`) →
 //! `sign::presign` → `{url, fields}`. See ARCHITECTURE.md.
 
+/// An enum of unit variants with `ALL`, every variant in declaration order: a table or a test
+/// that walks `ALL` cannot miss a variant added later.
+macro_rules! listed_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+        }
+    };
+}
+pub(crate) use listed_enum;
+
 pub mod auth;
 pub mod config;
 pub mod credentials;

@@ -38,28 +38,7 @@ pub fn refusal_code(kind: RefusalKind) -> &'static str {
 }
 
 /// Every refusal kind, for the code table test.
-pub const REFUSAL_KINDS: &[RefusalKind] = &[
-    RefusalKind::VarUnknown,
-    RefusalKind::VarMissing,
-    RefusalKind::VarInvalid,
-    RefusalKind::FilenameNotAccepted,
-    RefusalKind::FilenameInvalid,
-    RefusalKind::ContentTypeNotAllowed,
-    RefusalKind::ContentTypeRequired,
-    RefusalKind::SizeOutOfRange,
-    RefusalKind::MetadataUnknown,
-    RefusalKind::MetadataMissing,
-    RefusalKind::MetadataInvalid,
-    RefusalKind::KeyTooLong,
-    RefusalKind::KeyInvalid,
-    RefusalKind::MethodUnavailable,
-    RefusalKind::SizeRequired,
-    RefusalKind::FilenameRequired,
-    RefusalKind::ChecksumRequired,
-    RefusalKind::ChecksumInvalid,
-    RefusalKind::VarBound,
-    RefusalKind::ClaimMissing,
-];
+pub const REFUSAL_KINDS: &[RefusalKind] = RefusalKind::ALL;
 
 /// The codes of the upload routes and the lifecycle (`crate::lifecycle::Code`); `describe`
 /// below is their one table: status and title, and `complete_outcome` the metric outcome.

@@ -6,6 +6,7 @@ use crate::profile::Refusal;
 use crate::store::StoreError;
 use crate::upload::Violation;
 
+crate::listed_enum! {
 /// Every way a grant or a later step fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -71,65 +72,6 @@ pub enum Code {
     NotReady,
     Internal,
 }
-
-impl Code {
-    /// Every code, in the order of the documentation's table.
-    pub const ALL: &[Code] = &[
-        Code::TokenInvalid,
-        Code::TokenExpired,
-        Code::TokenAppMismatch,
-        Code::TokenUserMismatch,
-        Code::TokensUnconfigured,
-        Code::UrlInvalid,
-        Code::NotMultipart,
-        Code::PartInvalid,
-        Code::FilenameRequired,
-        Code::UploadNotFound,
-        Code::NotThisUpload,
-        Code::ObjectExists,
-        Code::ObjectSizeMismatch,
-        Code::ObjectTypeMismatch,
-        Code::ObjectMetadataMismatch,
-        Code::ObjectChecksumMismatch,
-        Code::ContentSniffMismatch,
-        Code::PartsMismatch,
-        Code::CompletionRefused,
-        Code::UploadChanged,
-        Code::StoreRefused,
-        Code::StoreUnavailable,
-        Code::CredentialsUnavailable,
-        Code::InvalidQuery,
-        Code::BodyTimeout,
-        Code::IdTokenMalformed,
-        Code::IdTokenAlgorithm,
-        Code::IdTokenIssuer,
-        Code::IdTokenAudience,
-        Code::IdTokenUnknownKey,
-        Code::IdTokenSignature,
-        Code::IdTokenExpired,
-        Code::IdTokenNotYetValid,
-        Code::IdTokenClaimInvalid,
-        Code::IdTokenRequired,
-        Code::AppKeyRequired,
-        Code::AppKeyNotAccepted,
-        Code::JwksUnavailable,
-        Code::OriginNotAllowed,
-        Code::UnknownProfile,
-        Code::Forbidden,
-        Code::Refused,
-        Code::Unauthenticated,
-        Code::RateLimited,
-        Code::MalformedJson,
-        Code::InvalidRequest,
-        Code::InvalidFormat,
-        Code::BodyUnreadable,
-        Code::BodyTooLarge,
-        Code::UnsupportedMediaType,
-        Code::MethodNotAllowed,
-        Code::NotFound,
-        Code::NotReady,
-        Code::Internal,
-    ];
 }
 
 /// A failed step: its code, what the caller should know, and (for `Code::Refused`) every

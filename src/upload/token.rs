@@ -76,6 +76,9 @@ pub enum TokenError {
 pub struct TokenKeys {
     current: String,
     keys: Vec<(String, Secret)>,
+    /// Each key's HMAC state after its key block, in `keys` order: a MAC then clones it
+    /// instead of hashing the key's two pads again.
+    keyed: Vec<Hmac<Sha256>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -104,9 +107,16 @@ impl TokenKeys {
                 current.escape_debug()
             ));
         }
+        let keyed = keys
+            .iter()
+            .map(|(_, secret)| {
+                Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length")
+            })
+            .collect();
         Ok(TokenKeys {
             current: current.to_owned(),
             keys,
+            keyed,
         })
     }
 
@@ -179,8 +189,8 @@ impl TokenKeys {
     }
 
     fn mac(&self, id: &str, data: &[u8]) -> Option<[u8; 32]> {
-        let (_, secret) = self.keys.iter().find(|(key_id, _)| key_id == id)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
+        let index = self.keys.iter().position(|(key_id, _)| key_id == id)?;
+        let mut mac = self.keyed[index].clone();
         mac.update(data);
         Some(mac.finalize().into_bytes().into())
     }

@@ -79,7 +79,7 @@ fn admission_cases() {
 fn every_signed_case_is_covered() {
     let text = std::fs::read_to_string(repo_path("tests/data/admit.yaml")).unwrap();
     let cases: IndexMap<String, Case> = serde_yaml::from_str(&text).unwrap();
-    let store = crate::http::aws_store();
+    let store = crate::support::state::aws_store();
     let mut checked = [0, 0];
     for (name, case) in &cases {
         let profile = load_profile(&case.profile);
@@ -115,7 +115,7 @@ fn every_multipart_case_is_covered() {
     use postgate::sign::multipart::{PartTarget, create_headers, part_url};
     let text = std::fs::read_to_string(repo_path("tests/data/admit.yaml")).unwrap();
     let cases: IndexMap<String, Case> = serde_yaml::from_str(&text).unwrap();
-    let store = crate::http::aws_store();
+    let store = crate::support::state::aws_store();
     let mut checked = 0;
     for (name, case) in &cases {
         let profile = load_profile(&case.profile);

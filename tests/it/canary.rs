@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::http::policies_copy;
-use crate::serve::{Running, free_port, get, post, postgate, request, wait_ready};
+use crate::support::process::{Running, free_port, get, post, postgate, request, wait_ready};
+use crate::support::state::policies_copy;
 use crate::{sample, wait_until};
 
 const SECRET_ACCESS_KEY: &str = "canary-secret-access-key-3f9a1c7e5b2d4086";
@@ -466,7 +466,7 @@ fn debug_of_every_secret_holder_is_redacted() {
     );
     let now = time::OffsetDateTime::now_utc();
     let signer = store.signer(now).unwrap();
-    let snapshot = crate::e2e::load_policies();
+    let snapshot = crate::support::s3::load_policies();
     let ctx = postgate::profile::Context {
         app: "web",
         now,
@@ -548,12 +548,15 @@ fn secrets_pasted_into_name_settings_are_not_printed() {
         ),
     ] {
         std::fs::write(&config, &yaml).unwrap();
-        let output = crate::serve::postgate()
+        let output = crate::support::process::postgate()
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .args(["serve", "--config"])
             .arg(&config)
-            .env("POSTGATE_LISTEN", format!("127.0.0.1:{}", crate::serve::free_port()))
+            .env(
+                "POSTGATE_LISTEN",
+                format!("127.0.0.1:{}", crate::support::process::free_port()),
+            )
             .output()
             .unwrap();
         assert_ne!(output.status.code(), Some(0), "{what}: started");

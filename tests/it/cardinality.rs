@@ -11,7 +11,7 @@ use postgate::http;
 use postgate::metrics::{self, Outcome, PRESIGN_DURATION_BUCKETS, ReloadResult, Trigger, UNKNOWN_PROFILE};
 use serde_json::json;
 
-use crate::http::{KEYS, policies_copy, registry, state};
+use crate::support::state::{KEYS, policies_copy, registry, state};
 
 const REQUESTS: usize = 10_000;
 /// Every random string starts with this, so one search of `/metrics` finds any of them.

@@ -5,7 +5,7 @@
 //! the secret of the key it names. Then the endpoint goes away (503, not ready) and comes back.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::serve::{free_port, get, post, serve_command, start};
+use crate::support::process::{free_port, get, post, read_head, serve_command, start};
 use crate::{repo_path, sample, wait_until};
 
 const AUTH_TOKEN: &str = "pod-identity-token-0123456789";
@@ -102,19 +102,6 @@ impl CredentialsEndpoint {
             refused,
         }
     }
-}
-
-/// A request's head (up to the blank line), as a loopback test server reads it.
-pub fn read_head(socket: &mut impl Read) -> Vec<u8> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-        match socket.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-    request
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -303,7 +290,7 @@ fn static_key_files_are_re_read_when_a_secret_rotates() {
     .unwrap();
     let _child = start(&mut serve_command(&config));
     let base = format!("http://127.0.0.1:{port}");
-    crate::serve::wait_ready(&base);
+    crate::support::process::wait_ready(&base);
     let key_id = || {
         let (status, body) = post(
             &format!("{base}/v1/profiles/invoices/presign"),

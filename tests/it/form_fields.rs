@@ -23,10 +23,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::e2e::{
+use crate::repo_path;
+use crate::support::s3::{
     S3Server, SignedForm, SignedUpload, StoredObject, avatar_request, file_bytes, garage_turn, try_upload,
 };
-use crate::repo_path;
 
 /// The changes made to a valid form, in the order they are posted. Each value the form did not
 /// sign is chosen outside what policies/avatars.yaml allows (a key of another user, purpose

@@ -13,8 +13,8 @@ use actix_web::{App, test as actix_test};
 use postgate::http;
 use serde_json::{Value, json};
 
-use crate::http::{key, policies_copy, registry, state};
-use crate::serve::{Running, free_port, get, postgate, wait_ready};
+use crate::support::process::{Running, free_port, get, postgate, wait_ready};
+use crate::support::state::{key, policies_copy, registry, state};
 
 /// Var values and filenames an attacker would try, each alone.
 fn corpus() -> Vec<String> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use postgate::metrics::{ReloadResult, Trigger};
 use postgate::registry::{self, MAX_DIR_BYTES, MAX_FILE_BYTES, MAX_FILES, Registry};
 
-use crate::http::{policies_copy, registry};
+use crate::support::state::{policies_copy, registry};
 
 const HEAD: &str = "bucket: user-content\nkey: \"u/${uuid}\"\n";
 const SIZE: &str = "size: { max: 1MiB }\n";

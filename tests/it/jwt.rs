@@ -18,9 +18,9 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::credentials::read_head;
-use crate::http::policies_copy;
-use crate::serve::{free_port, get, post, serve_command, start, wait_ready};
+use crate::support::process::read_head;
+use crate::support::process::{free_port, get, post, serve_command, start, wait_ready};
+use crate::support::state::policies_copy;
 
 const AUDIENCE: &str = "postgate-test-client";
 const REFETCH_SECS: u64 = 2;

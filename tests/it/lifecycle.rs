@@ -9,8 +9,8 @@ use postgate::ratelimit::RateClock;
 use postgate::sign::{FieldStyle, Signed};
 use time::OffsetDateTime;
 
-use crate::e2e::{S3Server, put_upload};
-use crate::http::{app_limits, policies_copy, registry_signing};
+use crate::support::s3::{S3Server, put_upload};
+use crate::support::state::{app_limits, policies_copy, registry_signing};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -46,7 +46,7 @@ impl Setup {
         Setup {
             _dir: dir,
             registry,
-            uploads: crate::http::uploads(),
+            uploads: crate::support::state::uploads(),
         }
     }
 
@@ -98,7 +98,7 @@ async fn another_principals_object_is_never_touched_on_s3s() {
 /// `CI_REQUIRE_GARAGE` is set, as in CI).
 #[tokio::test]
 async fn garage_another_principals_object_is_never_touched() {
-    let _turn = crate::e2e::garage_turn().await;
+    let _turn = crate::support::s3::garage_turn().await;
     if let Some(server) = S3Server::garage() {
         check_foreign_objects(&server).await;
         check_replays(&server).await;

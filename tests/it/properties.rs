@@ -5,8 +5,7 @@
 use std::cell::Cell;
 
 use postgate::profile::{self, ChecksumRequest, Context, Method, ProfileName, UploadRequest};
-use postgate::secret::Secret;
-use postgate::sign::{Addressing, Credentials, Endpoint, FieldStyle, Store, sign};
+use postgate::sign::{FieldStyle, Store, sign};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use time::OffsetDateTime;
@@ -153,13 +152,7 @@ fn request() -> impl Strategy<Value = UploadRequest> {
 }
 
 fn store() -> Store {
-    let credentials = Credentials {
-        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
-        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        session_token: None,
-        expires_at: None,
-    };
-    Store::new("default", "eu-west-1", Endpoint::Aws, Addressing::Auto, credentials)
+    crate::support::fixture::example_store()
 }
 
 /// The least share of generated cases that must reach the property (be signed), as a fraction.

@@ -13,8 +13,8 @@ use postgate::ratelimit::{AppLimits, RateClock, RateLimit};
 use postgate::registry::{AppsSource, Registry, Source};
 use serde_json::Value;
 
-use crate::http::{key, policies_copy, registry_with, state};
 use crate::sample;
+use crate::support::state::{key, policies_copy, registry_with, state};
 
 #[actix_web::test]
 async fn a_flooding_app_leaves_a_steady_app_its_whole_share() {
@@ -90,7 +90,7 @@ async fn a_flooding_app_leaves_a_steady_app_its_whole_share() {
 #[actix_web::test]
 async fn the_limit_comes_before_the_profile_and_the_body() {
     let dir = policies_copy();
-    let state = state(crate::http::registry(dir.path()));
+    let state = state(crate::support::state::registry(dir.path()));
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let request = |path: &str, body: &str| {
         actix_test::TestRequest::post()

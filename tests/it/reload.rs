@@ -17,8 +17,8 @@ use postgate::sign::{Addressing, Credentials, Endpoint, FieldStyle, Store, sign}
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::e2e::avatar_request;
-use crate::http::{policies_copy, registry};
+use crate::support::s3::avatar_request;
+use crate::support::state::{policies_copy, registry};
 use crate::{sample, wait_until};
 
 const FAST: WatchSettings = WatchSettings {

@@ -8,8 +8,8 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::http::policies_copy;
-use crate::serve::{free_port, get, post, serve_command, start, wait_ready};
+use crate::support::process::{free_port, get, post, serve_command, start, wait_ready};
+use crate::support::state::policies_copy;
 use crate::{sample, wait_until};
 
 const OLD_KEY: &str = "revocation-old-key-0123456789";
@@ -60,7 +60,7 @@ impl Gateway {
     }
 }
 
-fn gateway(stderr: Stdio) -> (Gateway, crate::serve::Running) {
+fn gateway(stderr: Stdio) -> (Gateway, crate::support::process::Running) {
     let dir = tempfile::tempdir().unwrap();
     let gateway = Gateway {
         base: String::new(),

@@ -1,101 +1,14 @@
 //! The `postgate` binary as a process: `serve` refusing a bad start, reloading on SIGHUP and on
 //! the admin endpoint, rotating app keys; `dev` with its printed curl pair and its store.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::e2e::file_bytes;
-use crate::http::policies_copy;
+use crate::support::process::*;
+use crate::support::s3::file_bytes;
+use crate::support::state::policies_copy;
 use crate::{repo_path, sample, wait_until};
-
-/// A child process killed on drop.
-pub struct Running(pub Child);
-
-impl Running {
-    /// Stops the server as an orchestrator does (SIGTERM, then at most 10 s), so it writes its
-    /// last log lines (a SIGKILL loses up to `postgate::logs::FLUSH_INTERVAL` of them).
-    pub fn stop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub fn postgate() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_postgate"));
-    command
-        .env_remove("POSTGATE_CONFIG")
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-        .env("RUST_LOG", "warn");
-    command
-}
-
-/// `postgate serve --config <config>`, its output discarded; add variables, then `start`.
-pub fn serve_command(config: &Path) -> Command {
-    let mut command = postgate();
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-/// Starts `command`, killed when the result is dropped.
-pub fn start(command: &mut Command) -> Running {
-    Running(command.spawn().unwrap())
-}
-
-pub fn get(url: &str) -> Option<(u16, String)> {
-    let output = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", url])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n')?;
-    Some((status.parse().ok()?, body.to_owned()))
-}
-
-pub fn post(url: &str, headers: &[&str], body: &str) -> (u16, String) {
-    request("POST", url, headers, Some(body))
-}
-
-/// Any request through curl: the status and the body.
-pub fn request(method: &str, url: &str, headers: &[&str], body: Option<&str>) -> (u16, String) {
-    let mut command = Command::new("curl");
-    command.args(["-s", "-w", "\n%{http_code}", "-X", method, url]);
-    if let Some(body) = body {
-        command.args(["--data-binary", body]);
-    }
-    for header in headers {
-        command.args(["-H", header]);
-    }
-    let text = String::from_utf8_lossy(&command.output().unwrap().stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (status.parse().unwrap(), body.to_owned())
-}
-
 #[test]
 fn serve_refuses_to_start_on_an_invalid_set() {
     let dir = policies_copy();
@@ -118,13 +31,6 @@ fn serve_refuses_to_start_on_an_invalid_set() {
     );
     assert!(stderr.contains("avatars.yaml: size: missing"), "{stderr}");
     assert!(stderr.contains("refusing to start"), "{stderr}");
-}
-
-pub fn wait_ready(base: &str) {
-    assert!(
-        wait_until(30, || get(&format!("{base}/readyz")).is_some_and(|(s, _)| s == 200)),
-        "{base} did not become ready"
-    );
 }
 
 #[test]

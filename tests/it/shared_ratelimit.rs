@@ -6,8 +6,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::http::policies_copy;
-use crate::serve::{Running, free_port, get, postgate, wait_ready};
+use crate::support::process::{Running, free_port, get, postgate, wait_ready};
+use crate::support::state::policies_copy;
 use crate::{sample, wait_until};
 
 const PER_SECOND: f64 = 5.0;

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::serve::{free_port, serve_command, start, wait_ready};
+use crate::support::process::{free_port, serve_command, start, wait_ready};
 
 const APP_KEY: &str = "slow-body-app-key-0123456789";
 

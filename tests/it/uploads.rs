@@ -12,8 +12,8 @@ use postgate::http;
 use postgate::ratelimit::RateClock;
 use serde_json::{Value, json};
 
-use crate::e2e::{S3Server, put_upload, upload};
-use crate::http::{app_limits, key, policies_copy, registry_signing};
+use crate::support::s3::{S3Server, put_upload, upload};
+use crate::support::state::{app_limits, key, policies_copy, registry_signing};
 
 const MIB: usize = 1024 * 1024;
 const PNG_HEAD: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
@@ -65,7 +65,7 @@ async fn multipart_and_complete_on_s3s() {
 /// `CI_REQUIRE_GARAGE` is set, as in CI).
 #[actix_web::test]
 async fn garage_multipart_and_complete() {
-    let _turn = crate::e2e::garage_turn().await;
+    let _turn = crate::support::s3::garage_turn().await;
     if let Some(server) = S3Server::garage() {
         check_lifecycle(server).await;
     }
@@ -73,7 +73,7 @@ async fn garage_multipart_and_complete() {
 
 async fn check_lifecycle(server: S3Server) {
     let dir = policies_copy();
-    let state = crate::http::state(registry_signing(
+    let state = crate::support::state::state(registry_signing(
         dir.path(),
         app_limits(),
         RateClock::manual(Default::default()),
@@ -402,7 +402,7 @@ async fn a_store_that_is_down_is_a_503() {
     // Nothing listens on port 9 of localhost.
     store.endpoint = postgate::sign::Endpoint::Custom("http://127.0.0.1:9".into());
     let registry = registry_signing(dir.path(), app_limits(), RateClock::manual(Default::default()), store);
-    let state = crate::http::state(registry);
+    let state = crate::support::state::state(registry);
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let started = Instant::now();
     let (status, problem) = call(&service, "/v1/profiles/media/multipart", "web", media(6 * MIB)).await;
@@ -475,7 +475,7 @@ async fn a_broken_store_never_puts_its_url_in_an_answer() {
             RateClock::manual(Default::default()),
             server_store,
         );
-        let mut state = crate::http::app_state(registry);
+        let mut state = crate::support::state::app_state(registry);
         state.uploads.client = postgate::store::StoreClient::new(postgate::store::ClientConfig {
             connect_timeout: Duration::from_millis(500),
             timeout: Duration::from_millis(700),
@@ -515,7 +515,7 @@ async fn a_broken_store_never_puts_its_url_in_an_answer() {
 async fn a_thousand_part_urls_in_one_call() {
     let server = S3Server::start().await;
     let dir = policies_copy();
-    let state = crate::http::state(registry_signing(
+    let state = crate::support::state::state(registry_signing(
         dir.path(),
         app_limits(),
         RateClock::manual(Default::default()),
@@ -567,14 +567,14 @@ async fn expiry_swaps_and_revocation_reach_uploads_in_flight() {
         RateClock::manual(Default::default()),
         server.store(),
     );
-    let state = crate::http::state(registry.clone());
+    let state = crate::support::state::state(registry.clone());
     let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
     let svc = &service;
 
     // Expired: the same claims, sealed with an expiry in the past.
     let body = json!({"method": "put", "vars": {"user": "alice"}, "filename": "a.png", "content_type": "image/png", "size": 10});
     let (_, signed) = call(svc, "/v1/profiles/media/presign", "web", body).await;
-    let keys = crate::http::token_keys("test-1");
+    let keys = crate::support::state::token_keys("test-1");
     let mut claims = keys
         .open(
             signed["upload_token"].as_str().unwrap(),
@@ -694,7 +694,7 @@ async fn expiry_swaps_and_revocation_reach_uploads_in_flight() {
 async fn uppy_gateway_urls_answer_s3_xml_and_refuse_changes() {
     let server = S3Server::start().await;
     let dir = policies_copy();
-    let state = crate::http::state(registry_signing(
+    let state = crate::support::state::state(registry_signing(
         dir.path(),
         app_limits(),
         RateClock::manual(Default::default()),
@@ -773,7 +773,7 @@ async fn a_200_with_a_retryable_error_is_retried() {
             socket.write_all(response.as_bytes()).await.unwrap();
         }
     });
-    let mut store = crate::http::aws_store();
+    let mut store = crate::support::state::aws_store();
     store.endpoint = postgate::sign::Endpoint::Custom(endpoint);
     store.addressing = postgate::sign::Addressing::Path;
     let client = postgate::store::StoreClient::new(postgate::store::ClientConfig {

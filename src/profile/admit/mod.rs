@@ -73,6 +73,7 @@ pub struct Context<'a> {
     pub uuid: Uuid,
 }
 
+crate::listed_enum! {
 /// The kinds of refusal; the HTTP edge gives each a stable machine code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RefusalKind {
@@ -98,6 +99,7 @@ pub enum RefusalKind {
     VarBound,
     /// A var comes from a token claim, and there is no token or no such claim.
     ClaimMissing,
+}
 }
 
 /// One reason a request was refused, naming the request field (`vars.user`, `size`, …).
