@@ -11,6 +11,15 @@ pub fn write_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// Appends `text` as a JSON string literal without looking for escapes: for text that holds none
+/// by construction (base64, hex, digits, an upload token). Checked in debug builds.
+pub fn write_json_clean(out: &mut String, text: &str) {
+    debug_assert!(find_escape(text.as_bytes()).is_none(), "`{text}` needs escapes");
+    out.push('"');
+    out.push_str(text);
+    out.push('"');
+}
+
 /// Bytes that JSON strings must escape: controls, `"` and `\\`.
 const NEEDS_ESCAPE: [bool; 256] = {
     let mut table = [false; 256];

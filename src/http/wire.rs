@@ -6,7 +6,7 @@ use crate::explain::explain;
 use crate::profile::Method;
 use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
 use crate::sign::Signed;
-use crate::text::write_json_string;
+use crate::text::{write_json_clean, write_json_string};
 
 /// What an app needs to build its upload UI.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -223,7 +223,8 @@ pub fn presign_response(signed: &Signed, profile: &str, generation: u64, upload_
     }
     if let Some(token) = upload_token {
         out.push_str(",\"upload_token\":");
-        write_json_string(&mut out, token);
+        // base64url, `.` and a key id (`vocabulary::TOKEN_KEY_ID`): nothing to escape.
+        write_json_clean(&mut out, token);
     }
     out.push('}');
     out

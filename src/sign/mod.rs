@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::profile::{Bounds, Context, Method, Profile, Refusal, RefusalKind, UploadRequest, admit};
 use crate::secret::Secret;
-use crate::text::{push_digits, write_json_string};
+use crate::text::{push_digits, write_json_clean, write_json_string};
 
 pub use post::{FieldStyle, PresignedPost, policy_document};
 pub use put::PresignedPut;
@@ -404,6 +404,9 @@ pub(crate) struct Answer<'a> {
     pub max_size: u64,
 }
 
+/// Answer fields whose values hold no JSON escape by construction.
+const CLEAN_FIELDS: [&str; 4] = ["policy", "x-amz-signature", "x-amz-date", "x-amz-algorithm"];
+
 impl Answer<'_> {
     /// `"method", "url", "<pairs_name>": {pairs}, "key", "expires_at", "max_size"` as compact JSON
     /// members. (Hand-written: it is on the signing path.)
@@ -427,7 +430,13 @@ impl Answer<'_> {
             }
             write_json_string(out, name);
             out.push(':');
-            write_json_string(out, value);
+            // The policy (base64), the signature (hex), the date and the algorithm need no
+            // escape, and they are most of a form's bytes.
+            if CLEAN_FIELDS.iter().any(|clean| clean.eq_ignore_ascii_case(name)) {
+                write_json_clean(out, value);
+            } else {
+                write_json_string(out, value);
+            }
         }
         out.push_str("},\"key\":");
         write_json_string(out, self.key);

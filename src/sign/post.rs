@@ -7,8 +7,6 @@
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -211,7 +209,7 @@ pub fn post_form<'p>(
         .map(|(field, value)| Condition::eq(*field, value))
         .collect();
     let policy = policy_document_parts(expires_at, &[&conditions, &signing_conditions]);
-    let policy_b64 = STANDARD.encode(policy.as_bytes());
+    let policy_b64 = base64_simd::STANDARD.encode_to_string(policy.as_bytes());
     let signature = sigv4::signature(&store.signing_key(date), policy_b64.as_bytes());
 
     fields.extend(

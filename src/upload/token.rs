@@ -128,7 +128,7 @@ impl TokenKeys {
         token.push('.');
         token.push_str(&self.current);
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&json, &mut token);
+        base64_simd::URL_SAFE_NO_PAD.encode_append(&json, &mut token);
         let mac = self
             .mac(&self.current, token.as_bytes())
             .expect("the current key is listed");
