@@ -155,6 +155,13 @@ pub fn explain_text(profile: &Profile) -> String {
             let _ = writeln!(out, "  multipart    no");
         }
     }
+    write_complete(&mut out, profile);
+    write_plan(&mut out, profile);
+    out
+}
+
+/// What `complete` checks and does, on one line.
+fn write_complete(out: &mut String, profile: &Profile) {
     let verify = &profile.verify;
     let mut checks = vec!["size, type, metadata, checksum".to_owned()];
     if verify.sniff {
@@ -175,6 +182,10 @@ pub fn explain_text(profile: &Profile) -> String {
         checks.join("; "),
         humantime::format_duration(verify.within)
     );
+}
+
+/// The POST condition list and the PUT headers, each with its note.
+fn write_plan(out: &mut String, profile: &Profile) {
     let explained = explain(profile);
     if profile.plan.allows(Method::Post) {
         let _ = writeln!(out, "conditions (POST):");
@@ -206,5 +217,4 @@ pub fn explain_text(profile: &Profile) -> String {
             }
         }
     }
-    out
 }

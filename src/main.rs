@@ -142,15 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         default.is_file().then_some(default)
     });
     let config = GatewayConfig::load(config_path.as_deref())?;
-    if !config.ignored_env.is_empty() {
-        let names = config.ignored_env.join(", ");
-        let why = "name no setting of postgate.yaml and are ignored";
-        if matches!(cli.command, Command::Serve) || cfg!(feature = "dev-store") && is_dev(&cli.command) {
-            tracing::warn!(variables = %names, "environment variables {why}");
-        } else {
-            eprintln!("postgate: warning: {names} {why}");
-        }
-    }
+    warn_ignored_env(&cli.command, &config);
     match cli.command {
         Command::Serve => gateway::serve(config, config_path),
         #[cfg(feature = "dev-store")]
@@ -282,6 +274,21 @@ fn json_logs(cli: &Cli) -> bool {
         .and_then(|path| GatewayConfig::load(Some(&path)).ok())
         .or_else(|| GatewayConfig::load(None).ok())
         .is_some_and(|config| config.log_format == postgate::config::LogFormat::Json)
+}
+
+/// Names the `POSTGATE_*` variables that name no setting: in the log of a server, on stderr of a
+/// one-shot command.
+fn warn_ignored_env(command: &Command, config: &GatewayConfig) {
+    if config.ignored_env.is_empty() {
+        return;
+    }
+    let names = config.ignored_env.join(", ");
+    let why = "name no setting of postgate.yaml and are ignored";
+    if matches!(command, Command::Serve) || cfg!(feature = "dev-store") && is_dev(command) {
+        tracing::warn!(variables = %names, "environment variables {why}");
+    } else {
+        eprintln!("postgate: warning: {names} {why}");
+    }
 }
 
 fn load(dir: &Path, config: &GatewayConfig) -> anyhow::Result<Snapshot> {

@@ -224,6 +224,8 @@ impl ReloadResult {
 /// The gateway's metrics, in their own registry.
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family the gateway registers, by name (`families`).
+    names: Vec<String>,
     presign_requests: IntCounterVec,
     presign_duration: HistogramVec,
     expiry_clamped: IntCounterVec,
@@ -380,6 +382,7 @@ impl Metrics {
             part_failing.with_label_values(&[part]).set(0);
         }
 
+        let mut names: Vec<String> = Vec::new();
         for collector in [
             Box::new(presign_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(presign_duration.clone()),
@@ -405,10 +408,12 @@ impl Metrics {
             Box::new(log_lines_dropped.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
+            names.extend(collector.desc().iter().map(|desc| desc.fq_name.clone()));
             registry.register(collector).expect("metric names are unique");
         }
         Metrics {
             registry,
+            names,
             presign_requests,
             presign_duration,
             expiry_clamped,
@@ -432,6 +437,12 @@ impl Metrics {
             log_lines_dropped,
             log_drops_seen: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The name of every metric family the gateway registers, its own (`postgate_*`) and the
+    /// process collector's, whether or not it has a sample yet.
+    pub fn families(&self) -> &[String] {
+        &self.names
     }
 
     /// Marks which parts the last reload failed to load.

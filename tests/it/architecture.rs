@@ -241,3 +241,13 @@ fn no_import_circles_inside_a_folder() {
     }
     assert!(checked > 20, "only {checked} modules found");
 }
+
+/// ARCHITECTURE.md stays a map a reader takes in at once: at most 25,000 bytes.
+#[test]
+fn architecture_md_stays_short() {
+    let bytes = std::fs::metadata(repo_path("ARCHITECTURE.md")).unwrap().len();
+    assert!(
+        bytes <= 25_000,
+        "ARCHITECTURE.md is {bytes} bytes; keep it at most 25,000"
+    );
+}

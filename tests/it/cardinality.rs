@@ -265,3 +265,39 @@ async fn hostile_traffic_leaves_every_metric_family_bounded() {
     }
     assert!(series[metrics::PRESIGN_REQUESTS].len() > profiles * 3);
 }
+
+/// README.md's metrics table names exactly the gateway's own metric families (in the table's
+/// order, compared as sets): a metric added, renamed or removed fails here until the table says so.
+#[test]
+fn readme_metrics_table_is_the_registered_families() {
+    let metrics = postgate::metrics::Metrics::new();
+    let mut registered: Vec<&str> = metrics
+        .families()
+        .iter()
+        .map(String::as_str)
+        .filter(|name| name.starts_with("postgate_"))
+        .collect();
+    let readme = std::fs::read_to_string(crate::repo_path("README.md")).unwrap();
+    let section = readme
+        .split("\n## Metrics\n")
+        .nth(1)
+        .expect("README.md has a Metrics section");
+    let rows: Vec<&str> = section
+        .lines()
+        .skip_while(|line| !line.starts_with("| metric |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|line| line.split('`').nth(1))
+        .collect();
+    let mut documented: Vec<&str> = rows.iter().copied().filter(|n| n.starts_with("postgate_")).collect();
+    assert!(!registered.is_empty());
+    registered.sort_unstable();
+    documented.sort_unstable();
+    assert_eq!(
+        documented, registered,
+        "README.md's metrics table and metrics::Metrics differ"
+    );
+    // The process collector's families are one row.
+    let process = metrics.families().iter().any(|n| n.starts_with("process_"));
+    assert_eq!(rows.contains(&"process_*"), process, "README.md's `process_*` row");
+}
