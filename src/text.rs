@@ -88,10 +88,24 @@ pub fn push_digits(out: &mut String, value: u32, width: u32) {
     }
 }
 
+/// `2015-12-29T01:00:00Z` of `at` (UTC, whole seconds).
+pub fn format_rfc3339(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let mut out = utc_date(at);
+    out.push('T');
+    push_digits(&mut out, at.hour().into(), 2);
+    out.push(':');
+    push_digits(&mut out, at.minute().into(), 2);
+    out.push(':');
+    push_digits(&mut out, at.second().into(), 2);
+    out.push('Z');
+    out
+}
+
 /// `YYYY-MM-DD` of `at` in UTC.
 pub fn utc_date(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
-    let mut out = String::with_capacity(10);
+    let mut out = String::with_capacity(20);
     push_digits(&mut out, at.year().unsigned_abs(), 4);
     out.push('-');
     push_digits(&mut out, u8::from(at.month()).into(), 2);

@@ -376,24 +376,7 @@ pub(crate) fn shown_url(url: &str) -> String {
     format!("{base}?{}", pairs.join("&"))
 }
 
-/// `2015-12-29T01:00:00Z` (UTC, whole seconds).
-pub fn format_rfc3339(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    let mut out = String::with_capacity(20);
-    push_digits(&mut out, at.year().unsigned_abs(), 4);
-    out.push('-');
-    push_digits(&mut out, u8::from(at.month()).into(), 2);
-    out.push('-');
-    push_digits(&mut out, at.day().into(), 2);
-    out.push('T');
-    push_digits(&mut out, at.hour().into(), 2);
-    out.push(':');
-    push_digits(&mut out, at.minute().into(), 2);
-    out.push(':');
-    push_digits(&mut out, at.second().into(), 2);
-    out.push('Z');
-    out
-}
+pub use crate::text::format_rfc3339;
 
 /// What every signed upload answers, around its `fields` or `headers`.
 pub(crate) struct Answer<'a> {
