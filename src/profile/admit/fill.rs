@@ -307,7 +307,13 @@ fn missing<'p>(profile: &Profile, rule: &Rule, why: impl FnOnce() -> String, out
     None
 }
 
-fn one_of<'p>(profile: &Profile, rule: &Rule, allowed: &[String], asked: Option<&str>, out: &mut Refusals) -> Fill<'p> {
+fn one_of<'p>(
+    profile: &Profile,
+    rule: &Rule,
+    allowed: &'p [String],
+    asked: Option<&str>,
+    out: &mut Refusals,
+) -> Fill<'p> {
     let list = || allowed.join(", ");
     let Some(named) = asked else {
         return match rule.target {
@@ -315,11 +321,16 @@ fn one_of<'p>(profile: &Profile, rule: &Rule, allowed: &[String], asked: Option<
             _ => missing(profile, rule, || format!("required; one of {}", list()), out),
         };
     };
-    let admits = allowed.iter().any(|a| a == named);
-    match rule.target {
-        Target::ContentType => admitted_type(profile, || format!("one of {}", list()), named, admits, out),
-        _ if admits => Some(("", Value::Exact(Cow::Owned(named.to_owned())))),
-        target => {
+    // The admitted value is the profile's own copy: nothing to allocate.
+    let admitted = allowed.iter().find(|a| *a == named);
+    match (rule.target, admitted) {
+        (Target::ContentType, _) => {
+            let fill = admitted_type(profile, || format!("one of {}", list()), named, admitted.is_some(), out);
+            fill.and(admitted)
+                .map(|value| ("", Value::Exact(Cow::Borrowed(value.as_str()))))
+        }
+        (_, Some(value)) => Some(("", Value::Exact(Cow::Borrowed(value.as_str())))),
+        (target, None) => {
             out.push(
                 RefusalKind::MetadataInvalid,
                 field_of(profile, target),
