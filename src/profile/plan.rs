@@ -385,11 +385,11 @@ fn content_type_rule(rule: Option<&ContentTypeRule>) -> Rule {
 /// The rules of the profile's pinned fields and metadata, named by the profile.
 fn profile_named_rules(profile: &Profile, rules: &mut Vec<Rule>) {
     for (i, (field, value)) in profile.fields.iter().enumerate() {
-        // A header value is ASCII (browsers refuse others in `fetch`).
-        let put = if put_header(field).is_some() && value.is_ascii() {
-            Carrier::ProfileNamed
-        } else {
-            Carrier::None
+        // A header value is ASCII (browsers refuse others in `fetch`). The header's name is
+        // looked up here, once, not per request.
+        let put = match put_header(field) {
+            Some(header) if value.is_ascii() => Carrier::Named(header),
+            _ => Carrier::None,
         };
         rules.push(Rule {
             target: Target::Field(i),

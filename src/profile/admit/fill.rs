@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::{ChecksumRequest, Refusal, RefusalKind, UploadRequest, Value};
 use crate::profile::compile::forbidden_char;
-use crate::profile::plan::{Check, ChecksumAlgorithm, MARKER_BYTES, MARKER_NAME, Method, Rule, Target, put_header};
+use crate::profile::plan::{Check, ChecksumAlgorithm, MARKER_BYTES, MARKER_NAME, Method, Rule, Target};
 use crate::profile::template::Values;
 use crate::profile::{MAX_KEY_BYTES, MAX_METADATA_BYTES, MAX_UPLOAD_BYTES, MetadataValue, Profile, SizeRange};
 use crate::text::format_bytes;
@@ -221,8 +221,10 @@ pub(super) fn rule<'p>(profile: &'p Profile, rule: &'p Rule, input: &Input<'_>, 
             "is not ASCII, which a PUT header cannot carry; ask for a POST form, or use ASCII",
         );
     }
+    // The profile's own name for a `ProfileNamed` carrier (a PUT names a field by its header,
+    // `Carrier::Named`, resolved when the plan was built).
     let name = match target {
-        Target::Field(i) => field_name(&profile.fields[i].0, input.method),
+        Target::Field(i) => profile.fields[i].0.as_str(),
         Target::Metadata(i) => profile.metadata[i].field.as_str(),
         _ => filled.as_ref().map_or("", |(name, _)| name),
     };
@@ -247,14 +249,6 @@ fn field_of(profile: &Profile, target: Target) -> String {
         Target::Checksum | Target::ChecksumAlgorithm => "checksum".into(),
         Target::Key => "key".into(),
         _ => "request".into(),
-    }
-}
-
-/// The form field (POST) or header (PUT) of a pinned field.
-fn field_name(field: &str, method: Method) -> &str {
-    match method {
-        Method::Post => field,
-        Method::Put => put_header(field).unwrap_or_default(),
     }
 }
 
