@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::Profile;
-use super::plan::{Carrier, Check, Method, Rule, Target, put_header};
+use super::plan::{Carrier, Check, Method, Rule, Target};
 use super::template::Part;
 use crate::text::{write_json_string, write_json_string_body};
 
@@ -95,10 +95,8 @@ pub fn shown(profile: &Profile) -> Vec<Shown<'_>> {
 fn carried_name<'a>(profile: &'a Profile, rule: &Rule, method: Method) -> Option<&'a str> {
     match (rule.carrier(method), rule.target) {
         (Carrier::Named(name), _) => Some(name),
-        (Carrier::ProfileNamed, Target::Field(i)) => match method {
-            Method::Post => Some(&profile.fields[i].0),
-            Method::Put => put_header(&profile.fields[i].0),
-        },
+        // A PUT names a field by its header, as `Carrier::Named`.
+        (Carrier::ProfileNamed, Target::Field(i)) => Some(&profile.fields[i].0),
         (Carrier::ProfileNamed, Target::Metadata(i)) => Some(&profile.metadata[i].field),
         (Carrier::ProfileNamed, _) => Some("x-amz-checksum-<algorithm>"),
         (Carrier::Length, _) if method == Method::Put => Some("Content-Length"),
