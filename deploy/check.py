@@ -48,14 +48,24 @@ KMS_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
 # Placeholders in deploy/aws and the ServiceAccount: ACCOUNT_ID, OIDC_PROVIDER_ID, ...
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
 # Metrics `postgate dev` exports no series of: it signs with fixed keys, so it fetches no store
-# credentials, and it checks no end-user tokens. A dashboard query of these alone must run
-# against the live scrape but may return nothing.
+# credentials, and it checks no end-user tokens. check.sh runs it without a config, so no app
+# sends upload events (those families get a series with an app's first event; a histogram is
+# named here as the `_bucket` series its queries read) and there is no audit log; the queue
+# gauges also need `events.redis`. A dashboard query of these alone must run against the live
+# scrape but may return nothing.
 ABSENT_IN_DEV = {
     "postgate_store_credentials_expiry_timestamp_seconds",
     "postgate_store_credentials_valid",
     "postgate_store_credentials_refreshes_total",
     "postgate_jwks_fetches_total",
     "postgate_end_user_tokens_total",
+    "postgate_events_total",
+    "postgate_event_delivery_attempts_total",
+    "postgate_event_delivery_duration_seconds_bucket",
+    "postgate_event_queue_depth",
+    "postgate_event_queue_oldest_age_seconds",
+    "postgate_event_dead_letters",
+    "postgate_audit_lines_total",
 }
 
 

@@ -53,6 +53,8 @@ async fn main() {
             )),
             client: postgate::store::StoreClient::new(Default::default()),
             public_url: None,
+            notifier: postgate::events::Notifier::new(None, Arc::new(postgate::metrics::Metrics::new())),
+            audit: None,
         },
     });
     let service = test::init_service(App::new().app_data(state).configure(http::routes)).await;

@@ -30,6 +30,36 @@ fn refresh_kind(refresh: &postgate::config::Refresh) -> String {
     }
 }
 
+/// A fresh secret for `postgate dev`'s own event receiver.
+#[cfg(feature = "dev-store")]
+fn dev_events_secret() -> postgate::events::WebhookSecret {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    let text = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+    postgate::events::WebhookSecret::parse(&text).expect("32 random bytes make a secret")
+}
+
+/// `postgate dev`'s endpoint for `app`: its own receiver, within `complete`.
+#[cfg(feature = "dev-store")]
+fn dev_endpoint(app: &str, listen: &str, secret: &postgate::events::WebhookSecret) -> postgate::events::Endpoint {
+    postgate::events::Endpoint {
+        app: app.to_owned(),
+        url: format!("http://{listen}{}", http::DEV_EVENTS_PATH),
+        secrets: vec![secret.clone()],
+        types: postgate::events::EventType::ALL.to_vec(),
+        profiles: None,
+        delivery: postgate::events::Delivery::Sync,
+        timeout: std::time::Duration::from_secs(5),
+        attempts: 2,
+        fingerprint: [0; 32],
+    }
+}
+
 /// `postgate serve`.
 pub fn serve(config: GatewayConfig, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let mut stores = Stores::new();
@@ -126,10 +156,20 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     let tokens = config
         .token_apps()
         .map_err(|errors| anyhow::anyhow!("{}", errors.join("; ")))?;
+    let mut events = config
+        .app_events(&process_env)
+        .map_err(|errors| anyhow::anyhow!("{}", errors.join("; ")))?;
+    // The page's app sends its events to the gateway's own receiver, unless the config says
+    // where they go, so the page shows what an app's answer looks like.
+    let page_app = if names.iter().any(|a| a == "web") { "web" } else { "dev" };
+    let events_secret = dev_events_secret();
+    if events.get(page_app).is_none() {
+        events = events.with(dev_endpoint(page_app, listen, &events_secret));
+    }
     let source = Source {
         policies: config.policies.clone(),
         stores,
-        apps: AppsSource::FixedWithTokens(keys, postgate::ratelimit::AppLimits::new(), tokens),
+        apps: AppsSource::FixedWithTokens(keys, postgate::ratelimit::AppLimits::new(), tokens, events),
     };
     let data_dir = store.data_dir.clone();
     let on_publish = Box::new(move |snapshot: &postgate::registry::Snapshot| dev::ensure_buckets(&data_dir, snapshot));
@@ -192,10 +232,10 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     let mut config = config;
     config.listen = listen.to_owned();
     config.cors.allowed_origins = origins;
-    let page_app = if names.iter().any(|a| a == "web") { "web" } else { "dev" };
     let pages = http::DevPages {
         key: dev_key(page_app),
         app: page_app.to_owned(),
+        events_secret: Some(events_secret),
     };
     run_servers(registry, config, reloader, Some(pages))
 }
@@ -309,6 +349,7 @@ fn run_servers(
             Some(Arc::new(shared))
         }
     };
+    let (notifier, audit) = events_and_audit(&config, &registry)?;
     let state = AppState {
         shared_limits,
         registry,
@@ -319,6 +360,8 @@ fn run_servers(
             tokens: tokens.map(Arc::new),
             client,
             public_url: config.public_url.clone(),
+            notifier,
+            audit,
         },
     };
     let listen = config.listen.clone();
@@ -341,4 +384,45 @@ fn run_servers(
         http::serve(state, config.cors.clone(), listen).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The event notifier (with the queue and its delivery loop when `events` is configured) and
+/// the audit log.
+fn events_and_audit(
+    config: &GatewayConfig,
+    registry: &Arc<Registry>,
+) -> anyhow::Result<(postgate::events::Notifier, Option<Arc<postgate::audit::Audit>>)> {
+    let metrics = registry.metrics_arc();
+    let queue = match (&config.events, config.queue_settings()) {
+        (Some(events), Some(settings)) => {
+            let url = events
+                .redis
+                .url_at("events.redis", &process_env)
+                .map_err(anyhow::Error::msg)?;
+            let queue = postgate::events::queue::Queue::start(&url, settings)
+                .map_err(|e| anyhow::anyhow!("events.redis: {e}"))?;
+            tracing::info!(prefix = %queue.settings().prefix, "upload events are queued through Redis");
+            Some(queue)
+        }
+        _ => None,
+    };
+    let notifier = postgate::events::Notifier::new(queue.clone(), metrics.clone());
+    if let Some(queue) = queue {
+        let registry = registry.clone();
+        postgate::events::worker::spawn(queue, notifier.clone(), move || registry.current().events.clone());
+    }
+    let audit = match &config.audit {
+        Some(audit) => {
+            let log =
+                postgate::audit::Audit::open(&audit.output, audit.fail_closed, metrics).map_err(anyhow::Error::msg)?;
+            tracing::info!(
+                output = if audit.output == "stdout" { "stdout" } else { "file" },
+                fail_closed = audit.fail_closed,
+                "audit log on"
+            );
+            Some(Arc::new(log))
+        }
+        None => None,
+    };
+    Ok((notifier, audit))
 }

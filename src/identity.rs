@@ -719,20 +719,12 @@ pub fn looks_like_jwt(credential: &str) -> bool {
 
 /// Whether `url` may serve a JWKS: https, or http to a loopback address (tests, sidecars).
 pub fn check_jwks_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{}` is not a URL: {e}", url.escape_debug()))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(name)) => name == "localhost",
-        None => false,
-    };
-    let credentials = !parsed.username().is_empty() || parsed.password().is_some();
-    match parsed.scheme() {
-        _ if credentials => Err("the JWKS URL must not carry credentials".into()),
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err("the JWKS must come over https (http only on loopback)".into()),
-    }
+    use crate::transport::UrlProblem;
+    crate::transport::check_own_url(url).map_err(|problem| match problem {
+        UrlProblem::NotAUrl(e) => format!("`{}` is not a URL: {e}", url.escape_debug()),
+        UrlProblem::Credentials => "the JWKS URL must not carry credentials".into(),
+        UrlProblem::NotHttps => "the JWKS must come over https (http only on loopback)".into(),
+    })
 }
 
 /// Makes the RustCrypto provider jsonwebtoken's default (it panics at first use when feature

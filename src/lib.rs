@@ -21,11 +21,13 @@ macro_rules! listed_enum {
 }
 pub(crate) use listed_enum;
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod credentials;
 #[cfg(feature = "dev-store")]
 pub mod dev;
+pub mod events;
 pub mod explain;
 pub mod http;
 pub mod identity;

@@ -58,11 +58,32 @@ enum Command {
     /// Run the gateway with an embedded S3-compatible store and dev app keys, for local work.
     #[cfg(feature = "dev-store")]
     Dev(DevArgs),
+    /// Queued upload events: list an app's dead letters, or replay them (needs `events.redis`).
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Print the hash of an app key (read from stdin) for the config's `apps.<app>.keys`.
     HashKey {
         /// Make a new random key and print it with its hash.
         #[arg(long)]
         generate: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print an app's dead letters as JSON, oldest first.
+    List {
+        app: String,
+        /// The most to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put an app's dead letters (or the one at `--entry`) back into its queue.
+    Replay {
+        app: String,
+        /// One dead letter's `entry` (as `list` prints it).
+        #[arg(long)]
+        entry: Option<String>,
     },
 }
 
@@ -145,6 +166,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     warn_ignored_env(&cli.command, &config);
     match cli.command {
         Command::Serve => gateway::serve(config, config_path),
+        Command::Events(command) => events_command(&config, command),
         #[cfg(feature = "dev-store")]
         Command::Dev(args) => gateway::dev(config, args.data, &args.listen, &args.store_listen),
         Command::HashKey { generate } => {
@@ -336,4 +358,33 @@ fn find<'s>(snapshot: &'s Snapshot, name: &str) -> anyhow::Result<&'s postgate::
         let names: Vec<&str> = snapshot.profiles.keys().map(String::as_str).collect();
         format!("no profile `{name}`; profiles: {}", names.join(", "))
     })
+}
+
+/// `postgate events list|replay`: straight to the queue in Redis (no gateway needed).
+fn events_command(config: &GatewayConfig, command: EventsCommand) -> anyhow::Result<ExitCode> {
+    let (Some(events), Some(settings)) = (&config.events, config.queue_settings()) else {
+        bail!("no `events.redis` is configured: only queued events have dead letters");
+    };
+    let url = events
+        .redis
+        .url_at("events.redis", &postgate::config::process_env)
+        .map_err(anyhow::Error::msg)?;
+    let queue =
+        postgate::events::queue::Queue::start(&url, settings).map_err(|e| anyhow::anyhow!("events.redis: {e}"))?;
+    let runtime = queue.runtime().clone();
+    match command {
+        EventsCommand::List { app, limit } => {
+            let letters = runtime
+                .block_on(queue.dead_letters(&app, limit))
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::json!({ "app": app, "dead_letters": letters }));
+        }
+        EventsCommand::Replay { app, entry } => {
+            let replayed = runtime
+                .block_on(queue.replay(&app, entry.as_deref()))
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::json!({ "app": app, "replayed": replayed }));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,29 @@ pub const RATE_LIMIT_BACKEND_UP: &str = "postgate_rate_limit_backend_up";
 pub const RATE_LIMIT_FALLBACKS: &str = "postgate_rate_limit_backend_fallbacks_total";
 pub const CONFIG_PART_FAILING: &str = "postgate_config_part_failing";
 pub const LOG_LINES_DROPPED: &str = "postgate_log_lines_dropped_total";
+pub const EVENTS: &str = "postgate_events_total";
+pub const EVENT_ATTEMPTS: &str = "postgate_event_delivery_attempts_total";
+pub const EVENT_DURATION: &str = "postgate_event_delivery_duration_seconds";
+pub const EVENT_QUEUE_DEPTH: &str = "postgate_event_queue_depth";
+pub const EVENT_QUEUE_OLDEST: &str = "postgate_event_queue_oldest_age_seconds";
+pub const EVENT_DEAD_LETTERS: &str = "postgate_event_dead_letters";
+pub const AUDIT_LINES: &str = "postgate_audit_lines_total";
+
+/// The `result` of `postgate_events_total`.
+pub const EVENT_RESULTS: &[&str] = &[
+    "delivered",
+    "refused",
+    "undelivered",
+    "queued",
+    "queue_failed",
+    "retried",
+    "dead_lettered",
+    "replayed",
+];
+/// The `outcome` of `postgate_event_delivery_attempts_total`.
+pub const ATTEMPT_OUTCOMES: &[&str] = &["2xx", "4xx", "5xx", "redirect", "timeout", "unreachable"];
+/// The upper bounds of `postgate_event_delivery_duration_seconds`' buckets.
+pub const EVENT_DURATION_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The parts of a reload that publish independently.
 pub const CONFIG_PARTS: &[&str] = &["profiles", "apps"];
@@ -248,6 +271,70 @@ pub struct Metrics {
     part_failing: IntGaugeVec,
     log_lines_dropped: prometheus::IntCounter,
     log_drops_seen: std::sync::atomic::AtomicU64,
+    events: EventMetrics,
+}
+
+/// The families of upload events and the audit log.
+struct EventMetrics {
+    events: IntCounterVec,
+    attempts: IntCounterVec,
+    duration: HistogramVec,
+    depth: IntGaugeVec,
+    oldest: GaugeVec,
+    dead: IntGaugeVec,
+    audit: IntCounterVec,
+}
+
+impl EventMetrics {
+    fn new() -> EventMetrics {
+        let counter =
+            |name, help, labels: &[&str]| IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+        let gauge = |name, help| IntGaugeVec::new(Opts::new(name, help), &["app"]).expect("valid metric");
+        EventMetrics {
+            events: counter(
+                EVENTS,
+                "Upload events by app, type and result (delivered, refused, undelivered, queued, queue_failed, retried, dead_lettered, replayed).",
+                &["app", "type", "result"],
+            ),
+            attempts: counter(
+                EVENT_ATTEMPTS,
+                "Event delivery attempts by app and outcome (2xx, 4xx, 5xx, redirect, timeout, unreachable).",
+                &["app", "outcome"],
+            ),
+            duration: HistogramVec::new(
+                HistogramOpts::new(EVENT_DURATION, "Time of one event delivery attempt, by app.")
+                    .buckets(EVENT_DURATION_BUCKETS.to_vec()),
+                &["app"],
+            )
+            .expect("valid metric"),
+            depth: gauge(
+                EVENT_QUEUE_DEPTH,
+                "Queued events not yet delivered or dead-lettered, by app.",
+            ),
+            oldest: GaugeVec::new(
+                Opts::new(
+                    EVENT_QUEUE_OLDEST,
+                    "Age of the oldest undelivered queued event (0: none), by app.",
+                ),
+                &["app"],
+            )
+            .expect("valid metric"),
+            dead: gauge(EVENT_DEAD_LETTERS, "Events in the app's dead-letter stream."),
+            audit: counter(AUDIT_LINES, "Audit log lines by result (written, failed).", &["result"]),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.events.clone()),
+            Box::new(self.attempts.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.depth.clone()),
+            Box::new(self.oldest.clone()),
+            Box::new(self.dead.clone()),
+            Box::new(self.audit.clone()),
+        ]
+    }
 }
 
 impl Metrics {
@@ -382,6 +469,7 @@ impl Metrics {
             part_failing.with_label_values(&[part]).set(0);
         }
 
+        let events = EventMetrics::new();
         let mut names: Vec<String> = Vec::new();
         for collector in [
             Box::new(presign_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -407,7 +495,10 @@ impl Metrics {
             Box::new(part_failing.clone()),
             Box::new(log_lines_dropped.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
-        ] {
+        ]
+        .into_iter()
+        .chain(events.collectors())
+        {
             names.extend(collector.desc().iter().map(|desc| desc.fq_name.clone()));
             registry.register(collector).expect("metric names are unique");
         }
@@ -436,6 +527,7 @@ impl Metrics {
             part_failing,
             log_lines_dropped,
             log_drops_seen: std::sync::atomic::AtomicU64::new(0),
+            events,
         }
     }
 
@@ -519,6 +611,37 @@ impl Metrics {
 
     pub fn expiry_clamped(&self, profile: &str) {
         self.expiry_clamped.with_label_values(&[profile]).inc();
+    }
+
+    /// Counts one upload event's result (`EVENT_RESULTS`); `app` is a configured app, an
+    /// unknown event type is counted as `_unknown`.
+    pub fn event(&self, app: &str, event_type: &str, result: &'static str) {
+        let known = ["upload.completed", "upload.refused", "upload.aborted"];
+        let event_type = if known.contains(&event_type) {
+            event_type
+        } else {
+            "_unknown"
+        };
+        self.events.events.with_label_values(&[app, event_type, result]).inc();
+    }
+
+    /// Counts one delivery attempt (`ATTEMPT_OUTCOMES`) and its time.
+    pub fn event_attempt(&self, app: &str, outcome: &str, seconds: f64) {
+        self.events.attempts.with_label_values(&[app, outcome]).inc();
+        self.events.duration.with_label_values(&[app]).observe(seconds);
+    }
+
+    /// The state of `app`'s queue.
+    pub fn event_queue(&self, app: &str, depth: u64, oldest_age_seconds: f64, dead_letters: u64) {
+        self.events.depth.with_label_values(&[app]).set(depth as i64);
+        self.events.oldest.with_label_values(&[app]).set(oldest_age_seconds);
+        self.events.dead.with_label_values(&[app]).set(dead_letters as i64);
+    }
+
+    /// Counts one audit line, written or not.
+    pub fn audit_line(&self, written: bool) {
+        let result = if written { "written" } else { "failed" };
+        self.events.audit.with_label_values(&[result]).inc();
     }
 
     /// Records a reload attempt; `served` describes the snapshot served afterwards.

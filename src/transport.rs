@@ -23,3 +23,33 @@ pub fn describe(error: reqwest::Error) -> String {
         text
     }
 }
+
+/// What is wrong with a URL the gateway calls on its own (a JWKS, an app's event endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlProblem {
+    /// Not a URL; the parser's reason.
+    NotAUrl(String),
+    /// It carries a user name or password.
+    Credentials,
+    /// Neither https nor http to a loopback host.
+    NotHttps,
+}
+
+/// A URL the gateway calls on its own: https, or http to a loopback host, with no credentials.
+pub fn check_own_url(url: &str) -> Result<(), UrlProblem> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| UrlProblem::NotAUrl(e.to_string()))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(UrlProblem::Credentials);
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(UrlProblem::NotHttps),
+    }
+}

@@ -55,6 +55,8 @@ pub const SETTINGS: &[&str] = &[
     "upload_tokens",
     "store_calls",
     "public_url",
+    "events",
+    "audit",
 ];
 
 /// Whether a variable's name, without the prefix, names a setting (its first level).
@@ -132,9 +134,89 @@ pub struct GatewayConfig {
     /// that point back at it; default: the scheme and host the request came to.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The Redis queue of apps whose events are `delivery: queue`.
+    #[serde(default)]
+    pub events: Option<EventsConfig>,
+    /// The audit log of grants and `complete` outcomes; off when absent.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
     /// `POSTGATE_*` variables that name no setting: ignored, and reported as a warning.
     #[serde(skip)]
     pub ignored_env: Vec<String>,
+}
+
+/// `events`: the queue of `delivery: queue` apps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    pub redis: RedisConfig,
+    /// The waits between attempts; dead-lettered after the last. Default 10s, 1m, 5m, 15m,
+    /// 30m, 1h, 2h, 4h, 8h (ten attempts over about 16 hours).
+    #[serde(default, with = "humantime_list")]
+    pub retry: Option<Vec<Duration>>,
+    /// An event taken by a replica that stopped is taken by another after this; default 1m.
+    #[serde(default, with = "humantime_serde")]
+    pub claim_after: Option<Duration>,
+}
+
+/// The default retry schedule.
+pub const DEFAULT_EVENT_RETRY: &[u64] = &[10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800];
+
+mod humantime_list {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<Duration>>, D::Error> {
+        let texts = Option::<Vec<String>>::deserialize(deserializer)?;
+        texts
+            .map(|texts| {
+                texts
+                    .iter()
+                    .map(|t| humantime::parse_duration(t).map_err(|e| serde::de::Error::custom(format!("`{t}`: {e}"))))
+                    .collect()
+            })
+            .transpose()
+    }
+}
+
+/// `audit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `stdout`, or a file appended to.
+    pub output: String,
+    /// Refuse a grant (503 `audit-unavailable`) whose line cannot be written; default false.
+    #[serde(default)]
+    pub fail_closed: bool,
+}
+
+/// `apps.<app>.events`: where the app's upload events go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppEventsConfig {
+    /// https, or http to a loopback host.
+    pub url: String,
+    /// A variable holding one or more `whsec_…` secrets (space, comma or newline separated).
+    #[serde(default)]
+    pub secrets_env: Option<String>,
+    /// A file holding them.
+    #[serde(default)]
+    pub secrets_file: Option<PathBuf>,
+    /// Default: all (`upload.completed`, `upload.refused`, `upload.aborted`).
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+    /// Default: every profile.
+    #[serde(default)]
+    pub profiles: Option<Vec<String>>,
+    #[serde(default)]
+    pub delivery: crate::events::Delivery,
+    /// One attempt; default 5s, at most 60s.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Attempts within one `complete` (sync): 1 to 10, default 3.
+    #[serde(default)]
+    pub attempts: Option<u32>,
 }
 
 /// `upload_tokens`: `current` seals; every listed key opens (keep an old key until its tokens
@@ -236,6 +318,8 @@ impl Default for GatewayConfig {
             upload_tokens: None,
             store_calls: StoreCallsConfig::default(),
             public_url: None,
+            events: None,
+            audit: None,
             ignored_env: Vec::new(),
         }
     }
@@ -264,6 +348,9 @@ pub struct AppConfig {
     /// Origins browsers may call with this app's credentials (besides `cors.allowed_origins`).
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Where this app's upload events go; none when absent.
+    #[serde(default)]
+    pub events: Option<AppEventsConfig>,
 }
 
 /// An identity provider's ID tokens: who issues them, for whom, and where its keys are.
@@ -343,18 +430,20 @@ pub struct RedisConfig {
 impl RedisConfig {
     /// The URL, read from its variable or file. Errors name the setting, never the value.
     pub fn url(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+        self.url_at("rate_limit_backend.redis", env)
+    }
+
+    /// `url` of the Redis settings at `at`.
+    pub fn url_at(&self, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
         match (&self.url_env, &self.url_file) {
             (Some(var), None) => env(var)
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.trim().to_owned())
-                .ok_or_else(|| "rate_limit_backend.redis.url_env: the variable it names is not set".to_owned()),
-            (None, Some(file)) => std::fs::read_to_string(file).map(|v| v.trim().to_owned()).map_err(|e| {
-                format!(
-                    "rate_limit_backend.redis.url_file: cannot read the file it names: {}",
-                    e.kind()
-                )
-            }),
-            _ => Err("rate_limit_backend.redis: give exactly one of `url_env` and `url_file`".into()),
+                .ok_or_else(|| format!("{at}.url_env: the variable it names is not set")),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|v| v.trim().to_owned())
+                .map_err(|e| format!("{at}.url_file: cannot read the file it names: {}", e.kind())),
+            _ => Err(format!("{at}: give exactly one of `url_env` and `url_file`")),
         }
     }
 }
@@ -1057,6 +1146,126 @@ impl GatewayConfig {
         }
         if errors.is_empty() { Ok(limits) } else { Err(errors) }
     }
+}
+
+impl GatewayConfig {
+    /// Each app's event endpoint, secrets read. Every problem is reported, naming the setting
+    /// (never a URL or a value read).
+    pub fn app_events(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<crate::events::Endpoints, Vec<String>> {
+        use crate::events::{Delivery, Endpoint, EventType, WebhookSecret};
+        use sha2::{Digest, Sha256};
+        let mut endpoints = Vec::new();
+        let mut errors = Vec::new();
+        for (app, config) in &self.apps {
+            let Some(events) = &config.events else { continue };
+            let at = |field: &str| format!("apps.{app}.events.{field}");
+            let before = errors.len();
+            if let Err(why) = crate::events::deliver::check_url(&events.url) {
+                errors.push(format!("{}: {why}", at("url")));
+            }
+            let text = match (&events.secrets_env, &events.secrets_file) {
+                (Some(var), None) => {
+                    env(var).ok_or_else(|| format!("{}: the variable it names is not set", at("secrets_env")))
+                }
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .map_err(|e| format!("{}: cannot read the file it names: {}", at("secrets_file"), e.kind())),
+                _ => Err(format!(
+                    "{}: give exactly one of `secrets_env` and `secrets_file`",
+                    at("secrets_env")
+                )),
+            };
+            let secrets =
+                text.and_then(|text| WebhookSecret::parse_list(&text).map_err(|e| format!("{}: {e}", at("secrets"))));
+            let secrets = secrets.unwrap_or_else(|e| {
+                errors.push(e);
+                Vec::new()
+            });
+            let types = match &events.types {
+                None => EventType::ALL.to_vec(),
+                Some(names) => names
+                    .iter()
+                    .filter_map(|name| {
+                        let found = EventType::parse(name);
+                        if found.is_none() {
+                            errors.push(format!(
+                                "{}: `{}` is not an event type; use upload.completed, upload.refused, upload.aborted",
+                                at("types"),
+                                name.escape_debug()
+                            ));
+                        }
+                        found
+                    })
+                    .collect(),
+            };
+            let timeout = events.timeout.unwrap_or(Duration::from_secs(5));
+            if timeout.is_zero() || timeout > Duration::from_secs(60) {
+                errors.push(format!("{}: use more than 0s and at most 60s", at("timeout")));
+            }
+            let attempts = events.attempts.unwrap_or(3);
+            if !(1..=10).contains(&attempts) {
+                errors.push(format!("{}: use 1 to 10", at("attempts")));
+            }
+            if events.delivery == Delivery::Queue && self.events.is_none() {
+                errors.push(format!("{}: `queue` needs `events.redis`", at("delivery")));
+            }
+            if errors.len() > before {
+                continue;
+            }
+            let mut hasher = Sha256::new();
+            hasher.update(app.as_bytes());
+            hasher.update(events.url.as_bytes());
+            hasher.update(format!(
+                "{types:?}{:?}{:?}{timeout:?}{attempts}",
+                events.profiles, events.delivery
+            ));
+            hasher.update(text_fingerprint(&events.secrets_env, &events.secrets_file, env));
+            endpoints.push(Endpoint {
+                app: app.clone(),
+                url: events.url.clone(),
+                secrets,
+                types,
+                profiles: events.profiles.clone(),
+                delivery: events.delivery,
+                timeout,
+                attempts,
+                fingerprint: hasher.finalize().into(),
+            });
+        }
+        if errors.is_empty() {
+            Ok(crate::events::Endpoints::new(endpoints))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The queue's settings, when `events` is configured.
+    pub fn queue_settings(&self) -> Option<crate::events::queue::QueueSettings> {
+        let events = self.events.as_ref()?;
+        Some(crate::events::queue::QueueSettings {
+            prefix: events
+                .redis
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| "postgate:events:".to_owned()),
+            retry: events
+                .retry
+                .clone()
+                .unwrap_or_else(|| DEFAULT_EVENT_RETRY.iter().map(|s| Duration::from_secs(*s)).collect()),
+            claim_after: events.claim_after.unwrap_or(Duration::from_secs(60)),
+            timeout: events.redis.timeout.unwrap_or(Duration::from_secs(2)),
+        })
+    }
+}
+
+/// SHA-256 of the secrets' text (a changed secret is a changed endpoint), never kept.
+fn text_fingerprint(var: &Option<String>, file: &Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let text = match (var, file) {
+        (Some(var), _) => env(var).unwrap_or_default(),
+        (_, Some(file)) => std::fs::read_to_string(file).unwrap_or_default(),
+        _ => String::new(),
+    };
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// Reads a variable of the process environment.

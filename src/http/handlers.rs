@@ -148,8 +148,9 @@ async fn presign_inner(
     crate::profile::bind_claims(profile, &mut request, caller.claims.as_deref())
         .map_err(|refusals| fail(Problem::refused(name, refusals)))?;
 
-    let grant = crate::lifecycle::Grant::now(&app, caller.sub());
-    let granted = crate::lifecycle::grant(state.uploads.tokens.as_deref(), profile, &request, &grant, style)
+    let client = client_address(req);
+    let grant = crate::lifecycle::Grant::now(&app, caller.sub()).from_client(client.as_deref());
+    let granted = crate::lifecycle::grant_recorded(&state.uploads, snapshot, profile, &request, &grant, style)
         .map_err(|failure| fail(failure.into()))?;
     let (signed, upload_token) = (granted.signed, granted.upload_token);
     if signed.expiry_clamped() {
@@ -173,6 +174,12 @@ async fn presign_inner(
             ))
     };
     Ok((Some(app), response, fingerprint))
+}
+
+/// The address of the connection's peer, for the audit log (not a forwarding header, which the
+/// client writes).
+pub(super) fn client_address(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|addr| addr.ip().to_string())
 }
 
 /// Who calls: the app, and the end user's verified claims when a token came with the request.
@@ -674,4 +681,58 @@ pub async fn admin_reload(state: web::Data<AppState>) -> HttpResponse {
         "failed_parts": report.failed_parts,
         "diagnostics": report.diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }))
+}
+
+/// The event queue, or why there is none.
+fn event_queue(state: &AppState) -> Result<&Arc<crate::events::queue::Queue>, Problem> {
+    state
+        .uploads
+        .notifier
+        .queue()
+        .ok_or_else(|| Problem::of(ProblemCode::EventsUnavailable, "no `events.redis` is configured"))
+}
+
+/// `GET /-/events/{app}/dead?limit=N` (admin listener): the app's dead letters, oldest first.
+pub async fn admin_dead_letters(
+    state: web::Data<AppState>,
+    app: web::Path<String>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    let queue = match event_queue(&state) {
+        Ok(queue) => queue,
+        Err(problem) => return problem.response(),
+    };
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100)
+        .min(10_000);
+    match queue.dead_letters(&app, limit).await {
+        Ok(letters) => HttpResponse::Ok().json(serde_json::json!({ "app": *app, "dead_letters": letters })),
+        Err(cause) => Problem::of(ProblemCode::EventsUnavailable, cause).response(),
+    }
+}
+
+/// `POST /-/events/{app}/replay?entry=ID` (admin listener): the app's dead letters (or one)
+/// back into its queue, from the first attempt.
+pub async fn admin_replay(
+    state: web::Data<AppState>,
+    app: web::Path<String>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    let queue = match event_queue(&state) {
+        Ok(queue) => queue,
+        Err(problem) => return problem.response(),
+    };
+    match queue.replay(&app, query.get("entry").map(String::as_str)).await {
+        Ok(replayed) => {
+            if state.registry.current().events.get(&app).is_some() {
+                for _ in 0..replayed {
+                    state.registry.metrics().event(&app, "_replayed", "replayed");
+                }
+            }
+            HttpResponse::Ok().json(serde_json::json!({ "app": *app, "replayed": replayed }))
+        }
+        Err(cause) => Problem::of(ProblemCode::EventsUnavailable, cause).response(),
+    }
 }

@@ -15,7 +15,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::config::CorsConfig;
 use crate::registry::Registry;
-pub use pages::DevPages;
+pub use pages::{DEV_EVENTS_PATH, DevPages};
 
 /// What every request handler shares.
 pub struct AppState {
@@ -79,6 +79,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/", "GET").route(web::get().to(pages::index)))
         .service(resource("/form/{name}", "GET").route(web::get().to(pages::form)))
         .service(resource("/uploaded", "GET").route(web::get().to(pages::uploaded)))
+        .service(resource("/dev/events", "POST").route(web::post().to(pages::dev_events)))
         .default_service(web::to(handlers::not_found));
 }
 
@@ -179,13 +180,18 @@ pub const ROUTES: &[Route] = &[
         allow: "GET",
         documented: false,
     },
+    Route {
+        path: "/dev/events",
+        allow: "POST",
+        documented: false,
+    },
 ];
 
 /// A path whose other methods answer 405 with `Allow: <allow>`; it must be in `ROUTES` (the
-/// admin listener's `/-/reload` aside), with the same methods.
+/// admin listener's `/-/…` routes aside), with the same methods.
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     assert!(
-        path == "/-/reload" || ROUTES.iter().any(|r| r.path == path && r.allow == allow),
+        path.starts_with("/-/") || ROUTES.iter().any(|r| r.path == path && r.allow == allow),
         "{path} ({allow}) is not in http::ROUTES"
     );
     web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| async move {
@@ -196,6 +202,8 @@ fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
 /// The admin routes (a separate listener, off unless configured).
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/-/reload", "POST").route(web::post().to(handlers::admin_reload)))
+        .service(resource("/-/events/{app}/dead", "GET").route(web::get().to(handlers::admin_dead_letters)))
+        .service(resource("/-/events/{app}/replay", "POST").route(web::post().to(handlers::admin_replay)))
         .default_service(web::to(handlers::not_found));
 }
 

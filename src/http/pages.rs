@@ -27,6 +27,50 @@ pub struct DevPages {
     pub key: String,
     /// The app the no-JavaScript form is signed for (the profile must allow it).
     pub app: String,
+    /// The secret of `postgate dev`'s own event receiver (`POST /dev/events`), which the page's
+    /// app sends its upload events to unless the config gives it an endpoint.
+    pub events_secret: Option<crate::events::WebhookSecret>,
+}
+
+/// The path of `postgate dev`'s own event receiver.
+pub const DEV_EVENTS_PATH: &str = "/dev/events";
+
+/// `POST /dev/events`: `postgate dev`'s stand-in for an app's endpoint. It checks the Standard
+/// Webhooks signature as an app would and answers what an app might, which `complete` passes
+/// back to the page.
+pub async fn dev_events(state: web::Data<AppState>, req: actix_web::HttpRequest, body: web::Bytes) -> HttpResponse {
+    let Some(secret) = state.dev_pages.as_ref().and_then(|p| p.events_secret.as_ref()) else {
+        return not_found();
+    };
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let (id, timestamp, signatures) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
+    let expected = crate::events::signature_header(
+        std::slice::from_ref(secret),
+        id,
+        timestamp.parse().unwrap_or_default(),
+        &body,
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let fresh = timestamp.parse::<i64>().is_ok_and(|t| (now - t).abs() <= 300);
+    if !fresh || !signatures.split(' ').any(|s| s == expected) {
+        return HttpResponse::Unauthorized().json(serde_json::json!({"error": "the signature does not verify"}));
+    }
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    HttpResponse::Ok().json(serde_json::json!({
+        "received": id,
+        "type": event["type"],
+        "key": event["data"]["key"],
+        "note": "answered by postgate dev's own receiver; give the app `events` in the config to send these to it",
+    }))
 }
 
 /// `GET /`: the upload page, with the dev key filled in.

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::handlers::{Caller, allowed_profile, check_json_content_type, identify_as, parse_json, read_body, recheck};
+use super::handlers::{
+    Caller, allowed_profile, check_json_content_type, client_address, identify_as, parse_json, read_body, recheck,
+};
 use super::problem::{Problem, ProblemCode};
 use crate::lifecycle::{self, Completed, Grant, MultipartStarted, SignedPart};
 use crate::metrics::{MultipartOperation, Outcome, UNKNOWN_PROFILE};
@@ -62,7 +64,7 @@ pub enum StoreProblems {
     Refused(Problem),
     #[response(
         status = 503,
-        description = "`store-unavailable` (with `Retry-After`), `upload-tokens-unconfigured`",
+        description = "`store-unavailable` (with `Retry-After`), `upload-tokens-unconfigured`; `event-undelivered`, `events-unavailable` (the app's event endpoint or queue; nothing carried out; `Retry-After`); `audit-unavailable` (a grant with `audit.fail_closed`)",
         content_type = "application/problem+json"
     )]
     Unavailable(Problem),
@@ -124,7 +126,8 @@ pub async fn create_multipart(
         .await?;
         crate::profile::bind_claims(&profile, &mut request, caller.claims.as_deref())
             .map_err(|refusals| Problem::refused(&name, refusals))?;
-        let grant = Grant::now(&caller.app, caller.sub());
+        let client = client_address(&req);
+        let grant = Grant::now(&caller.app, caller.sub()).from_client(client.as_deref());
         let created = lifecycle::start_multipart(&state.uploads, &snapshot, &profile, &request, &grant).await?;
         Ok::<_, Problem>(created)
     }
@@ -278,7 +281,7 @@ pub async fn abort(state: web::Data<AppState>, req: HttpRequest, payload: web::P
         |snapshot, claims, _| {
             let state = state.clone();
             async move {
-                lifecycle::abort(&state.uploads.client, &snapshot, &claims).await?;
+                lifecycle::abort(&state.uploads, &snapshot, &claims).await?;
                 Ok(no_store(HttpResponse::Ok()).json(serde_json::json!({"aborted": true, "key": claims.bounds.key})))
             }
         },
@@ -299,7 +302,7 @@ pub async fn abort(state: web::Data<AppState>, req: HttpRequest, payload: web::P
         (status = 403, description = "`token-app-mismatch`, `token-user-mismatch`, `forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`upload-not-found`: nothing of this upload is stored at the key (yet); nothing was deleted", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`not-this-upload`: the object at the key does not carry this upload's marker (someone else's; left untouched); `object-exists`: `overwrite: false` and the key is taken; `upload-changed`: the object was written again while it was checked", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The object broke a rule (`object-size-mismatch`, `object-type-mismatch`, `object-metadata-mismatch`, `object-checksum-mismatch`, `content-sniff-mismatch`, `parts-mismatch`); it was removed (`removed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The object broke a rule (`object-size-mismatch`, `object-type-mismatch`, `object-metadata-mismatch`, `object-checksum-mismatch`, `content-sniff-mismatch`, `parts-mismatch`); it was removed (`removed`); `event-refused`: the app's event endpoint refused it (removed)", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         StoreProblems,
     ),
@@ -313,7 +316,7 @@ pub async fn complete(state: web::Data<AppState>, req: HttpRequest, payload: web
     }
     .await;
     let response = match result {
-        Ok((claims, filename)) => match finish(&state, &snapshot, &claims, filename.as_deref()).await {
+        Ok((claims, filename)) => match finish(&state, &snapshot, &req, &claims, filename.as_deref()).await {
             Ok(completed) => no_store(HttpResponse::Ok()).json(completed),
             Err(problem) => problem.response(),
         },
@@ -331,11 +334,13 @@ pub async fn complete(state: web::Data<AppState>, req: HttpRequest, payload: web
 async fn finish(
     state: &AppState,
     snapshot: &Snapshot,
+    req: &HttpRequest,
     claims: &Claims,
     filename: Option<&str>,
 ) -> Result<Completed, Problem> {
     let label = profile_label(snapshot, &claims.profile);
-    let outcome = lifecycle::complete(&state.uploads.client, snapshot, claims, filename).await;
+    let client = client_address(req);
+    let outcome = lifecycle::complete(&state.uploads, snapshot, claims, filename, client.as_deref()).await;
     let metrics = state.registry.metrics();
     match outcome {
         Ok(completed) => {
@@ -576,12 +581,13 @@ async fn uppy_answer(
             if upload.content_type.is_none() && profile.content_type().is_some() {
                 upload.content_type = request.content_type.clone();
             }
-            uppy_put_object(state, profile, caller, &upload)
+            uppy_put_object(state, snapshot, req, profile, caller, &upload)
         }
         // CreateMultipartUpload: started now; Uppy's POST to the returned URL reads the upload
         // ID, which is the upload token, so every later step carries it.
         ("POST", None, None) => {
-            let grant = Grant::now(&caller.app, caller.sub());
+            let client = client_address(req);
+            let grant = Grant::now(&caller.app, caller.sub()).from_client(client.as_deref());
             let created = lifecycle::start_multipart(&state.uploads, snapshot, profile, &upload, &grant).await?;
             let url = capability_url(state, req, "create", &created.upload_token, profile)?;
             Ok(serde_json::json!({"url": url, "key": created.key, "upload_token": created.upload_token}).to_string())
@@ -619,13 +625,16 @@ async fn uppy_answer(
 /// leaves `${filename}` to the store or that redirects is refused: Uppy can do neither.
 fn uppy_put_object(
     state: &AppState,
+    snapshot: &Snapshot,
+    req: &HttpRequest,
     profile: &Served,
     caller: &Caller,
     upload: &UploadRequest,
 ) -> Result<String, Problem> {
-    let tokens = state.uploads.tokens()?;
-    let grant = Grant::now(&caller.app, caller.sub());
-    let granted = lifecycle::grant(Some(tokens), profile, upload, &grant, FieldStyle::Botocore)?;
+    state.uploads.tokens()?;
+    let client = client_address(req);
+    let grant = Grant::now(&caller.app, caller.sub()).from_client(client.as_deref());
+    let granted = lifecycle::grant_recorded(&state.uploads, snapshot, profile, upload, &grant, FieldStyle::Botocore)?;
     if let crate::sign::Signed::Post(post) = &granted.signed
         && (post.key.contains("${filename}") || post.fields.iter().any(|(n, _)| n == "success_action_redirect"))
     {
@@ -806,7 +815,7 @@ async fn uppy_s3_inner(
             Ok(xml(list_parts_xml(&claims, &listed)))
         }
         ("complete", "POST") => {
-            let completed = finish(state, snapshot, &claims, None).await?;
+            let completed = finish(state, snapshot, req, &claims, None).await?;
             let (origin, _, path) = lifecycle::upload_context(snapshot, &claims)?
                 .1
                 .object_location(&completed.bucket, &completed.key);
@@ -819,7 +828,7 @@ async fn uppy_s3_inner(
             )))
         }
         ("abort", "DELETE") => {
-            lifecycle::abort(&state.uploads.client, snapshot, &claims).await?;
+            lifecycle::abort(&state.uploads, snapshot, &claims).await?;
             Ok(HttpResponse::NoContent().finish())
         }
         _ => Err(Problem::of(

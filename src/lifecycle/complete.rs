@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{Code, Failure};
+use super::notify::{self, EventReport, Heard};
+use super::{Code, Failure, Uploads};
+use crate::events::{Delivery, EventType, RefusalFact};
 use crate::profile::Profile;
 use crate::profile::plan::MARKER_NAME;
 use crate::profile::plan::put_header;
@@ -181,18 +183,23 @@ pub async fn list_parts(client: &StoreClient, snapshot: &Snapshot, claims: &Clai
 }
 
 /// Aborts the token's multipart upload: only its own upload ID, so only its own parts. An
-/// upload already gone (aborted, completed) is aborted.
-pub async fn abort(client: &StoreClient, snapshot: &Snapshot, claims: &Claims) -> Result<(), Failure> {
+/// upload already gone (aborted, completed) is aborted. Then `upload.aborted` is announced (a
+/// retried abort announces it again, under the same ID).
+pub async fn abort(uploads: &Uploads, snapshot: &Snapshot, claims: &Claims) -> Result<(), Failure> {
     let (_, store) = upload_context(snapshot, claims)?;
     let (upload_id, _) = multipart_of(claims)?;
-    match client
+    match uploads
+        .client
         .abort_multipart(store, &claims.bucket, &claims.bounds.key, upload_id)
         .await
     {
-        Ok(()) => Ok(()),
-        Err(StoreError::Refused { code, .. }) if code == "NoSuchUpload" => Ok(()),
-        Err(error) => Err(Failure::store(error)),
+        Ok(()) => {}
+        Err(StoreError::Refused { code, .. }) if code == "NoSuchUpload" => {}
+        Err(error) => return Err(Failure::store(error)),
     }
+    let facts = notify::facts(claims, &claims.bounds.key, None);
+    notify::announce(uploads, snapshot, EventType::Aborted, &facts).await?;
+    Ok(())
 }
 
 /// How far sniffing got.
@@ -229,21 +236,47 @@ pub struct Completed {
     /// `post`, `put` or `multipart`.
     #[schema(value_type = String)]
     pub method: Carry,
+    /// The app's JSON answer to `upload.completed`, delivered within this call (`delivery: sync`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub app_answer: Option<serde_json::Value>,
+    /// The `upload.completed` event sent to the app, when it takes events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventReport>,
 }
 
-/// One store and bucket, and the client that calls them.
+/// One store and bucket, the client that calls them, and who hears of the upload.
 struct Place<'a> {
     client: &'a StoreClient,
     store: &'a Store,
     bucket: &'a str,
+    uploads: &'a Uploads,
+    snapshot: &'a Snapshot,
 }
 
 /// Completes (multipart) and verifies one upload; removes it on a violation; promotes it from
 /// its staging key. Acts only on an object carrying the token's marker: any other object at the
 /// key is another principal's and is answered `NotThisUpload`, untouched. Idempotent: a second
 /// call finds the upload completed (or promoted) by its marker and verifies it again.
+///
+/// The app's endpoint hears of the outcome before it is carried out: `upload.completed` before
+/// the promotion (sync: its 4xx refuses the upload; queue: after it), `upload.refused` before the
+/// removal. An event that cannot be sent fails the call (503) with nothing carried out. The
+/// outcome is written to the audit log, with the `client` address.
 pub async fn complete(
-    client: &StoreClient,
+    uploads: &Uploads,
+    snapshot: &Snapshot,
+    claims: &Claims,
+    filename: Option<&str>,
+    client: Option<&str>,
+) -> Result<Completed, Failure> {
+    let outcome = complete_checked(uploads, snapshot, claims, filename).await;
+    notify::audit_complete(uploads, claims, &outcome, client);
+    outcome
+}
+
+async fn complete_checked(
+    uploads: &Uploads,
     snapshot: &Snapshot,
     claims: &Claims,
     filename: Option<&str>,
@@ -256,9 +289,11 @@ pub async fn complete(
         ));
     }
     let place = Place {
-        client,
+        client: &uploads.client,
         store,
         bucket: &claims.bucket,
+        uploads,
+        snapshot,
     };
     let key = uploaded_key(claims, filename)?;
     if claims.carry == Carry::Multipart {
@@ -268,15 +303,14 @@ pub async fn complete(
     let ours = |head: &Option<ObjectHead>| head.as_ref().is_some_and(|h| carries_marker(h, claims));
     if ours(&head) {
         let head = head.unwrap_or_default();
-        return verify(&place, profile, claims, &key, head).await;
+        return verify(&place, profile, claims, &key, head, None).await;
     }
     // Promoted by an earlier call: the object at the final key carries the marker.
     if let Some(final_key) = claims.bounds.promote_to.as_deref() {
         let promoted = place.head(final_key).await?;
         if ours(&promoted) {
-            let mut completed = verify(&place, profile, claims, final_key, promoted.unwrap_or_default()).await?;
-            completed.promoted_from = Some(key);
-            return Ok(completed);
+            let head = promoted.unwrap_or_default();
+            return verify(&place, profile, claims, final_key, head, Some(&key)).await;
         }
     }
     Err(match head {
@@ -300,13 +334,15 @@ fn carries_marker(head: &ObjectHead, claims: &Claims) -> bool {
 }
 
 /// Checks this upload's object at `key` (size, type, metadata, checksum, first bytes); removes
-/// it on a violation, promotes it from the staging key when it passes.
+/// it on a violation, promotes it from the staging key when it passes (`promoted_from`: an
+/// earlier call promoted it from there). The app hears first.
 async fn verify(
     place: &Place<'_>,
     profile: &Profile,
     claims: &Claims,
     key: &str,
     head: ObjectHead,
+    promoted_from: Option<&str>,
 ) -> Result<Completed, Failure> {
     let mut violation = check_object(&claims.bounds, &head).err();
     let mut sniffed = Sniff::Off;
@@ -326,6 +362,14 @@ async fn verify(
         }
     }
     if let Some(violation) = violation {
+        let planned = Failure::violation(&violation, &planned_removal(profile, claims, key));
+        let mut facts = notify::facts(claims, key, Some(&head));
+        facts.refusal = Some(RefusalFact {
+            code: planned.code.name(),
+            detail: planned.detail.clone(),
+            removed: planned_removal(profile, claims, key),
+        });
+        notify::announce(place.uploads, place.snapshot, EventType::Refused, &facts).await?;
         let removed = remove(place, profile, claims, key, &head).await?;
         tracing::warn!(profile = claims.profile.as_str(), app = claims.app.as_str(), key = %key, %violation, removed = %removed, "upload refused at complete");
         return Err(Failure::violation(&violation, &removed));
@@ -335,17 +379,45 @@ async fn verify(
         .promote_to
         .as_deref()
         .filter(|final_key| *final_key != key);
+    let mut facts = notify::facts(claims, final_key.unwrap_or(key), Some(&head));
+    facts.verified = notify::verified(&claims.bounds, sniffed == Sniff::Matched);
+    facts.promoted_from = final_key.map(|_| key).or(promoted_from).map(str::to_owned);
+    let delivery = notify::delivery(place.snapshot, &facts, EventType::Completed);
+    let mut heard = Heard::Nobody;
+    if delivery == Some(Delivery::Sync) {
+        heard = notify::announce(place.uploads, place.snapshot, EventType::Completed, &facts).await?;
+        if let Heard::Refused { status } = heard {
+            let removed = remove(place, profile, claims, key, &head).await?;
+            tracing::warn!(profile = claims.profile.as_str(), app = claims.app.as_str(), key = %key, status, removed = %removed, "upload refused by the app's event endpoint");
+            return Err(Failure::new(
+                Code::EventRefused,
+                format!(
+                    "app `{}` refused this upload (its event endpoint answered {status}); the object was {removed}",
+                    claims.app
+                ),
+            ));
+        }
+    }
     if let Some(final_key) = final_key {
         promote(place, profile, key, final_key, &head).await?;
     }
-    Ok(completed(
-        claims,
-        profile,
-        final_key.unwrap_or(key),
-        head,
-        final_key.map(|_| key.to_owned()),
-        sniffed,
-    ))
+    if delivery == Some(Delivery::Queue) {
+        heard = notify::announce(place.uploads, place.snapshot, EventType::Completed, &facts).await?;
+    }
+    let mut completed = completed(claims, profile, &facts.key, head, facts.promoted_from.clone(), sniffed);
+    completed.event = heard.report();
+    if let Heard::Delivered { answer, .. } = heard {
+        completed.app_answer = answer;
+    }
+    Ok(completed)
+}
+
+/// What `remove` will do with a refused object, said before it is done.
+fn planned_removal(profile: &Profile, claims: &Claims, key: &str) -> String {
+    match &profile.verify().quarantine {
+        Some(prefix) => format!("quarantined as {}", quarantine_key(prefix, &claims.bounds.marker, key)),
+        None => "deleted".to_owned(),
+    }
 }
 
 /// Copies the checked version of the staged object to its key, then deletes the staged one.
@@ -412,6 +484,8 @@ fn completed(
         sniff,
         profile: profile.name().as_str().to_owned(),
         method: claims.carry,
+        app_answer: None,
+        event: None,
     }
 }
 
@@ -442,6 +516,14 @@ async fn complete_multipart(place: &Place<'_>, claims: &Claims, key: &str) -> Re
     let parts = match check_parts(plan, &listed) {
         Ok(parts) => parts,
         Err(violation) => {
+            let planned = Failure::violation(&violation, "aborted");
+            let mut facts = notify::facts(claims, key, None);
+            facts.refusal = Some(RefusalFact {
+                code: planned.code.name(),
+                detail: planned.detail,
+                removed: "aborted".to_owned(),
+            });
+            notify::announce(place.uploads, place.snapshot, EventType::Refused, &facts).await?;
             match place.abort(key, upload_id).await {
                 Ok(()) => {}
                 // Nothing listed and the abort refused: the store no longer knows the upload

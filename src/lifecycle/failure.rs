@@ -57,6 +57,14 @@ pub enum Code {
     Forbidden,
     /// The profile refuses the request (`Failure::refusals` says why, field by field).
     Refused,
+    /// The app's event endpoint answered 4xx to `upload.completed`: the upload is removed.
+    EventRefused,
+    /// The app's event endpoint could not be reached (sync): nothing was promoted.
+    EventUndelivered,
+    /// The event queue could not store the event: nothing was carried out.
+    EventsUnavailable,
+    /// `audit.fail_closed` and the audit line could not be written: nothing was granted.
+    AuditUnavailable,
     // The HTTP edge's own codes: they never come out of the lifecycle, but live in the one
     // table so every code the gateway answers is listed once.
     Unauthenticated,
@@ -72,6 +80,72 @@ pub enum Code {
     NotReady,
     Internal,
 }
+}
+
+impl Code {
+    /// The stable machine code (`code` of a problem answer, `refusal.code` of an event).
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::TokenInvalid => "token-invalid",
+            Code::TokenExpired => "token-expired",
+            Code::TokenAppMismatch => "token-app-mismatch",
+            Code::TokenUserMismatch => "token-user-mismatch",
+            Code::TokensUnconfigured => "upload-tokens-unconfigured",
+            Code::UrlInvalid => "url-invalid",
+            Code::NotMultipart => "not-multipart",
+            Code::PartInvalid => "part-invalid",
+            Code::FilenameRequired => "filename-required",
+            Code::UploadNotFound => "upload-not-found",
+            Code::ObjectExists => "object-exists",
+            Code::NotThisUpload => "not-this-upload",
+            Code::ObjectSizeMismatch => "object-size-mismatch",
+            Code::ObjectTypeMismatch => "object-type-mismatch",
+            Code::ObjectMetadataMismatch => "object-metadata-mismatch",
+            Code::ObjectChecksumMismatch => "object-checksum-mismatch",
+            Code::ContentSniffMismatch => "content-sniff-mismatch",
+            Code::PartsMismatch => "parts-mismatch",
+            Code::CompletionRefused => "completion-refused",
+            Code::UploadChanged => "upload-changed",
+            Code::StoreRefused => "store-refused",
+            Code::StoreUnavailable => "store-unavailable",
+            Code::InvalidQuery => "invalid-query",
+            Code::BodyTimeout => "body-timeout",
+            Code::CredentialsUnavailable => "credentials-unavailable",
+            Code::IdTokenMalformed => "id-token-malformed",
+            Code::IdTokenAlgorithm => "id-token-algorithm",
+            Code::IdTokenIssuer => "id-token-issuer",
+            Code::IdTokenAudience => "id-token-audience",
+            Code::IdTokenUnknownKey => "id-token-unknown-key",
+            Code::IdTokenSignature => "id-token-signature",
+            Code::IdTokenExpired => "id-token-expired",
+            Code::IdTokenNotYetValid => "id-token-not-yet-valid",
+            Code::IdTokenClaimInvalid => "id-token-claim-invalid",
+            Code::IdTokenRequired => "id-token-required",
+            Code::AppKeyRequired => "app-key-required",
+            Code::AppKeyNotAccepted => "app-key-not-accepted",
+            Code::JwksUnavailable => "jwks-unavailable",
+            Code::OriginNotAllowed => "origin-not-allowed",
+            Code::UnknownProfile => "unknown-profile",
+            Code::Forbidden => "forbidden",
+            Code::Refused => "request-refused",
+            Code::EventRefused => "event-refused",
+            Code::EventUndelivered => "event-undelivered",
+            Code::EventsUnavailable => "events-unavailable",
+            Code::AuditUnavailable => "audit-unavailable",
+            Code::Unauthenticated => "unauthenticated",
+            Code::RateLimited => "rate-limited",
+            Code::MalformedJson => "malformed-json",
+            Code::InvalidRequest => "invalid-request",
+            Code::InvalidFormat => "invalid-format",
+            Code::BodyUnreadable => "body-unreadable",
+            Code::BodyTooLarge => "body-too-large",
+            Code::UnsupportedMediaType => "unsupported-media-type",
+            Code::MethodNotAllowed => "method-not-allowed",
+            Code::NotFound => "not-found",
+            Code::NotReady => "not-ready",
+            Code::Internal => "internal",
+        }
+    }
 }
 
 /// A failed step: its code, what the caller should know, and (for `Code::Refused`) every

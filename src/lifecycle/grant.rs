@@ -21,6 +21,8 @@ pub struct Grant<'a> {
     pub sub: Option<&'a str>,
     pub now: OffsetDateTime,
     pub uuid: Uuid,
+    /// The client's address, for the audit log.
+    pub client: Option<&'a str>,
 }
 
 impl<'a> Grant<'a> {
@@ -31,6 +33,15 @@ impl<'a> Grant<'a> {
             sub,
             now: OffsetDateTime::now_utc(),
             uuid: Uuid::now_v7(),
+            client: None,
+        }
+    }
+
+    /// The same grant, to a client at `address` (the audit log names it).
+    pub fn from_client(self, address: Option<&'a str>) -> Grant<'a> {
+        Grant {
+            client: address,
+            ..self
         }
     }
 
@@ -48,6 +59,34 @@ impl<'a> Grant<'a> {
 pub struct Granted<'p> {
     pub signed: Signed<'p>,
     pub upload_token: Option<String>,
+    /// What the signature allows (the token's, the audit line's).
+    pub bounds: Bounds,
+    pub carry: Carry,
+}
+
+/// `grant`, then its audit line: with `audit.fail_closed`, nothing is granted unless the line
+/// was written.
+pub fn grant_recorded<'p>(
+    uploads: &Uploads,
+    snapshot: &Snapshot,
+    served: &'p Served,
+    request: &UploadRequest,
+    grant: &Grant<'_>,
+    style: FieldStyle,
+) -> Result<Granted<'p>, Failure> {
+    let granted = self::grant(uploads.tokens.as_deref(), served, request, grant, style)?;
+    let expires_at = granted.signed.expires_at();
+    super::audit_grant(
+        uploads,
+        snapshot,
+        served.profile(),
+        grant,
+        &granted.bounds,
+        granted.carry,
+        expires_at,
+        None,
+    )?;
+    Ok(granted)
 }
 
 /// Signs one upload (a POST form or a PUT URL, as `sign::choose_method` decides) and seals its
@@ -75,15 +114,20 @@ pub fn grant_on<'p>(
     let signer = store.signer(grant.now).map_err(|e| Failure::credentials(&e))?;
     let (signed, bounds) = sign_upload(profile, &signer, request, &grant.context(), style)
         .map_err(|refusals| Failure::refused(profile.name().as_str(), refusals))?;
+    let carry = match signed.method() {
+        Method::Post => Carry::Post,
+        Method::Put => Carry::Put,
+    };
     let upload_token = tokens.map(|tokens| {
-        let carry = match signed.method() {
-            Method::Post => Carry::Post,
-            Method::Put => Carry::Put,
-        };
         let expires_at = signed.expires_at() + profile.verify().within;
-        tokens.seal(&claims_for(profile, grant, bounds, carry, expires_at))
+        tokens.seal(&claims_for(profile, grant, bounds.clone(), carry, expires_at))
     });
-    Ok(Granted { signed, upload_token })
+    Ok(Granted {
+        signed,
+        upload_token,
+        bounds,
+        carry,
+    })
 }
 
 /// A started multipart upload.
@@ -141,6 +185,24 @@ pub async fn start_multipart(
     let mut claims = claims_for(profile, grant, filled.bounds(), Carry::Multipart, expires_at);
     claims.upload_id = Some(upload_id.clone());
     claims.parts = Some(plan);
+    let recorded = super::audit_grant(
+        uploads,
+        snapshot,
+        profile,
+        grant,
+        &claims.bounds,
+        Carry::Multipart,
+        expires_at,
+        Some(&upload_id),
+    );
+    if let Err(failure) = recorded {
+        // Nothing is granted: the upload just created goes.
+        let _ = uploads
+            .client
+            .abort_multipart(store, profile.bucket(), &filled.key, &upload_id)
+            .await;
+        return Err(failure);
+    }
     tracing::info!(app = grant.app, profile = name, key = %filled.key, parts = plan.part_count, "multipart upload started");
     Ok(MultipartStarted {
         upload_id,

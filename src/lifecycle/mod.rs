@@ -16,6 +16,7 @@
 mod complete;
 mod failure;
 mod grant;
+mod notify;
 
 use std::sync::Arc;
 
@@ -24,7 +25,8 @@ pub use complete::{
     upload_context,
 };
 pub use failure::{Code, Failure};
-pub use grant::{Grant, Granted, MultipartStarted, claims_for, grant, grant_on, start_multipart};
+pub use grant::{Grant, Granted, MultipartStarted, claims_for, grant, grant_on, grant_recorded, start_multipart};
+pub use notify::{EventReport, audit_grant};
 
 use crate::store::StoreClient;
 use crate::upload::TokenKeys;
@@ -37,6 +39,10 @@ pub struct Uploads {
     pub client: StoreClient,
     /// The base of URLs that point back at the gateway; default: the request's scheme and host.
     pub public_url: Option<String>,
+    /// Sends the apps' upload events.
+    pub notifier: crate::events::Notifier,
+    /// The audit log; off when `None`.
+    pub audit: Option<Arc<crate::audit::Audit>>,
 }
 
 impl Uploads {

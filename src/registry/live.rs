@@ -20,12 +20,15 @@ use crate::ratelimit::{AppLimits, Limiters, RateClock};
 pub enum AppsSource {
     /// Fixed for the process's life (dev mode, tests).
     Fixed(AppKeys, AppLimits),
-    /// Like `Fixed`, with end-user token rules (tests).
-    FixedWithTokens(AppKeys, AppLimits, crate::identity::TokenApps),
+    /// Like `Fixed`, with end-user token rules and event endpoints (dev mode).
+    FixedWithTokens(AppKeys, AppLimits, crate::identity::TokenApps, crate::events::Endpoints),
     /// The `apps` and `default_rate_limit` sections of this config file (plus `POSTGATE_*`
     /// overrides), re-read on every reload so keys rotate and limits change without a restart.
     ConfigFile(Option<PathBuf>),
 }
+
+/// The apps part of a snapshot: keys, rate limits, identities, event endpoints.
+type LoadedApps = (AppKeys, AppLimits, crate::identity::TokenApps, crate::events::Endpoints);
 
 /// What a registry loads.
 #[derive(Debug, Clone)]
@@ -250,7 +253,7 @@ impl Registry {
         let mut diagnostics = Vec::new();
         let mut failed_parts = Vec::new();
         let starting = served.generation == 0;
-        let (mut next, (apps, limits, tokens)) = match (profiles, apps) {
+        let (mut next, (apps, limits, tokens, events)) = match (profiles, apps) {
             (Ok(next), Ok(apps)) => (next, apps),
             (Err(profile_errors), Ok(apps)) if !starting => {
                 failed_parts.push("profiles");
@@ -264,6 +267,7 @@ impl Registry {
                     (*served.apps).clone(),
                     served.app_limits.clone(),
                     served.identities.config.clone(),
+                    (*served.events).clone(),
                 );
                 (next, apps)
             }
@@ -288,6 +292,7 @@ impl Registry {
         hasher.update(apps.fingerprint());
         hasher.update(limits.fingerprint());
         hasher.update(tokens.fingerprint());
+        hasher.update(events.fingerprint());
         next.content_hash = hex::encode(hasher.finalize());
         if !starting && next.content_hash == served.content_hash {
             return Next {
@@ -304,6 +309,7 @@ impl Registry {
         next.limiters = Arc::new(Limiters::build(&limits, &served.limiters, &self.clock));
         next.app_limits = limits;
         next.identities = Arc::new(crate::identity::Identities::build(&tokens, &served.identities));
+        next.events = Arc::new(events);
         Next {
             snapshot: Some(next),
             diagnostics,
@@ -334,10 +340,14 @@ impl Registry {
         Ok(next)
     }
 
-    fn load_apps(&self) -> Result<(AppKeys, AppLimits, crate::identity::TokenApps), Vec<Diagnostic>> {
+    fn load_apps(&self) -> Result<LoadedApps, Vec<Diagnostic>> {
         match &self.source.apps {
-            AppsSource::Fixed(keys, limits) => Ok((keys.clone(), limits.clone(), Default::default())),
-            AppsSource::FixedWithTokens(keys, limits, tokens) => Ok((keys.clone(), limits.clone(), tokens.clone())),
+            AppsSource::Fixed(keys, limits) => {
+                Ok((keys.clone(), limits.clone(), Default::default(), Default::default()))
+            }
+            AppsSource::FixedWithTokens(keys, limits, tokens, events) => {
+                Ok((keys.clone(), limits.clone(), tokens.clone(), events.clone()))
+            }
             AppsSource::ConfigFile(path) => {
                 let shown = path
                     .as_ref()
@@ -347,13 +357,15 @@ impl Registry {
                 let keys = config.app_keys(&process_env);
                 let limits = config.app_limits();
                 let tokens = config.token_apps();
-                match (keys, limits, tokens) {
-                    (Ok(keys), Ok(limits), Ok(tokens)) => Ok((keys, limits, tokens)),
-                    (keys, limits, tokens) => Err(keys
+                let events = config.app_events(&process_env);
+                match (keys, limits, tokens, events) {
+                    (Ok(keys), Ok(limits), Ok(tokens), Ok(events)) => Ok((keys, limits, tokens, events)),
+                    (keys, limits, tokens, events) => Err(keys
                         .err()
                         .into_iter()
                         .chain(limits.err())
                         .chain(tokens.err())
+                        .chain(events.err())
                         .flatten()
                         .map(|e| Diagnostic::error("", e).in_file(&shown))
                         .collect()),

@@ -99,6 +99,8 @@ pub struct Snapshot {
     /// The stores the profiles sign for; every profile's store is here (`build` refuses the set
     /// otherwise), and can carry at least one of the profile's methods.
     pub stores: Arc<Stores>,
+    /// Each app's event endpoint (with the apps part).
+    pub events: Arc<crate::events::Endpoints>,
 }
 
 impl Snapshot {
@@ -466,6 +468,7 @@ pub fn build_reusing(
         identities: Arc::default(),
         digests,
         stores: stores.clone(),
+        events: Arc::default(),
     })
 }
 

@@ -223,6 +223,7 @@ impl StoreClient {
             content_type: header("content-type"),
             etag: header("etag").map(|e| unquote(&e)),
             last_modified: header("last-modified").and_then(|v| http_date(&v)),
+            version_id: header("x-amz-version-id").filter(|v| v != "null"),
             ..ObjectHead::default()
         };
         for (name, value) in &answer.headers {

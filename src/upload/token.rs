@@ -33,6 +33,17 @@ pub enum Carry {
     Multipart,
 }
 
+impl Carry {
+    /// `post`, `put` or `multipart`, as tokens, events and the audit log name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Carry::Post => "post",
+            Carry::Put => "put",
+            Carry::Multipart => "multipart",
+        }
+    }
+}
+
 /// What a token binds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {

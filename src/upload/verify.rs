@@ -25,6 +25,8 @@ pub struct ObjectHead {
     pub checksums: Vec<(ChecksumAlgorithm, String)>,
     /// `Last-Modified`, Unix seconds.
     pub last_modified: Option<i64>,
+    /// `x-amz-version-id`, on a versioned bucket.
+    pub version_id: Option<String>,
 }
 
 /// Why an upload is not what was allowed. Each has a stable code at the HTTP edge.

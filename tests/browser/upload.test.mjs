@@ -28,6 +28,16 @@ after(async () => {
   await suite?.stop();
 });
 
+/// The app's answer to the signed `upload.completed` event (here `postgate dev`'s own receiver,
+/// which checks the Standard Webhooks signature), shown by the page as `complete` passed it back.
+async function assertAppAnswer(page, key) {
+  const answer = JSON.parse(await page.locator('#app-answer').textContent());
+  assert.match(answer.received, /^msg_[0-9a-f]{32}$/);
+  assert.equal(answer.type, 'upload.completed');
+  assert.equal(answer.key, key);
+  assert.equal(await page.locator('#app-answer-line').isVisible(), true);
+}
+
 test('the JavaScript page uploads a PNG under the signed key', async () => {
   const page = await browser.newPage();
   await page.goto(`${gateway}/`);
@@ -46,6 +56,7 @@ test('the JavaScript page uploads a PNG under the signed key', async () => {
   assert.equal((await page.locator('#etag').textContent()).replaceAll('"', ''), md5);
   const progress = page.locator('#progress');
   assert.equal(await progress.evaluate((p) => p.value === p.max && p.max > 0), true, 'the progress bar is full');
+  await assertAppAnswer(page, key);
   await page.close();
 });
 
@@ -120,6 +131,7 @@ test('the JavaScript page uploads a large file in parts and the gateway verifies
   assert.deepEqual(await readFile(path.join(data, 'user-content', key)), png);
   assert.match(await page.locator('#verified').textContent(), /image\/png, bytes checked against the type/);
   assert.match(await page.locator('#etag').textContent(), /-3$/, 'a multipart ETag names its 3 parts');
+  await assertAppAnswer(page, key);
   await page.close();
 });
 

@@ -87,9 +87,27 @@ fn dependencies_point_one_way() {
         }
         if text.contains("reqwest") {
             assert!(
-                path.starts_with("src/store/") || path == "src/identity.rs" || path == "src/transport.rs",
-                "{path} makes HTTP calls: only src/store/ (S3) and src/identity.rs (JWKS) may"
+                path.starts_with("src/store/")
+                    || path == "src/identity.rs"
+                    || path == "src/transport.rs"
+                    || path == "src/events/deliver.rs",
+                "{path} makes HTTP calls: only src/store/ (S3), src/identity.rs (JWKS) and src/events/deliver.rs (webhooks) may"
             );
+        }
+        // Events know the wire format and the queue, not the lifecycle, the registry or the edge;
+        // the Standard Webhooks signer is pure.
+        if path.starts_with("src/events/") {
+            for module in ["lifecycle", "registry", "http", "store", "profile", "sign"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
+        }
+        if path == "src/events/webhook.rs" {
+            for effect in ["std::fs", "now_utc()", "std::env", "reqwest", "tokio"] {
+                assert!(!text.contains(effect), "{path} does IO or reads the clock ({effect})");
+            }
         }
         if path == "src/identity.rs" || path == "src/credentials.rs" {
             for module in ["registry", "http", "store", "upload", "profile", "lifecycle"] {

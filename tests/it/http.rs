@@ -797,6 +797,7 @@ async fn dev_pages_sign_forms_and_escape_what_they_show() {
         dev_pages: Some(http::DevPages {
             key: "dev-key-web-local".into(),
             app: "web".into(),
+            events_secret: None,
         }),
         ..app_state(registry)
     });

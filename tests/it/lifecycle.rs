@@ -108,7 +108,6 @@ async fn garage_another_principals_object_is_never_touched() {
 async fn check_foreign_objects(server: &S3Server) {
     let setup = Setup::new(server.store());
     let snapshot = setup.registry.current();
-    let client = &setup.uploads.client;
     let foreign = png(777);
 
     // A single PUT whose key someone else wrote first (no marker, or another grant's): complete
@@ -122,7 +121,9 @@ async fn check_foreign_objects(server: &S3Server) {
             server.raw_put("user-content", &put.key, other, foreign.clone()).await,
             200
         );
-        let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+        let failure = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+            .await
+            .unwrap_err();
         assert_eq!(failure.code, Code::NotThisUpload, "{failure}");
         let kept = server.object("user-content", &put.key).await.expect("left in place");
         assert!(kept.bytes == foreign, "someone else's bytes were changed");
@@ -132,7 +133,9 @@ async fn check_foreign_objects(server: &S3Server) {
     let (put, claims) = grant_put(&setup, media, &req);
     let (status, text) = put_upload(&put.url, &put_headers(&put), png(4096)).await;
     assert_eq!(status, 200, "{text}");
-    let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
+    let completed = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+        .await
+        .unwrap();
     assert_eq!((completed.size, completed.sniff), (4096, lifecycle::Sniff::Matched));
 
     // A staged POST/PUT (scans): someone else's object at the staging key, then at the final
@@ -144,7 +147,9 @@ async fn check_foreign_objects(server: &S3Server) {
     let final_key = claims.bounds.promote_to.clone().unwrap();
     let html = b"<!DOCTYPE html><html>".to_vec();
     assert_eq!(server.raw_put("user-documents", &staged, None, html.clone()).await, 200);
-    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    let failure = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+        .await
+        .unwrap_err();
     assert_eq!(failure.code, Code::NotThisUpload, "{failure}");
     assert!(
         server
@@ -188,7 +193,9 @@ async fn check_foreign_objects(server: &S3Server) {
             .await,
         200
     );
-    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    let failure = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+        .await
+        .unwrap_err();
     assert_eq!(failure.code, Code::NotThisUpload, "{failure}");
     assert!(
         server
@@ -219,7 +226,9 @@ async fn check_foreign_objects(server: &S3Server) {
         &[Code::UploadNotFound, Code::NotThisUpload],
     ];
     for codes in expected {
-        let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+        let failure = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+            .await
+            .unwrap_err();
         assert!(codes.contains(&failure.code), "{failure}");
         assert!(
             server
@@ -259,11 +268,13 @@ async fn the_dev_store_answers_aborted_uploads_as_s3() {
         .await
         .unwrap();
     let claims = setup.open(&started.upload_token);
-    lifecycle::abort(client, &snapshot, &claims).await.unwrap();
-    lifecycle::abort(client, &snapshot, &claims)
+    lifecycle::abort(&setup.uploads, &snapshot, &claims).await.unwrap();
+    lifecycle::abort(&setup.uploads, &snapshot, &claims)
         .await
         .expect("a second abort is an abort");
-    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    let failure = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+        .await
+        .unwrap_err();
     assert_eq!(failure.code, Code::UploadNotFound, "{failure}");
     let parts = lifecycle::list_parts(client, &snapshot, &claims).await.unwrap_err();
     assert_eq!(parts.code, Code::UploadNotFound, "{parts}");
@@ -299,7 +310,6 @@ async fn the_dev_store_answers_aborted_uploads_as_s3() {
 async fn check_replays(server: &S3Server) {
     let setup = Setup::new(server.store());
     let snapshot = setup.registry.current();
-    let client = &setup.uploads.client;
     let media = snapshot.get("media").unwrap();
     let good = png(4096);
     let mut html = b"<!DOCTYPE html><html><body><script>alert(1)</script>".to_vec();
@@ -317,13 +327,17 @@ async fn check_replays(server: &S3Server) {
     let (put, claims) = grant_put(&setup, media, &req);
     let headers = put_headers(&put);
     assert_eq!(put_upload(&put.url, &headers, good.clone()).await.0, 200);
-    let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
+    let completed = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+        .await
+        .unwrap();
     let final_key = completed.key.clone();
     assert_eq!(completed.promoted_from.as_deref(), Some(put.key.as_str()));
     let _ = put_upload(&put.url, &headers, html.clone()).await;
     let kept = server.object("user-content", &final_key).await.expect("promoted");
     assert!(kept.bytes == good, "a replayed URL replaced the checked bytes");
-    let failure = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap_err();
+    let failure = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+        .await
+        .unwrap_err();
     assert_eq!(failure.code, Code::ContentSniffMismatch, "{failure}");
     assert!(
         server.object("user-content", &put.key).await.is_none(),
@@ -349,7 +363,9 @@ async fn check_replays(server: &S3Server) {
         }
     };
     assert_eq!(part(good.clone()).await, 200);
-    let completed = lifecycle::complete(client, &snapshot, &claims, None).await.unwrap();
+    let completed = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
+        .await
+        .unwrap();
     assert_eq!(
         (completed.key.as_str(), completed.sniff),
         (started.key.as_str(), lifecycle::Sniff::Matched)

@@ -2,6 +2,7 @@
 
 mod admit;
 mod architecture;
+mod audit;
 mod canary;
 mod cardinality;
 mod cli;
@@ -9,6 +10,7 @@ mod compile;
 pub mod coverage;
 mod credentials;
 mod e2e;
+mod events;
 mod form_fields;
 mod hostile;
 mod hostile_yaml;

@@ -6,37 +6,13 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::process::{Running, free_port, get, postgate, wait_ready};
+use crate::support::process::{Running, free_port, get, postgate, redis_server, wait_ready};
 use crate::support::state::policies_copy;
 use crate::{sample, wait_until};
 
 const PER_SECOND: f64 = 5.0;
 const BURST: f64 = 10.0;
 const APP_KEY: &str = "shared-limit-key-0123456789";
-
-fn redis_server(port: u16) -> Running {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    let running = Running(child);
-    assert!(
-        wait_until(10, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
-        "redis-server did not listen"
-    );
-    running
-}
 
 /// Sends requests to both replicas for `seconds`, alternating; returns (200s, 429s, others).
 fn hammer(bases: &[String], seconds: f64) -> (usize, usize, Vec<u16>) {
@@ -90,7 +66,7 @@ fn two_replicas_share_one_limit_and_fall_back_when_redis_dies() {
         return;
     }
     let redis_port = free_port();
-    let mut redis = Some(redis_server(redis_port));
+    let mut redis = Some(redis_server(redis_port, None));
     let dir = policies_copy();
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("gateway.yaml");
@@ -174,7 +150,7 @@ fn two_replicas_share_one_limit_and_fall_back_when_redis_dies() {
     }
 
     // Redis comes back (empty): the limit is shared again.
-    redis = Some(redis_server(redis_port));
+    redis = Some(redis_server(redis_port, None));
     let back = Instant::now();
     assert!(
         wait_until(20, || {

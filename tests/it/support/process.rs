@@ -111,3 +111,27 @@ pub fn wait_ready(base: &str) {
         "{base} did not become ready"
     );
 }
+
+/// A `redis-server` on loopback `port`: in memory only, or with every write appended and synced
+/// to `persist` (so a killed server comes back with what it had).
+pub fn redis_server(port: u16, persist: Option<&Path>) -> Running {
+    let mut command = Command::new("redis-server");
+    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+    match persist {
+        Some(dir) => command
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir),
+        None => command.args(["--appendonly", "no"]),
+    };
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let running = Running(child);
+    assert!(
+        wait_until(10, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "redis-server did not listen"
+    );
+    running
+}

@@ -132,6 +132,11 @@ impl S3Server {
         matches!(self.backend, Backend::Garage { .. })
     }
 
+    /// The access key ID and secret the server accepts.
+    pub fn credentials(&self) -> (&str, &str) {
+        (&self.access_key, &self.secret_key)
+    }
+
     pub fn store(&self) -> Store {
         let credentials = Credentials {
             access_key_id: self.access_key.clone(),

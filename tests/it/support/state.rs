@@ -98,6 +98,8 @@ pub fn uploads() -> http::Uploads {
             attempts: 2,
         }),
         public_url: Some("http://gateway.test".into()),
+        notifier: postgate::events::Notifier::new(None, Arc::new(postgate::metrics::Metrics::new())),
+        audit: None,
     }
 }
 
