@@ -6,7 +6,9 @@
 # 2. HTTP load (bench/load.sh): postgate vs the ceiling in alternating rounds; the POST form, a PUT
 #    URL, 1,000 part URLs and end-user JWT presigns vs the Node and boto3 peers;
 # 3. scale and reload (bench/scale.sh);
-# 4. complete's latency against the dev store (bench/complete.sh).
+# 4. complete's latency against the dev store (bench/complete.sh);
+# 5. upload events: signing, sync and queued delivery, and what a sync event adds to complete
+#    (bench/events.sh; needs redis-server and tests/webhooks/install.sh).
 # Writes target/bench/all.md: the machine, the commands and every result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +88,10 @@ cat "$out/scale.md" >> "$report"
 { echo; echo "## 4. Completing uploads"; echo; } >> "$report"
 bash bench/complete.sh
 cat "$out/complete.md" >> "$report"
+
+{ echo; echo "## 5. Upload events"; echo; } >> "$report"
+bash bench/events.sh
+cat "$out/events.md" >> "$report"
 
 echo
 echo "written: $report"

@@ -1205,8 +1205,16 @@ impl GatewayConfig {
             if !(1..=10).contains(&attempts) {
                 errors.push(format!("{}: use 1 to 10", at("attempts")));
             }
-            if events.delivery == Delivery::Queue && self.events.is_none() {
-                errors.push(format!("{}: `queue` needs `events.redis`", at("delivery")));
+            match (events.delivery, self.queue_settings()) {
+                (Delivery::Queue, None) => errors.push(format!("{}: `queue` needs `events.redis`", at("delivery"))),
+                // An attempt still running must not be taken over by another replica.
+                (Delivery::Queue, Some(queue)) if queue.claim_after <= timeout => errors.push(format!(
+                    "{}: {} is not shorter than `events.claim_after` ({}); an event still being sent would be sent again by another replica",
+                    at("timeout"),
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(queue.claim_after)
+                )),
+                _ => {}
             }
             if errors.len() > before {
                 continue;
@@ -1319,6 +1327,84 @@ mod tests {
 
     fn config(yaml: &str) -> GatewayConfig {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    /// Each bad `events` setting is refused naming the setting, and never quoting the URL or a
+    /// secret; a good one resolves.
+    #[test]
+    fn app_events_are_checked_setting_by_setting() {
+        const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let env = |name: &str| match name {
+            "HOOK_SECRETS" => Some(format!("{SECRET}, {SECRET}")),
+            "BAD_SECRETS" => Some("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
+            _ => None,
+        };
+        let app = |events: &str| format!("apps:\n  web:\n    keys_env: K\n    events:\n{events}");
+        let redis = "events:\n  redis: { url_env: R }\n  claim_after: 10s\n";
+        for (yaml, error) in [
+            (
+                app("      url: http://app.example.com/h?t=TOKEN123\n      secrets_env: HOOK_SECRETS\n"),
+                "events.url: must be https",
+            ),
+            (
+                app("      url: https://u:TOKEN123@app.example.com/h\n      secrets_env: HOOK_SECRETS\n"),
+                "events.url: must not carry credentials",
+            ),
+            (
+                app("      url: https://app.example.com/h\n"),
+                "give exactly one of `secrets_env` and `secrets_file`",
+            ),
+            (
+                app("      url: https://app.example.com/h\n      secrets_env: UNSET\n"),
+                "events.secrets_env: the variable it names is not set",
+            ),
+            (
+                app("      url: https://app.example.com/h\n      secrets_env: BAD_SECRETS\n"),
+                "must start with `whsec_`",
+            ),
+            (
+                app(
+                    "      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      types: [upload.done]\n",
+                ),
+                "`upload.done` is not an event type",
+            ),
+            (
+                app("      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      timeout: 2m\n"),
+                "events.timeout: use more than 0s and at most 60s",
+            ),
+            (
+                app("      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      attempts: 0\n"),
+                "events.attempts: use 1 to 10",
+            ),
+            (
+                app("      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      delivery: queue\n"),
+                "`queue` needs `events.redis`",
+            ),
+            (
+                app(
+                    "      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      delivery: queue\n      timeout: 10s\n",
+                ) + redis,
+                "is not shorter than `events.claim_after`",
+            ),
+        ] {
+            let errors = config(&yaml).app_events(&env).unwrap_err().join("\n");
+            assert!(errors.contains(error), "{yaml}\n{errors}");
+            assert!(!errors.contains("TOKEN123") && !errors.contains("MfKQ9r8"), "{errors}");
+        }
+        let good = app(
+            "      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      delivery: queue\n      profiles: [media]\n",
+        ) + redis;
+        let endpoints = config(&good).app_events(&env).unwrap();
+        let web = endpoints.get("web").unwrap();
+        assert_eq!(
+            (web.secrets.len(), web.attempts, web.timeout),
+            (2, 3, Duration::from_secs(5))
+        );
+        assert!(
+            web.wants(crate::events::EventType::Completed, "media")
+                && !web.wants(crate::events::EventType::Completed, "avatars")
+        );
+        assert_eq!(endpoints.queued_apps().collect::<Vec<_>>(), ["web"]);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub enum Delivery {
 }
 
 /// One app's endpoint, resolved from its config (secrets read).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoint {
     pub app: String,
     pub url: String,
@@ -75,6 +75,20 @@ pub struct Endpoint {
     pub attempts: u32,
     /// Over the settings and secrets, for the snapshot's content hash.
     pub fingerprint: [u8; 32],
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a token, the secrets sign: neither is printed.
+        f.debug_struct("Endpoint")
+            .field("app", &self.app)
+            .field("types", &self.types)
+            .field("profiles", &self.profiles)
+            .field("delivery", &self.delivery)
+            .field("timeout", &self.timeout)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {

@@ -494,6 +494,32 @@ fn debug_of_every_secret_holder_is_redacted() {
         )
         .unwrap()
     });
+    use base64::Engine as _;
+    let whsec = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(SECRET_ACCESS_KEY)
+    );
+    let endpoint = postgate::events::Endpoint {
+        app: "web".into(),
+        url: format!("https://app.example.com/hooks?token={SESSION_TOKEN}"),
+        secrets: postgate::events::WebhookSecret::parse_list(&whsec).unwrap(),
+        types: postgate::events::EventType::ALL.to_vec(),
+        profiles: None,
+        delivery: postgate::events::Delivery::Queue,
+        timeout: std::time::Duration::from_secs(1),
+        attempts: 1,
+        fingerprint: [0; 32],
+    };
+    let queue = postgate::events::queue::Queue::start(
+        &format!("redis://:{SECRET_ACCESS_KEY}@127.0.0.1:1/"),
+        postgate::events::queue::QueueSettings {
+            prefix: "p:".into(),
+            retry: vec![],
+            claim_after: std::time::Duration::from_secs(1),
+            timeout: std::time::Duration::from_millis(10),
+        },
+    )
+    .unwrap();
     let day_key = hex::encode(postgate::sign::sigv4::signing_key(
         SECRET_ACCESS_KEY,
         &postgate::sign::format_rfc3339(now)[..10].replace('-', ""),
@@ -508,8 +534,15 @@ fn debug_of_every_secret_holder_is_redacted() {
         ("Signed PUT", format!("{put:?}")),
         ("TokenKeys", format!("{tokens:?}")),
         ("SharedLimits", format!("{shared:?}")),
+        ("Endpoint", format!("{endpoint:?}")),
+        (
+            "Endpoints",
+            format!("{:?}", postgate::events::Endpoints::new(vec![endpoint.clone()])),
+        ),
+        ("Queue", format!("{queue:?}")),
     ] {
         assert_clean(what, &text);
+        assert!(!text.contains(&whsec[6..]), "{what} shows a webhook secret");
         assert!(!text.contains(&day_key), "{what} shows the day's signing key");
         assert!(
             !text.contains("X-Amz-Signature=") || text.contains("X-Amz-Signature=<redacted>"),

@@ -443,7 +443,7 @@ fn queue_gateway(
     std::fs::write(
         &config,
         format!(
-            "policies: {policies}\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nstores:\n  default:\n    endpoint: {endpoint}\n    region: us-east-1\n    credentials:\n      access_key_id_env: EVENTS_S3_KEY\n      secret_access_key_env: EVENTS_S3_SECRET\napps:\n  web:\n    keys: [\"{hash}\"]\n    events:\n      url: {url}\n      secrets_env: EVENTS_SECRETS\n      delivery: queue\n      timeout: 2s\nevents:\n  redis:\n    url_env: EVENTS_REDIS_URL\n  retry: [300ms, 600ms, 1200ms, 2400ms]\n  claim_after: 2s\nupload_tokens:\n  current: t1\n  keys:\n    t1: {{ secret_env: EVENTS_TOKEN_KEY }}\nstore_calls: {{ timeout: 2s, attempts: 2 }}\n",
+            "policies: {policies}\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nstores:\n  default:\n    endpoint: {endpoint}\n    region: us-east-1\n    credentials:\n      access_key_id_env: EVENTS_S3_KEY\n      secret_access_key_env: EVENTS_S3_SECRET\napps:\n  web:\n    keys: [\"{hash}\"]\n    events:\n      url: {url}\n      secrets_env: EVENTS_SECRETS\n      delivery: queue\n      timeout: 2s\nevents:\n  redis:\n    url_env: EVENTS_REDIS_URL\n  retry: [300ms, 600ms, 1200ms, 2400ms]\n  claim_after: 3s\nupload_tokens:\n  current: t1\n  keys:\n    t1: {{ secret_env: EVENTS_TOKEN_KEY }}\nstore_calls: {{ timeout: 2s, attempts: 2 }}\n",
             policies = policies.display(),
             endpoint = server.endpoint,
             hash = postgate::auth::hash_key(&postgate::secret::Secret::new(APP_KEY)),
@@ -621,4 +621,79 @@ async fn queued_events_survive_an_outage_a_killed_gateway_and_a_redis_restart() 
     );
     assert!(dead().is_empty());
     redis.stop();
+}
+
+/// Replicas share a queue: entries one replica took and never settled (it died mid-delivery)
+/// are taken over by another after `claim_after` and delivered; nothing stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_a_dead_replica_took_are_delivered_by_another() {
+    let Some(python) = verifiers() else { return };
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI_REQUIRE_REDIS").is_err(),
+            "CI_REQUIRE_REDIS is set but redis-server is not installed"
+        );
+        eprintln!("SKIPPED: redis-server is not installed; the event claim test did not run");
+        return;
+    }
+    use postgate::events::queue::{Queue, QueueSettings};
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _redis = redis_server(port, None);
+    let receiver = Receiver::start(
+        &python,
+        Lang::Node,
+        SECRET_B,
+        free_port(),
+        &work.path().join("claim.jsonl"),
+    );
+    let settings = QueueSettings {
+        prefix: "postgate:test:".into(),
+        retry: vec![Duration::from_millis(100)],
+        claim_after: Duration::from_secs(1),
+        timeout: Duration::from_secs(2),
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let dead = Queue::start(&url, settings.clone()).unwrap();
+    dead.join("web").await.unwrap();
+    let mut ids = BTreeSet::new();
+    for i in 0..3 {
+        let facts = postgate::events::UploadFacts {
+            upload_id: format!("marker-{i}"),
+            app: "web".into(),
+            profile: "media".into(),
+            method: "put",
+            ..Default::default()
+        };
+        let event = postgate::events::Event::new(EventType::Completed, &facts, OffsetDateTime::now_utc());
+        ids.insert(event.id.clone());
+        dead.enqueue(&event).await.unwrap();
+    }
+    assert_eq!(
+        dead.take("web").await.unwrap().len(),
+        3,
+        "the first replica takes all three"
+    );
+    drop(dead);
+
+    let started = std::time::Instant::now();
+    let live = Queue::start(&url, settings).unwrap();
+    let endpoints = Arc::new(Endpoints::new(vec![endpoint(&receiver.url, Delivery::Queue)]));
+    let notifier = postgate::events::Notifier::new(Some(live.clone()), Arc::new(Metrics::new()));
+    postgate::events::worker::spawn(live.clone(), notifier, move || endpoints.clone());
+    let delivered = || {
+        receiver
+            .deliveries()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert!(
+        wait_until(15, || delivered() == ids),
+        "taken over and delivered: {:?}",
+        delivered()
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before `claim_after`");
+    let stats = live.stats("web").await.unwrap();
+    assert_eq!((stats.depth, stats.dead_letters), (0, 0));
 }
