@@ -30,6 +30,68 @@ fn refresh_kind(refresh: &postgate::config::Refresh) -> String {
     }
 }
 
+/// What `postgate dev` prints at start: where things are, the app keys, commands to try.
+#[cfg(feature = "dev-store")]
+fn print_dev_banner(
+    registry: &Registry,
+    policies: &std::path::Path,
+    listen: &str,
+    store: &postgate::dev::DevStore,
+    names: &[String],
+) {
+    let gateway = format!("http://{listen}");
+    println!();
+    println!("postgate dev");
+    println!(
+        "  gateway   {gateway}   (profiles from {}, hot-reloaded)",
+        policies.display()
+    );
+    println!(
+        "  S3 store  {}   (data in {})",
+        store.endpoint,
+        store.data_dir.display()
+    );
+    println!(
+        "  app keys  {}",
+        names
+            .iter()
+            .map(|a| format!("{a}={}", dev_key(a)))
+            .collect::<Vec<_>>()
+            .join("  ")
+    );
+    if registry.current().get("avatars").is_some() {
+        println!();
+        println!("Sign a form, then upload a file with it:");
+        println!();
+        println!(
+            "  curl -sf -X POST '{gateway}/v1/profiles/avatars/presign?format=curl' -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"vars\":{{\"user\":\"alice\"}},\"filename\":\"hello.png\",\"content_type\":\"image/png\",\"metadata\":{{\"purpose\":\"avatar\"}}}}' -o form.curl",
+            dev_key("web")
+        );
+        println!("  curl -sS -K form.curl -F 'file=@Cargo.toml'");
+        println!();
+        println!(
+            "The object lands under {}/user-content/avatars/alice/. Drop `?format=curl` to see the JSON form.",
+            store.data_dir.display()
+        );
+    }
+    if registry.current().get("invoices").is_some() {
+        println!();
+        println!("Or sign a presigned PUT (the exact size is signed), then send the file as the body:");
+        println!();
+        println!(
+            "  curl -sf -X POST '{gateway}/v1/profiles/invoices/presign?format=curl' -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d \"{{\\\"method\\\":\\\"put\\\",\\\"vars\\\":{{\\\"supplier\\\":\\\"acme\\\"}},\\\"size\\\":$(wc -c < Cargo.toml)}}\" -o put.curl",
+            dev_key("web")
+        );
+        println!("  curl -sS -K put.curl -T Cargo.toml");
+        println!();
+        println!(
+            "That object lands under {}/finance-inbox/invoices/acme/.",
+            store.data_dir.display()
+        );
+    }
+    println!();
+}
+
 /// A fresh secret for `postgate dev`'s own event receiver.
 #[cfg(feature = "dev-store")]
 fn dev_events_secret() -> postgate::events::WebhookSecret {
@@ -177,57 +239,7 @@ pub fn dev(config: GatewayConfig, data: PathBuf, listen: &str, store_listen: &st
     let watched = watched_dirs(&config, vec![config.policies.clone()]);
     let reloader = watch::spawn(registry.clone(), watched, watch_settings(&config));
 
-    let gateway = format!("http://{listen}");
-    println!();
-    println!("postgate dev");
-    println!(
-        "  gateway   {gateway}   (profiles from {}, hot-reloaded)",
-        config.policies.display()
-    );
-    println!(
-        "  S3 store  {}   (data in {})",
-        store.endpoint,
-        store.data_dir.display()
-    );
-    println!(
-        "  app keys  {}",
-        names
-            .iter()
-            .map(|a| format!("{a}={}", dev_key(a)))
-            .collect::<Vec<_>>()
-            .join("  ")
-    );
-    if registry.current().get("avatars").is_some() {
-        println!();
-        println!("Sign a form, then upload a file with it:");
-        println!();
-        println!(
-            "  curl -sf -X POST '{gateway}/v1/profiles/avatars/presign?format=curl' -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"vars\":{{\"user\":\"alice\"}},\"filename\":\"hello.png\",\"content_type\":\"image/png\",\"metadata\":{{\"purpose\":\"avatar\"}}}}' -o form.curl",
-            dev_key("web")
-        );
-        println!("  curl -sS -K form.curl -F 'file=@Cargo.toml'");
-        println!();
-        println!(
-            "The object lands under {}/user-content/avatars/alice/. Drop `?format=curl` to see the JSON form.",
-            store.data_dir.display()
-        );
-    }
-    if registry.current().get("invoices").is_some() {
-        println!();
-        println!("Or sign a presigned PUT (the exact size is signed), then send the file as the body:");
-        println!();
-        println!(
-            "  curl -sf -X POST '{gateway}/v1/profiles/invoices/presign?format=curl' -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d \"{{\\\"method\\\":\\\"put\\\",\\\"vars\\\":{{\\\"supplier\\\":\\\"acme\\\"}},\\\"size\\\":$(wc -c < Cargo.toml)}}\" -o put.curl",
-            dev_key("web")
-        );
-        println!("  curl -sS -K put.curl -T Cargo.toml");
-        println!();
-        println!(
-            "That object lands under {}/finance-inbox/invoices/acme/.",
-            store.data_dir.display()
-        );
-    }
-    println!();
+    print_dev_banner(&registry, &config.policies, listen, &store, &names);
 
     let mut config = config;
     config.listen = listen.to_owned();

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::notify::{self, EventReport, Heard};
 use super::{Code, Failure, Uploads};
-use crate::events::{Delivery, EventType, RefusalFact};
+use crate::events::{Delivery, EventType};
 use crate::profile::Profile;
 use crate::profile::plan::MARKER_NAME;
 use crate::profile::plan::put_header;
@@ -362,14 +362,17 @@ async fn verify(
         }
     }
     if let Some(violation) = violation {
-        let planned = Failure::violation(&violation, &planned_removal(profile, claims, key));
-        let mut facts = notify::facts(claims, key, Some(&head));
-        facts.refusal = Some(RefusalFact {
-            code: planned.code.name(),
-            detail: planned.detail.clone(),
-            removed: planned_removal(profile, claims, key),
-        });
-        notify::announce(place.uploads, place.snapshot, EventType::Refused, &facts).await?;
+        let planned = planned_removal(profile, claims, key);
+        notify::announce_refusal(
+            place.uploads,
+            place.snapshot,
+            claims,
+            key,
+            Some(&head),
+            &violation,
+            &planned,
+        )
+        .await?;
         let removed = remove(place, profile, claims, key, &head).await?;
         tracing::warn!(profile = claims.profile.as_str(), app = claims.app.as_str(), key = %key, %violation, removed = %removed, "upload refused at complete");
         return Err(Failure::violation(&violation, &removed));
@@ -516,14 +519,7 @@ async fn complete_multipart(place: &Place<'_>, claims: &Claims, key: &str) -> Re
     let parts = match check_parts(plan, &listed) {
         Ok(parts) => parts,
         Err(violation) => {
-            let planned = Failure::violation(&violation, "aborted");
-            let mut facts = notify::facts(claims, key, None);
-            facts.refusal = Some(RefusalFact {
-                code: planned.code.name(),
-                detail: planned.detail,
-                removed: "aborted".to_owned(),
-            });
-            notify::announce(place.uploads, place.snapshot, EventType::Refused, &facts).await?;
+            notify::announce_refusal(place.uploads, place.snapshot, claims, key, None, &violation, "aborted").await?;
             match place.abort(key, upload_id).await {
                 Ok(()) => {}
                 // Nothing listed and the abort refused: the store no longer knows the upload

@@ -6,10 +6,10 @@ use time::OffsetDateTime;
 
 use super::{Code, Failure, Uploads};
 use crate::audit::{CompleteRecord, GrantRecord};
-use crate::events::{ChecksumFact, Delivery, Event, EventType, Sent, UploadFacts};
+use crate::events::{ChecksumFact, Delivery, Event, EventType, RefusalFact, Sent, UploadFacts};
 use crate::profile::{Bounds, Profile};
 use crate::registry::Snapshot;
-use crate::upload::{Carry, Claims, ObjectHead};
+use crate::upload::{Carry, Claims, ObjectHead, Violation};
 
 /// What became of an announced event.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +144,27 @@ pub(super) async fn announce(
             ),
         )),
     }
+}
+
+/// Announces `upload.refused` for `violation`, saying what will be done with the object
+/// (`removed`), before it is done.
+pub(super) async fn announce_refusal(
+    uploads: &Uploads,
+    snapshot: &Snapshot,
+    claims: &Claims,
+    key: &str,
+    head: Option<&ObjectHead>,
+    violation: &Violation,
+    removed: &str,
+) -> Result<(), Failure> {
+    let planned = Failure::violation(violation, removed);
+    let mut facts = facts(claims, key, head);
+    facts.refusal = Some(RefusalFact {
+        code: planned.code.name(),
+        detail: planned.detail,
+        removed: removed.to_owned(),
+    });
+    announce(uploads, snapshot, EventType::Refused, &facts).await.map(drop)
 }
 
 /// Writes a grant's audit line; with `audit.fail_closed`, an unwritten line is a failure.

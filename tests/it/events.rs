@@ -321,10 +321,25 @@ async fn the_reference_verifiers_accept_every_delivery_and_refuse_tampering() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_delivery_holds_the_upload_until_the_app_has_heard() {
     let Some(python) = verifiers() else { return };
-    let server = S3Server::start().await;
+    check_sync(&python, &S3Server::start().await).await;
+}
+
+/// The same against Garage (skipped, saying so, when it is not running, unless
+/// `CI_REQUIRE_GARAGE` is set, as in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garage_sync_delivery_holds_the_upload_until_the_app_has_heard() {
+    let _turn = crate::support::s3::garage_turn().await;
+    let Some(python) = verifiers() else { return };
+    if let Some(server) = S3Server::garage() {
+        check_sync(&python, &server).await;
+    }
+}
+
+async fn check_sync(python: &Path, server: &S3Server) {
+    let python = python.to_owned();
     let work = tempfile::tempdir().unwrap();
     let port = free_port();
-    let setup = Setup::new(&server, &format!("http://127.0.0.1:{port}/hooks"));
+    let setup = Setup::new(server, &format!("http://127.0.0.1:{port}/hooks"));
 
     // Down: 503 `event-undelivered`; the object stays where it was uploaded, nothing promoted.
     let claims = setup.put_media("down.png", png(2048)).await;
