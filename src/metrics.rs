@@ -625,6 +625,14 @@ impl Metrics {
         self.events.events.with_label_values(&[app, event_type, result]).inc();
     }
 
+    /// Counts dead letters an operator replayed (their types are not read: `_unknown`).
+    pub fn events_replayed(&self, app: &str, count: u64) {
+        self.events
+            .events
+            .with_label_values(&[app, "_unknown", "replayed"])
+            .inc_by(count);
+    }
+
     /// Counts one delivery attempt (`ATTEMPT_OUTCOMES`) and its time.
     pub fn event_attempt(&self, app: &str, outcome: &str, seconds: f64) {
         self.events.attempts.with_label_values(&[app, outcome]).inc();

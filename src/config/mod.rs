@@ -1174,6 +1174,7 @@ impl GatewayConfig {
                     at("secrets_env")
                 )),
             };
+            let secrets_digest: [u8; 32] = Sha256::digest(text.as_deref().unwrap_or_default().as_bytes()).into();
             let secrets =
                 text.and_then(|text| WebhookSecret::parse_list(&text).map_err(|e| format!("{}: {e}", at("secrets"))));
             let secrets = secrets.unwrap_or_else(|e| {
@@ -1208,11 +1209,17 @@ impl GatewayConfig {
             match (events.delivery, self.queue_settings()) {
                 (Delivery::Queue, None) => errors.push(format!("{}: `queue` needs `events.redis`", at("delivery"))),
                 // An attempt still running must not be taken over by another replica.
-                (Delivery::Queue, Some(queue)) if queue.claim_after <= timeout => errors.push(format!(
-                    "{}: {} is not shorter than `events.claim_after` ({}); an event still being sent would be sent again by another replica",
+                (Delivery::Queue, Some(queue)) if queue.claim_after <= timeout + queue.timeout => errors.push(format!(
+                    "{}: {} plus `events.redis.timeout` ({}) is not shorter than `events.claim_after` ({}); an event still being sent would be sent again by another replica",
                     at("timeout"),
                     humantime::format_duration(timeout),
+                    humantime::format_duration(queue.timeout),
                     humantime::format_duration(queue.claim_after)
+                )),
+                (Delivery::Sync, _) if timeout * attempts > Duration::from_secs(60) => errors.push(format!(
+                    "{}: {attempts} attempts of up to {} exceed 60s, all inside one `complete` the uploading client waits for",
+                    at("attempts"),
+                    humantime::format_duration(timeout)
                 )),
                 _ => {}
             }
@@ -1226,7 +1233,7 @@ impl GatewayConfig {
                 "{types:?}{:?}{:?}{timeout:?}{attempts}",
                 events.profiles, events.delivery
             ));
-            hasher.update(text_fingerprint(&events.secrets_env, &events.secrets_file, env));
+            hasher.update(secrets_digest);
             endpoints.push(Endpoint {
                 app: app.clone(),
                 url: events.url.clone(),
@@ -1263,17 +1270,6 @@ impl GatewayConfig {
             timeout: events.redis.timeout.unwrap_or(Duration::from_secs(2)),
         })
     }
-}
-
-/// SHA-256 of the secrets' text (a changed secret is a changed endpoint), never kept.
-fn text_fingerprint(var: &Option<String>, file: &Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let text = match (var, file) {
-        (Some(var), _) => env(var).unwrap_or_default(),
-        (_, Some(file)) => std::fs::read_to_string(file).unwrap_or_default(),
-        _ => String::new(),
-    };
-    Sha256::digest(text.as_bytes()).into()
 }
 
 /// Reads a variable of the process environment.
@@ -1379,6 +1375,12 @@ mod tests {
             (
                 app("      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      delivery: queue\n"),
                 "`queue` needs `events.redis`",
+            ),
+            (
+                app(
+                    "      url: https://app.example.com/h\n      secrets_env: HOOK_SECRETS\n      timeout: 10s\n      attempts: 7\n",
+                ),
+                "events.attempts: 7 attempts of up to 10s exceed 60s",
             ),
             (
                 app(

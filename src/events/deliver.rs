@@ -13,6 +13,9 @@ use crate::metrics::Metrics;
 /// The most of an endpoint's answer read; a larger answer is not passed on.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// The one status by which an app refuses an upload (422 Unprocessable Content).
+pub const REFUSAL_STATUS: u16 = 422;
+
 /// The wait before the second sync attempt; doubled for each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -21,9 +24,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub enum Attempt {
     /// 2xx; the answer, when it was JSON within `MAX_ANSWER_BYTES`.
     Accepted { answer: Option<serde_json::Value> },
-    /// A 4xx other than 408, 425 and 429: the app says no.
+    /// `REFUSAL_STATUS`: the app says no.
     Refused { status: u16 },
-    /// Worth another attempt: no answer, a timeout, a 5xx, a redirect, 408, 425, 429.
+    /// Worth another attempt: no answer, a timeout, a 5xx, a redirect, any other 4xx.
     Failed { outcome: &'static str, cause: String },
 }
 
@@ -34,7 +37,7 @@ pub enum Sent {
     NotWanted,
     /// The endpoint answered 2xx (sync).
     Delivered { answer: Option<serde_json::Value> },
-    /// The endpoint answered 4xx (sync): the app refuses the upload.
+    /// The endpoint answered `REFUSAL_STATUS` (sync): the app refuses the upload.
     Refused { status: u16 },
     /// Every sync attempt failed; the last cause.
     Undelivered { cause: String },
@@ -187,11 +190,13 @@ async fn judge(mut response: reqwest::Response) -> Attempt {
             }
             Attempt::Accepted { answer }
         }
-        408 | 425 | 429 => Attempt::Failed {
+        REFUSAL_STATUS => Attempt::Refused { status },
+        // Any other 4xx says the endpoint is misconfigured (a wrong secret, path or method) or
+        // busy, not that the app refuses: deleting uploads for it would be irreversible.
+        400..=499 => Attempt::Failed {
             outcome: "4xx",
-            cause: format!("the endpoint answered {status} (try again)"),
+            cause: format!("the endpoint answered {status} (only {REFUSAL_STATUS} refuses an upload)"),
         },
-        400..=499 => Attempt::Refused { status },
         300..=399 => Attempt::Failed {
             outcome: "redirect",
             cause: format!("the endpoint answered {status}; redirects are not followed"),

@@ -16,24 +16,29 @@ use std::time::Duration;
 
 use super::Event;
 
+/// The most dead letters one replay moves (one Lua call holds Redis): call again for more.
+pub const REPLAY_BATCH: usize = 1000;
+
 /// The consumer group every replica joins.
 pub const GROUP: &str = "deliver";
 
 /// How many entries one read takes.
 const BATCH: usize = 32;
 
-/// Adds an event: KEYS stream, pending; ARGV id, type, body. Answers the server's ms clock.
+/// Adds an event unless it is already waiting (a retried `complete`): KEYS stream, pending;
+/// ARGV id, type, body. Answers 1 if added, 0 if it was waiting.
 const ENQUEUE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'type', ARGV[2], 'body', ARGV[3], 'attempt', '0', 'queued_at', tostring(now))
-redis.call('ZADD', KEYS[2], 'NX', now, ARGV[1])
-return now
+return 1
 ";
 
-/// Delivered: KEYS stream, pending; ARGV entry, event id.
+/// Delivered: KEYS stream, pending; ARGV entry, event id. Each settling script starts with the
+/// acknowledgement: an entry another consumer took over and settled first is left alone.
 const DONE: &str = r"
-redis.call('XACK', KEYS[1], 'deliver', ARGV[1])
+if redis.call('XACK', KEYS[1], 'deliver', ARGV[1]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
@@ -41,10 +46,10 @@ return 1
 
 /// Failed, tried again later: KEYS stream, retry; ARGV entry, wait ms, member (JSON).
 const RETRY: &str = r"
+if redis.call('XACK', KEYS[1], 'deliver', ARGV[1]) == 0 then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('XACK', KEYS[1], 'deliver', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 ";
@@ -52,8 +57,8 @@ return 1
 /// Failed for the last time: KEYS stream, dead, pending; ARGV entry, id, type, body, attempts,
 /// queued_at, last error.
 const DEAD: &str = r"
+if redis.call('XACK', KEYS[1], 'deliver', ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'type', ARGV[3], 'body', ARGV[4], 'attempts', ARGV[5], 'queued_at', ARGV[6], 'last_error', ARGV[7])
-redis.call('XACK', KEYS[1], 'deliver', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
 return 1
@@ -73,13 +78,13 @@ return #due
 ";
 
 /// Dead letters back into the stream, from the first attempt: KEYS dead, stream, pending; ARGV
-/// one entry ID, or '' for all. Answers how many.
+/// one entry ID, or '' for the oldest `REPLAY_BATCH`. Answers how many.
 const REPLAY: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local entries
 if ARGV[1] == '' then
-  entries = redis.call('XRANGE', KEYS[1], '-', '+')
+  entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1000)
 else
   entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 end
@@ -250,11 +255,13 @@ impl Queue {
         let queue = self.clone();
         let timeout = self.settings.timeout;
         let task = self.runtime.spawn(async move {
-            let connection = queue.connection().await?;
-            tokio::time::timeout(timeout, work(connection, queue.clone()))
+            let call = async {
+                let connection = queue.connection().await?;
+                work(connection, queue.clone()).await.map_err(|e| describe(&e))
+            };
+            tokio::time::timeout(timeout, call)
                 .await
                 .map_err(|_| format!("Redis did not answer within {}", humantime::format_duration(timeout)))?
-                .map_err(|e| describe(&e))
         });
         task.await.map_err(|e| format!("the events runtime failed: {e}"))?
     }
@@ -267,7 +274,7 @@ impl Queue {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.settings.timeout))
             .set_response_timeout(Some(self.settings.timeout))
-            .set_number_of_retries(2)
+            .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let connection = redis::aio::ConnectionManager::new_with_config(self.client.clone(), config)
             .await

@@ -727,9 +727,7 @@ pub async fn admin_replay(
     match queue.replay(&app, query.get("entry").map(String::as_str)).await {
         Ok(replayed) => {
             if state.registry.current().events.get(&app).is_some() {
-                for _ in 0..replayed {
-                    state.registry.metrics().event(&app, "_replayed", "replayed");
-                }
+                state.registry.metrics().events_replayed(&app, replayed);
             }
             HttpResponse::Ok().json(serde_json::json!({ "app": *app, "replayed": replayed }))
         }

@@ -331,16 +331,35 @@ pub async fn complete(state: web::Data<AppState>, req: HttpRequest, payload: web
 }
 
 /// `complete`, counted by outcome.
+///
+/// The lifecycle runs as a task of its own: a client that disconnects does not cut it short
+/// between telling the app and promoting (or removing) the object.
 async fn finish(
     state: &AppState,
-    snapshot: &Snapshot,
+    snapshot: &Arc<Snapshot>,
     req: &HttpRequest,
     claims: &Claims,
     filename: Option<&str>,
 ) -> Result<Completed, Problem> {
     let label = profile_label(snapshot, &claims.profile);
     let client = client_address(req);
-    let outcome = lifecycle::complete(&state.uploads, snapshot, claims, filename, client.as_deref()).await;
+    let outcome = match req.app_data::<web::Data<AppState>>().cloned() {
+        Some(data) => {
+            let (snapshot, claims, filename) = (snapshot.clone(), claims.clone(), filename.map(str::to_owned));
+            let task = actix_web::rt::spawn(async move {
+                lifecycle::complete(
+                    &data.uploads,
+                    &snapshot,
+                    &claims,
+                    filename.as_deref(),
+                    client.as_deref(),
+                )
+                .await
+            });
+            task.await.map_err(|_| Problem::internal())?
+        }
+        None => lifecycle::complete(&state.uploads, snapshot, claims, filename, client.as_deref()).await,
+    };
     let metrics = state.registry.metrics();
     match outcome {
         Ok(completed) => {
@@ -773,7 +792,7 @@ pub async fn uppy_s3(
 async fn uppy_s3_inner(
     state: &AppState,
     req: &HttpRequest,
-    snapshot: &Snapshot,
+    snapshot: &Arc<Snapshot>,
     operation: &str,
     query: &CapabilityQuery,
 ) -> Result<HttpResponse, Problem> {

@@ -194,7 +194,17 @@ pub async fn abort(uploads: &Uploads, snapshot: &Snapshot, claims: &Claims) -> R
         .await
     {
         Ok(()) => {}
-        Err(StoreError::Refused { code, .. }) if code == "NoSuchUpload" => {}
+        Err(StoreError::Refused { code, .. }) if code == "NoSuchUpload" => {
+            // Completed rather than aborted: the app was told `upload.completed`.
+            let head = uploads
+                .client
+                .head(store, &claims.bucket, &claims.bounds.key)
+                .await
+                .map_err(Failure::store)?;
+            if head.is_some_and(|head| carries_marker(&head, claims)) {
+                return Ok(());
+            }
+        }
         Err(error) => return Err(Failure::store(error)),
     }
     let facts = notify::facts(claims, &claims.bounds.key, None);
@@ -385,11 +395,25 @@ async fn verify(
     let mut facts = notify::facts(claims, final_key.unwrap_or(key), Some(&head));
     facts.verified = notify::verified(&claims.bounds, sniffed == Sniff::Matched);
     facts.promoted_from = final_key.map(|_| key).or(promoted_from).map(str::to_owned);
+    if final_key.is_some() {
+        // The staging object's version, not the promoted one's.
+        facts.version_id = None;
+    }
     let delivery = notify::delivery(place.snapshot, &facts, EventType::Completed);
     let mut heard = Heard::Nobody;
     if delivery == Some(Delivery::Sync) {
         heard = notify::announce(place.uploads, place.snapshot, EventType::Completed, &facts).await?;
         if let Heard::Refused { status } = heard {
+            if promoted_from.is_some() {
+                // An earlier call promoted it, so the app took it then: it is kept.
+                return Err(Failure::new(
+                    Code::EventRefused,
+                    format!(
+                        "app `{}` refused this upload (its event endpoint answered {status}), but it had taken it when an earlier call promoted it; the object was kept",
+                        claims.app
+                    ),
+                ));
+            }
             let removed = remove(place, profile, claims, key, &head).await?;
             tracing::warn!(profile = claims.profile.as_str(), app = claims.app.as_str(), key = %key, status, removed = %removed, "upload refused by the app's event endpoint");
             return Err(Failure::new(
@@ -658,7 +682,18 @@ async fn remove(
         }
         None => "deleted".to_owned(),
     };
-    place.delete(key).await?;
+    // The object may have been written again while the app was asked: delete only the version
+    // that was checked.
+    match place.head(key).await? {
+        Some(now) if now.etag != head.etag || !carries_marker(&now, claims) => {
+            return Err(Failure::new(
+                Code::UploadChanged,
+                format!("the object at `{key}` changed while it was checked; it was not deleted: complete again"),
+            ));
+        }
+        Some(_) => place.delete(key).await?,
+        None => {}
+    }
     Ok(removed)
 }
 

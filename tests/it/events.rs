@@ -29,6 +29,8 @@ use crate::{repo_path, sample, wait_until};
 /// Two secrets, as during a rotation: the gateway signs with both, each receiver knows one.
 const SECRET_A: &str = "whsec_cG9zdGdhdGUtdGVzdC1zZWNyZXQtYS0wMTIzNDU2Nzg5";
 const SECRET_B: &str = "whsec_cG9zdGdhdGUtdGVzdC1zZWNyZXQtYi0wMTIzNDU2Nzg5";
+/// A secret the gateway does not sign with.
+const SECRET_WRONG: &str = "whsec_cG9zdGdhdGUtdGVzdC1zZWNyZXQtei0wMTIzNDU2Nzg5";
 
 /// A reference verifier's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,6 +358,25 @@ async fn check_sync(python: &Path, server: &S3Server) {
         "nothing promoted"
     );
 
+    // A receiver holding none of the secrets answers 401: a misconfigured endpoint, not a
+    // refusal — 503 again, and the upload stays.
+    {
+        let _wrong = Receiver::start(
+            &python,
+            Lang::Python,
+            SECRET_WRONG,
+            port,
+            &work.path().join("wrong.jsonl"),
+        );
+        let failure = setup.complete(&claims).await.unwrap_err();
+        assert_eq!(failure.code, Code::EventUndelivered, "{failure}");
+        assert!(failure.detail.contains("401"), "{failure}");
+        assert!(
+            server.object("user-content", &staged).await.is_some(),
+            "a 401 removes nothing"
+        );
+    }
+
     // Back: the retried complete delivers the same event ID, then promotes.
     let record = work.path().join("sync.jsonl");
     let receiver = Receiver::start(&python, Lang::Python, SECRET_A, port, &record);
@@ -458,7 +479,7 @@ fn queue_gateway(
     std::fs::write(
         &config,
         format!(
-            "policies: {policies}\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nstores:\n  default:\n    endpoint: {endpoint}\n    region: us-east-1\n    credentials:\n      access_key_id_env: EVENTS_S3_KEY\n      secret_access_key_env: EVENTS_S3_SECRET\napps:\n  web:\n    keys: [\"{hash}\"]\n    events:\n      url: {url}\n      secrets_env: EVENTS_SECRETS\n      delivery: queue\n      timeout: 2s\nevents:\n  redis:\n    url_env: EVENTS_REDIS_URL\n  retry: [300ms, 600ms, 1200ms, 2400ms]\n  claim_after: 3s\nupload_tokens:\n  current: t1\n  keys:\n    t1: {{ secret_env: EVENTS_TOKEN_KEY }}\nstore_calls: {{ timeout: 2s, attempts: 2 }}\n",
+            "policies: {policies}\nlisten: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nstores:\n  default:\n    endpoint: {endpoint}\n    region: us-east-1\n    credentials:\n      access_key_id_env: EVENTS_S3_KEY\n      secret_access_key_env: EVENTS_S3_SECRET\napps:\n  web:\n    keys: [\"{hash}\"]\n    events:\n      url: {url}\n      secrets_env: EVENTS_SECRETS\n      delivery: queue\n      timeout: 2s\nevents:\n  redis:\n    url_env: EVENTS_REDIS_URL\n  retry: [300ms, 600ms, 1200ms, 2400ms]\n  claim_after: 5s\nupload_tokens:\n  current: t1\n  keys:\n    t1: {{ secret_env: EVENTS_TOKEN_KEY }}\nstore_calls: {{ timeout: 2s, attempts: 2 }}\n",
             policies = policies.display(),
             endpoint = server.endpoint,
             hash = postgate::auth::hash_key(&postgate::secret::Secret::new(APP_KEY)),
