@@ -17,7 +17,16 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 enum Sink {
     Stdout,
-    File(std::fs::File),
+    /// The file, and its path (reopened after a rotation).
+    File(std::fs::File, String),
+}
+
+fn open_append(path: &str) -> Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("audit.output: cannot open the file for appending: {}", e.kind()))
 }
 
 /// The audit log.
@@ -103,12 +112,7 @@ impl Audit {
         let sink = if output == "stdout" {
             Sink::Stdout
         } else {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(output)
-                .map_err(|e| format!("audit.output: cannot open the file for appending: {}", e.kind()))?;
-            Sink::File(file)
+            Sink::File(open_append(output)?, output.to_owned())
         };
         Ok(Audit {
             sink: Mutex::new(sink),
@@ -119,6 +123,19 @@ impl Audit {
 
     pub fn fail_closed(&self) -> bool {
         self.fail_closed
+    }
+
+    /// Opens the file again at its path (SIGHUP, after `logrotate` moved it); the old one is
+    /// kept when the path cannot be opened.
+    pub fn reopen(&self) {
+        if let Sink::File(file, path) = &mut *self.sink.lock().unwrap_or_else(|e| e.into_inner()) {
+            match open_append(path) {
+                Ok(reopened) => *file = reopened,
+                Err(error) => {
+                    tracing::error!(%error, "the audit log was not reopened; lines go to the file open before")
+                }
+            }
+        }
     }
 
     /// Writes a grant's line.
@@ -144,7 +161,7 @@ impl Audit {
                 let mut out = std::io::stdout().lock();
                 out.write_all(&bytes).and_then(|()| out.flush())
             }
-            Sink::File(file) => file.write_all(&bytes),
+            Sink::File(file, _) => file.write_all(&bytes),
         };
         self.metrics.audit_line(written.is_ok());
         match written {

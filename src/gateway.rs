@@ -381,9 +381,14 @@ fn run_servers(
     actix_web::rt::System::new().block_on(async move {
         // SIGHUP's default action ends the process and actix does not handle it: reload instead.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let audit = state.uploads.audit.clone();
         actix_web::rt::spawn(async move {
             while hangup.recv().await.is_some() {
                 reloader.request(Trigger::Signal);
+                // After a log rotation: the audit file is opened again at its path.
+                if let Some(audit) = &audit {
+                    audit.reopen();
+                }
             }
         });
         tracing::info!(%listen, admin = ?admin_listen, "postgate listening");

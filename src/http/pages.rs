@@ -85,6 +85,7 @@ pub async fn index(state: web::Data<AppState>) -> HttpResponse {
 /// `GET /form/{profile}?var=value…`: a form signed here, for a browser without JavaScript.
 pub async fn form(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     name: web::Path<String>,
     vars: web::Query<IndexMap<String, String>>,
 ) -> HttpResponse {
@@ -103,8 +104,17 @@ pub async fn form(
         method: Some(Method::Post),
         ..UploadRequest::default()
     };
-    let grant = crate::lifecycle::Grant::now(app, None);
-    let post = match crate::lifecycle::grant(None, profile, &request, &grant, FieldStyle::default()) {
+    let client = super::handlers::client_address(&req);
+    let grant = crate::lifecycle::Grant::now(app, None).from_client(client.as_deref());
+    let granted = crate::lifecycle::grant_recorded(
+        &state.uploads,
+        &snapshot,
+        profile,
+        &request,
+        &grant,
+        FieldStyle::default(),
+    );
+    let post = match granted {
         Ok(granted) => match granted.signed {
             Signed::Post(post) => post,
             Signed::Put(_) => return error_page(&Problem::internal()),

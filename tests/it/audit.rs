@@ -82,3 +82,31 @@ async fn grants_are_audited_and_fail_closed_refuses_an_unwritten_line() {
     let (status, answer) = presign("/dev/full", false).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// After a rotation moved the file away, SIGHUP's `reopen` writes to a new file at the path.
+#[test]
+fn the_audit_file_is_reopened_after_a_rotation() {
+    let work = tempfile::tempdir().unwrap();
+    let (path, rotated) = (work.path().join("audit.jsonl"), work.path().join("audit.jsonl.1"));
+    let audit = Audit::open(path.to_str().unwrap(), true, Arc::new(Metrics::new())).unwrap();
+    let record = postgate::audit::CompleteRecord {
+        app: "web",
+        sub: None,
+        profile: "media",
+        method: "put",
+        store: "default",
+        bucket: "user-content",
+        key: "media/a.png",
+        upload_id: "m1",
+        outcome: "verified",
+        size: Some(1),
+        client: None,
+    };
+    audit.complete(&record).unwrap();
+    std::fs::rename(&path, &rotated).unwrap();
+    audit.complete(&record).unwrap();
+    audit.reopen();
+    audit.complete(&record).unwrap();
+    let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert_eq!((lines(&rotated), lines(&path)), (2, 1));
+}
