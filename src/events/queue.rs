@@ -1,5 +1,6 @@
-//! The event queue on Redis or Valkey: one stream per app (`<prefix><app>:stream`) drained by
-//! the consumer group `deliver`, so replicas share the work; failed attempts wait in a sorted
+//! The event queue on Redis or Valkey: one stream per app (`<prefix>{<app>}:stream`; one hash
+//! tag per app, for Redis Cluster) drained by the consumer group `deliver`, so replicas share
+//! the work; failed attempts wait in a sorted
 //! set (`:retry`, scored by when they are due, by the server's clock) and go back into the
 //! stream when due; after the last wait an event goes to the app's dead-letter stream
 //! (`:dead`), from which an operator replays it. `:pending` scores every undelivered event by
@@ -21,6 +22,9 @@ pub const REPLAY_BATCH: usize = 1000;
 
 /// The consumer group every replica joins.
 pub const GROUP: &str = "deliver";
+
+/// A consumer idle this long with nothing in hand is a replica that stopped: its name is removed.
+const FORGET_CONSUMERS_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// How many entries one read takes.
 const BATCH: usize = 32;
@@ -235,8 +239,10 @@ impl Queue {
         &self.runtime
     }
 
+    /// One app's keys share a hash tag (`{app}`), so on a Redis Cluster the scripts, which
+    /// touch several of them, run on one node.
     fn keys(&self, app: &str) -> Keys {
-        let base = format!("{}{app}", self.settings.prefix);
+        let base = format!("{}{{{app}}}", self.settings.prefix);
         Keys {
             stream: format!("{base}:stream"),
             retry: format!("{base}:retry"),
@@ -317,9 +323,30 @@ impl Queue {
                 .query_async(&mut c)
                 .await;
             match made {
-                Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-                other => other,
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                other => other?,
             }
+            // Every start joins under a new name: names of stopped replicas with nothing left
+            // in hand go.
+            let consumers: Vec<redis::Value> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&stream)
+                .arg(GROUP)
+                .query_async(&mut c)
+                .await?;
+            for consumer in consumers.iter().map(fields_of) {
+                let idle_ms: u64 = field(&consumer, "idle").parse().unwrap_or(0);
+                if field(&consumer, "pending") == "0" && idle_ms > FORGET_CONSUMERS_AFTER.as_millis() as u64 {
+                    redis::cmd("XGROUP")
+                        .arg("DELCONSUMER")
+                        .arg(&stream)
+                        .arg(GROUP)
+                        .arg(field(&consumer, "name"))
+                        .query_async::<i64>(&mut c)
+                        .await?;
+                }
+            }
+            Ok(())
         })
         .await
     }
@@ -534,6 +561,19 @@ fn text(value: &redis::Value) -> String {
     }
 }
 
+/// `[name, value, name, value, …]` (RESP2) or a map (RESP3) as fields.
+fn fields_of(value: &redis::Value) -> HashMap<String, String> {
+    match value {
+        redis::Value::Array(flat) => flat
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (text(&c[0]), text(&c[1])))
+            .collect(),
+        redis::Value::Map(pairs) => pairs.iter().map(|(k, v)| (text(k), text(v))).collect(),
+        _ => HashMap::new(),
+    }
+}
+
 /// `[[id, [field, value, …]], …]` as (id, fields); entries whose fields are gone are skipped.
 fn items_of(value: &redis::Value) -> Vec<(String, HashMap<String, String>)> {
     let redis::Value::Array(items) = value else {
@@ -543,14 +583,10 @@ fn items_of(value: &redis::Value) -> Vec<(String, HashMap<String, String>)> {
         .iter()
         .filter_map(|item| {
             let redis::Value::Array(pair) = item else { return None };
-            let (id, redis::Value::Array(flat)) = (pair.first()?, pair.get(1)?) else {
+            let (id, fields @ redis::Value::Array(_)) = (pair.first()?, pair.get(1)?) else {
                 return None;
             };
-            let fields = flat
-                .chunks(2)
-                .filter(|c| c.len() == 2)
-                .map(|c| (text(&c[0]), text(&c[1])));
-            Some((text(id), fields.collect()))
+            Some((text(id), fields_of(fields)))
         })
         .collect()
 }
