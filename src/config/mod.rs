@@ -1152,105 +1152,128 @@ impl GatewayConfig {
     /// Each app's event endpoint, secrets read. Every problem is reported, naming the setting
     /// (never a URL or a value read).
     pub fn app_events(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<crate::events::Endpoints, Vec<String>> {
-        use crate::events::{Delivery, Endpoint, EventType, WebhookSecret};
-        use sha2::{Digest, Sha256};
         let mut endpoints = Vec::new();
         let mut errors = Vec::new();
         for (app, config) in &self.apps {
             let Some(events) = &config.events else { continue };
-            let at = |field: &str| format!("apps.{app}.events.{field}");
             let before = errors.len();
-            if let Err(why) = crate::events::deliver::check_url(&events.url) {
-                errors.push(format!("{}: {why}", at("url")));
+            let endpoint = self.app_endpoint(app, events, env, &mut errors);
+            if errors.len() == before {
+                endpoints.push(endpoint);
             }
-            let text = match (&events.secrets_env, &events.secrets_file) {
-                (Some(var), None) => {
-                    env(var).ok_or_else(|| format!("{}: the variable it names is not set", at("secrets_env")))
-                }
-                (None, Some(file)) => std::fs::read_to_string(file)
-                    .map_err(|e| format!("{}: cannot read the file it names: {}", at("secrets_file"), e.kind())),
-                _ => Err(format!(
-                    "{}: give exactly one of `secrets_env` and `secrets_file`",
-                    at("secrets_env")
-                )),
-            };
-            let secrets_digest: [u8; 32] = Sha256::digest(text.as_deref().unwrap_or_default().as_bytes()).into();
-            let secrets =
-                text.and_then(|text| WebhookSecret::parse_list(&text).map_err(|e| format!("{}: {e}", at("secrets"))));
-            let secrets = secrets.unwrap_or_else(|e| {
-                errors.push(e);
-                Vec::new()
-            });
-            let types = match &events.types {
-                None => EventType::ALL.to_vec(),
-                Some(names) => names
-                    .iter()
-                    .filter_map(|name| {
-                        let found = EventType::parse(name);
-                        if found.is_none() {
-                            errors.push(format!(
-                                "{}: `{}` is not an event type; use upload.completed, upload.refused, upload.aborted",
-                                at("types"),
-                                name.escape_debug()
-                            ));
-                        }
-                        found
-                    })
-                    .collect(),
-            };
-            let timeout = events.timeout.unwrap_or(Duration::from_secs(5));
-            if timeout.is_zero() || timeout > Duration::from_secs(60) {
-                errors.push(format!("{}: use more than 0s and at most 60s", at("timeout")));
-            }
-            let attempts = events.attempts.unwrap_or(3);
-            if !(1..=10).contains(&attempts) {
-                errors.push(format!("{}: use 1 to 10", at("attempts")));
-            }
-            match (events.delivery, self.queue_settings()) {
-                (Delivery::Queue, None) => errors.push(format!("{}: `queue` needs `events.redis`", at("delivery"))),
-                // An attempt still running must not be taken over by another replica.
-                (Delivery::Queue, Some(queue)) if queue.claim_after <= timeout + queue.timeout => errors.push(format!(
-                    "{}: {} plus `events.redis.timeout` ({}) is not shorter than `events.claim_after` ({}); an event still being sent would be sent again by another replica",
-                    at("timeout"),
-                    humantime::format_duration(timeout),
-                    humantime::format_duration(queue.timeout),
-                    humantime::format_duration(queue.claim_after)
-                )),
-                (Delivery::Sync, _) if timeout * attempts > Duration::from_secs(60) => errors.push(format!(
-                    "{}: {attempts} attempts of up to {} exceed 60s, all inside one `complete` the uploading client waits for",
-                    at("attempts"),
-                    humantime::format_duration(timeout)
-                )),
-                _ => {}
-            }
-            if errors.len() > before {
-                continue;
-            }
-            let mut hasher = Sha256::new();
-            hasher.update(app.as_bytes());
-            hasher.update(events.url.as_bytes());
-            hasher.update(format!(
-                "{types:?}{:?}{:?}{timeout:?}{attempts}",
-                events.profiles, events.delivery
-            ));
-            hasher.update(secrets_digest);
-            endpoints.push(Endpoint {
-                app: app.clone(),
-                url: events.url.clone(),
-                secrets,
-                types,
-                profiles: events.profiles.clone(),
-                delivery: events.delivery,
-                timeout,
-                attempts,
-                fingerprint: hasher.finalize().into(),
-            });
         }
         if errors.is_empty() {
             Ok(crate::events::Endpoints::new(endpoints))
         } else {
             Err(errors)
         }
+    }
+
+    /// `app`'s endpoint; its problems go to `errors` (the endpoint is then not to be used).
+    fn app_endpoint(
+        &self,
+        app: &str,
+        events: &AppEventsConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        errors: &mut Vec<String>,
+    ) -> crate::events::Endpoint {
+        use crate::events::{EventType, WebhookSecret};
+        use sha2::{Digest, Sha256};
+        let at = |field: &str| format!("apps.{app}.events.{field}");
+        if let Err(why) = crate::events::deliver::check_url(&events.url) {
+            errors.push(format!("{}: {why}", at("url")));
+        }
+        let text = match (&events.secrets_env, &events.secrets_file) {
+            (Some(var), None) => {
+                env(var).ok_or_else(|| format!("{}: the variable it names is not set", at("secrets_env")))
+            }
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map_err(|e| format!("{}: cannot read the file it names: {}", at("secrets_file"), e.kind())),
+            _ => Err(format!(
+                "{}: give exactly one of `secrets_env` and `secrets_file`",
+                at("secrets_env")
+            )),
+        };
+        let secrets_digest: [u8; 32] = Sha256::digest(text.as_deref().unwrap_or_default().as_bytes()).into();
+        let secrets = text
+            .and_then(|text| WebhookSecret::parse_list(&text).map_err(|e| format!("{}: {e}", at("secrets"))))
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                Vec::new()
+            });
+        let types: Vec<EventType> = match &events.types {
+            None => EventType::ALL.to_vec(),
+            Some(names) => names
+                .iter()
+                .filter_map(|name| {
+                    let found = EventType::parse(name);
+                    if found.is_none() {
+                        errors.push(format!(
+                            "{}: `{}` is not an event type; use upload.completed, upload.refused, upload.aborted",
+                            at("types"),
+                            name.escape_debug()
+                        ));
+                    }
+                    found
+                })
+                .collect(),
+        };
+        let (timeout, attempts) = self.event_timing(events, &at, errors);
+        let mut hasher = Sha256::new();
+        hasher.update(app.as_bytes());
+        hasher.update(events.url.as_bytes());
+        hasher.update(format!(
+            "{types:?}{:?}{:?}{timeout:?}{attempts}",
+            events.profiles, events.delivery
+        ));
+        hasher.update(secrets_digest);
+        crate::events::Endpoint {
+            app: app.to_owned(),
+            url: events.url.clone(),
+            secrets,
+            types,
+            profiles: events.profiles.clone(),
+            delivery: events.delivery,
+            timeout,
+            attempts,
+            fingerprint: hasher.finalize().into(),
+        }
+    }
+
+    /// An endpoint's `timeout` and `attempts`, checked against each other and the queue.
+    fn event_timing(
+        &self,
+        events: &AppEventsConfig,
+        at: &dyn Fn(&str) -> String,
+        errors: &mut Vec<String>,
+    ) -> (Duration, u32) {
+        use crate::events::Delivery;
+        let timeout = events.timeout.unwrap_or(Duration::from_secs(5));
+        if timeout.is_zero() || timeout > Duration::from_secs(60) {
+            errors.push(format!("{}: use more than 0s and at most 60s", at("timeout")));
+        }
+        let attempts = events.attempts.unwrap_or(3);
+        if !(1..=10).contains(&attempts) {
+            errors.push(format!("{}: use 1 to 10", at("attempts")));
+        }
+        match (events.delivery, self.queue_settings()) {
+            (Delivery::Queue, None) => errors.push(format!("{}: `queue` needs `events.redis`", at("delivery"))),
+            // An attempt still running must not be taken over by another replica.
+            (Delivery::Queue, Some(queue)) if queue.claim_after <= timeout + queue.timeout => errors.push(format!(
+                "{}: {} plus `events.redis.timeout` ({}) is not shorter than `events.claim_after` ({}); an event still being sent would be sent again by another replica",
+                at("timeout"),
+                humantime::format_duration(timeout),
+                humantime::format_duration(queue.timeout),
+                humantime::format_duration(queue.claim_after)
+            )),
+            (Delivery::Sync, _) if timeout * attempts > Duration::from_secs(60) => errors.push(format!(
+                "{}: {attempts} attempts of up to {} exceed 60s, all inside one `complete` the uploading client waits for",
+                at("attempts"),
+                humantime::format_duration(timeout)
+            )),
+            _ => {}
+        }
+        (timeout, attempts)
     }
 
     /// The queue's settings, when `events` is configured.

@@ -404,25 +404,7 @@ async fn verify(
     if delivery == Some(Delivery::Sync) {
         heard = notify::announce(place.uploads, place.snapshot, EventType::Completed, &facts).await?;
         if let Heard::Refused { status } = heard {
-            if promoted_from.is_some() {
-                // An earlier call promoted it, so the app took it then: it is kept.
-                return Err(Failure::new(
-                    Code::EventRefused,
-                    format!(
-                        "app `{}` refused this upload (its event endpoint answered {status}), but it had taken it when an earlier call promoted it; the object was kept",
-                        claims.app
-                    ),
-                ));
-            }
-            let removed = remove(place, profile, claims, key, &head).await?;
-            tracing::warn!(profile = claims.profile.as_str(), app = claims.app.as_str(), key = %key, status, removed = %removed, "upload refused by the app's event endpoint");
-            return Err(Failure::new(
-                Code::EventRefused,
-                format!(
-                    "app `{}` refused this upload (its event endpoint answered {status}); the object was {removed}",
-                    claims.app
-                ),
-            ));
+            return Err(refused_by_app(place, profile, claims, key, &head, promoted_from.is_some(), status).await);
         }
     }
     if let Some(final_key) = final_key {
@@ -437,6 +419,40 @@ async fn verify(
         completed.app_answer = answer;
     }
     Ok(completed)
+}
+
+/// The app's endpoint refused the upload: removed, unless an earlier call promoted it (the app
+/// took it then, and it is kept).
+async fn refused_by_app(
+    place: &Place<'_>,
+    profile: &Profile,
+    claims: &Claims,
+    key: &str,
+    head: &ObjectHead,
+    promoted_before: bool,
+    status: u16,
+) -> Failure {
+    let app = &claims.app;
+    if promoted_before {
+        return Failure::new(
+            Code::EventRefused,
+            format!(
+                "app `{app}` refused this upload (its event endpoint answered {status}), but it had taken it when an earlier call promoted it; the object was kept"
+            ),
+        );
+    }
+    match remove(place, profile, claims, key, head).await {
+        Ok(removed) => {
+            tracing::warn!(profile = claims.profile.as_str(), app = app.as_str(), key = %key, status, removed = %removed, "upload refused by the app's event endpoint");
+            Failure::new(
+                Code::EventRefused,
+                format!(
+                    "app `{app}` refused this upload (its event endpoint answered {status}); the object was {removed}"
+                ),
+            )
+        }
+        Err(failure) => failure,
+    }
 }
 
 /// What `remove` will do with a refused object, said before it is done.
