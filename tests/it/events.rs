@@ -21,7 +21,9 @@ use postgate::sign::{FieldStyle, Signed};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::support::process::{Running, free_port, get, postgate, redis_server, request as http_request, wait_ready};
+use crate::support::process::{
+    Running, free_port, get, postgate, redis_installed, redis_server, request as http_request, wait_ready,
+};
 use crate::support::s3::{S3Server, put_upload};
 use crate::support::state::{app_keys, app_limits, policies_copy};
 use crate::{repo_path, sample, wait_until};
@@ -558,12 +560,7 @@ fn ids_since(record: &Path, from: usize) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queued_events_survive_an_outage_a_killed_gateway_and_a_redis_restart() {
     let Some(python) = verifiers() else { return };
-    if Command::new("redis-server").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI_REQUIRE_REDIS").is_err(),
-            "CI_REQUIRE_REDIS is set but redis-server is not installed"
-        );
-        eprintln!("SKIPPED: redis-server is not installed; the event queue test did not run");
+    if !redis_installed("the event queue test") {
         return;
     }
     let server = S3Server::start().await;
@@ -664,12 +661,7 @@ async fn queued_events_survive_an_outage_a_killed_gateway_and_a_redis_restart() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_a_dead_replica_took_are_delivered_by_another() {
     let Some(python) = verifiers() else { return };
-    if Command::new("redis-server").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI_REQUIRE_REDIS").is_err(),
-            "CI_REQUIRE_REDIS is set but redis-server is not installed"
-        );
-        eprintln!("SKIPPED: redis-server is not installed; the event claim test did not run");
+    if !redis_installed("the event claim test") {
         return;
     }
     use postgate::events::queue::{Queue, QueueSettings};

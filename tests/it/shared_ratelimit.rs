@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::process::{Running, free_port, get, postgate, redis_server, wait_ready};
+use crate::support::process::{Running, free_port, get, postgate, redis_installed, redis_server, wait_ready};
 use crate::support::state::policies_copy;
 use crate::{sample, wait_until};
 
@@ -55,14 +55,7 @@ fn hammer(bases: &[String], seconds: f64) -> (usize, usize, Vec<u16>) {
 
 #[test]
 fn two_replicas_share_one_limit_and_fall_back_when_redis_dies() {
-    if Command::new("redis-server").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI_REQUIRE_REDIS").is_err(),
-            "CI_REQUIRE_REDIS is set but redis-server is not installed"
-        );
-        eprintln!(
-            "SKIPPED: redis-server is not installed (apt-get install redis-server); the shared rate-limit test did not run"
-        );
+    if !redis_installed("the shared rate-limit test") {
         return;
     }
     let redis_port = free_port();

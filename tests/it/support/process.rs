@@ -112,6 +112,20 @@ pub fn wait_ready(base: &str) {
     );
 }
 
+/// Whether `redis-server` is installed; without it `test` is skipped, saying so, unless
+/// `CI_REQUIRE_REDIS` (CI) makes that a failure.
+pub fn redis_installed(test: &str) -> bool {
+    if Command::new("redis-server").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI_REQUIRE_REDIS").is_err(),
+        "CI_REQUIRE_REDIS is set but redis-server is not installed"
+    );
+    eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server); {test} did not run");
+    false
+}
+
 /// A `redis-server` on loopback `port`: in memory only, or with every write appended and synced
 /// to `persist` (so a killed server comes back with what it had).
 pub fn redis_server(port: u16, persist: Option<&Path>) -> Running {
