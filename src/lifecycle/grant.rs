@@ -118,10 +118,15 @@ pub fn grant_on<'p>(
         Method::Post => Carry::Post,
         Method::Put => Carry::Put,
     };
-    let upload_token = tokens.map(|tokens| {
-        let expires_at = signed.expires_at() + profile.verify().within;
-        tokens.seal(&claims_for(profile, grant, bounds.clone(), carry, expires_at))
-    });
+    // The bounds go into the token's claims and come back out of them: no copy on this path.
+    let (upload_token, bounds) = match tokens {
+        Some(tokens) => {
+            let expires_at = signed.expires_at() + profile.verify().within;
+            let claims = claims_for(profile, grant, bounds, carry, expires_at);
+            (Some(tokens.seal(&claims)), claims.bounds)
+        }
+        None => (None, bounds),
+    };
     Ok(Granted {
         signed,
         upload_token,
