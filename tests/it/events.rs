@@ -339,6 +339,16 @@ async fn garage_sync_delivery_holds_the_upload_until_the_app_has_heard() {
     }
 }
 
+/// The same against SeaweedFS, skipped or required as on Garage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seaweedfs_sync_delivery_holds_the_upload_until_the_app_has_heard() {
+    let _turn = crate::support::s3::garage_turn().await;
+    let Some(python) = verifiers() else { return };
+    if let Some(server) = S3Server::seaweedfs() {
+        check_sync(&python, &server).await;
+    }
+}
+
 async fn check_sync(python: &Path, server: &S3Server) {
     let python = python.to_owned();
     let work = tempfile::tempdir().unwrap();

@@ -753,6 +753,15 @@ async fn garage_takes_forms_and_put_urls_from_the_api() {
     }
 }
 
+/// The same against SeaweedFS, skipped or required as on Garage.
+#[actix_web::test]
+async fn seaweedfs_takes_forms_and_put_urls_from_the_api() {
+    let _turn = crate::support::s3::garage_turn().await;
+    if let Some(server) = S3Server::seaweedfs() {
+        check_api_against(server).await;
+    }
+}
+
 /// Every example upload (POST and PUT), every POST rejection and every PUT change, with
 /// uploads signed through the HTTP API.
 async fn check_api_against(server: S3Server) {

@@ -105,6 +105,16 @@ async fn garage_another_principals_object_is_never_touched() {
     }
 }
 
+/// The same against SeaweedFS, skipped or required as on Garage.
+#[tokio::test]
+async fn seaweedfs_another_principals_object_is_never_touched() {
+    let _turn = crate::support::s3::garage_turn().await;
+    if let Some(server) = S3Server::seaweedfs() {
+        check_foreign_objects(&server).await;
+        check_replays(&server).await;
+    }
+}
+
 async fn check_foreign_objects(server: &S3Server) {
     let setup = Setup::new(server.store());
     let snapshot = setup.registry.current();
@@ -146,6 +156,12 @@ async fn check_foreign_objects(server: &S3Server) {
     let staged = claims.bounds.key.clone();
     let final_key = claims.bounds.promote_to.clone().unwrap();
     let html = b"<!DOCTYPE html><html>".to_vec();
+    let quarantined_before = server
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.contains("quarantine/"))
+        .count();
     assert_eq!(server.raw_put("user-documents", &staged, None, html.clone()).await, 200);
     let failure = lifecycle::complete(&setup.uploads, &snapshot, &claims, None, None)
         .await
@@ -161,11 +177,9 @@ async fn check_foreign_objects(server: &S3Server) {
         server.object("user-documents", &final_key).await.is_none(),
         "nothing promoted"
     );
-    let quarantined = server.objects().await;
-    assert!(
-        !quarantined.iter().any(|k| k.contains("quarantine/")),
-        "{quarantined:?}"
-    );
+    let objects = server.objects().await;
+    let quarantined = objects.iter().filter(|k| k.contains("quarantine/")).count();
+    assert_eq!(quarantined, quarantined_before, "nothing quarantined: {objects:?}");
 
     // A POST form granted for a fixed key: someone else's object there (here another grant's,
     // with its own marker) is not this form's upload, and stays.

@@ -71,6 +71,15 @@ async fn garage_multipart_and_complete() {
     }
 }
 
+/// The same against SeaweedFS (`tests/seaweedfs/`), skipped or required as on Garage.
+#[actix_web::test]
+async fn seaweedfs_multipart_and_complete() {
+    let _turn = crate::support::s3::garage_turn().await;
+    if let Some(server) = S3Server::seaweedfs() {
+        check_lifecycle(server).await;
+    }
+}
+
 async fn check_lifecycle(server: S3Server) {
     let dir = policies_copy();
     let state = crate::support::state::state(registry_signing(

@@ -1,4 +1,5 @@
-//! S3 servers the tests start (s3s-fs in process, Garage when set up) and uploads to them.
+//! S3 servers the tests start (s3s-fs in process; Garage and SeaweedFS when set up) and uploads
+//! to them.
 
 use super::repo_path;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -22,11 +23,42 @@ const BUCKETS: &[&str] = &[
     "other-bucket",
 ];
 
-/// One Garage test at a time (they share its buckets).
-static GARAGE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One test on an external server at a time (they share its buckets).
+static REMOTE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub async fn garage_turn() -> tokio::sync::MutexGuard<'static, ()> {
-    GARAGE_TURN.lock().await
+    REMOTE_TURN.lock().await
+}
+
+/// Which S3 server implementation answers: the expectation tables of the suites are per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// s3s + s3s-fs in this process.
+    S3sFs,
+    /// Garage 2.5, started by `tests/garage/start.sh`.
+    Garage,
+    /// SeaweedFS 4.48, started by `tests/seaweedfs/start.sh`.
+    SeaweedFs,
+}
+
+impl Kind {
+    /// The server's name in tables and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::S3sFs => "s3s-fs",
+            Kind::Garage => "garage",
+            Kind::SeaweedFs => "seaweedfs",
+        }
+    }
+
+    /// The prefix of the variables its start script exports, and the directory of its scripts.
+    fn env_prefix(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::S3sFs => ("", ""),
+            Kind::Garage => ("GARAGE", "garage"),
+            Kind::SeaweedFs => ("SEAWEEDFS", "seaweedfs"),
+        }
+    }
 }
 
 /// Which server answers.
@@ -36,8 +68,8 @@ enum Backend {
         root: tempfile::TempDir,
         fs: s3s_fs::FileSystem,
     },
-    /// A Garage server started by `tests/garage/start.sh` (read through the S3 API).
-    Garage { client: reqwest::Client },
+    /// A server a start script started (Garage, SeaweedFS), read through the S3 API.
+    Remote { client: reqwest::Client, kind: Kind },
 }
 
 pub struct S3Server {
@@ -86,50 +118,70 @@ impl S3Server {
         }
     }
 
-    /// The Garage server `tests/garage/start.sh` started, from its `GARAGE_*` variables; `None`
-    /// when they are not set: the calling test then prints `SKIPPED:` with how to run it (its
-    /// name is its thread's, as the test harness names it) and passes, unless
-    /// `CI_REQUIRE_GARAGE` is set, as in CI, which fails it. Tests share its buckets and
-    /// compare listings, so one holds it at a time: keep the guard of `garage_turn` for the
-    /// whole test.
+    /// The Garage server `tests/garage/start.sh` started: `S3Server::remote(Kind::Garage)`.
     pub fn garage() -> Option<S3Server> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let Some(endpoint) = var("GARAGE_ENDPOINT") else {
+        S3Server::remote(Kind::Garage)
+    }
+
+    /// The SeaweedFS server `tests/seaweedfs/start.sh` started.
+    pub fn seaweedfs() -> Option<S3Server> {
+        S3Server::remote(Kind::SeaweedFs)
+    }
+
+    /// The server of `kind` its start script started, from the `<KIND>_*` variables it exports
+    /// (`GARAGE_ENDPOINT`, `SEAWEEDFS_ENDPOINT`, …); `None` when they are not set: the calling
+    /// test then prints `SKIPPED:` with how to run it (its name is its thread's, as the test
+    /// harness names it) and passes, unless `CI_REQUIRE_<KIND>` is set, as in CI, which fails
+    /// it. Tests share its buckets and compare listings, so one holds it at a time: keep the
+    /// guard of `garage_turn` for the whole test.
+    pub fn remote(kind: Kind) -> Option<S3Server> {
+        let (prefix, dir) = kind.env_prefix();
+        let var = |name: &str| std::env::var(format!("{prefix}_{name}")).ok().filter(|v| !v.is_empty());
+        let Some(endpoint) = var("ENDPOINT") else {
             assert!(
-                var("CI_REQUIRE_GARAGE").is_none(),
-                "CI_REQUIRE_GARAGE is set but GARAGE_ENDPOINT is not: run tests/garage/start.sh"
+                std::env::var_os(format!("CI_REQUIRE_{prefix}")).is_none_or(|v| v.is_empty()),
+                "CI_REQUIRE_{prefix} is set but {prefix}_ENDPOINT is not: run tests/{dir}/start.sh"
             );
-            let test = std::thread::current().name().unwrap_or("a Garage test").to_owned();
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
             eprintln!(
-                "SKIPPED: {test} did not run: GARAGE_ENDPOINT is not set. Start Garage with \
-                 `eval \"$(tests/garage/start.sh target/garage)\"` from the repository root \
-                 (it exports GARAGE_ENDPOINT, GARAGE_REGION, GARAGE_ACCESS_KEY_ID and \
-                 GARAGE_SECRET_ACCESS_KEY; tests/garage/install.sh installs Garage once; see \
-                 tests/garage/README.md)"
+                "SKIPPED: {test} did not run: {prefix}_ENDPOINT is not set. Start {name} with \
+                 `eval \"$(bash tests/{dir}/start.sh target/{dir})\"` from the repository root \
+                 (it exports {prefix}_ENDPOINT, {prefix}_REGION, {prefix}_ACCESS_KEY_ID and \
+                 {prefix}_SECRET_ACCESS_KEY; tests/{dir}/install.sh installs it once; see \
+                 tests/{dir}/README.md)",
+                name = kind.name()
             );
             return None;
         };
         Some(S3Server {
             endpoint,
-            region: var("GARAGE_REGION").unwrap_or_else(|| "garage".into()),
-            access_key: var("GARAGE_ACCESS_KEY_ID").unwrap(),
-            secret_key: var("GARAGE_SECRET_ACCESS_KEY").unwrap(),
-            backend: Backend::Garage {
+            region: var("REGION").unwrap_or_else(|| "us-east-1".into()),
+            access_key: var("ACCESS_KEY_ID").unwrap(),
+            secret_key: var("SECRET_ACCESS_KEY").unwrap(),
+            backend: Backend::Remote {
                 client: reqwest::Client::new(),
+                kind,
             },
         })
     }
 
-    /// The s3s-fs root directory (`None` for Garage).
+    /// The s3s-fs root directory (`None` for a remote server).
     pub fn fs_root(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Fs { root, .. } => Some(root.path()),
-            Backend::Garage { .. } => None,
+            Backend::Remote { .. } => None,
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.backend {
+            Backend::Fs { .. } => Kind::S3sFs,
+            Backend::Remote { kind, .. } => kind,
         }
     }
 
     pub fn is_garage(&self) -> bool {
-        matches!(self.backend, Backend::Garage { .. })
+        self.kind() == Kind::Garage
     }
 
     /// The access key ID and secret the server accepts.
@@ -153,10 +205,10 @@ impl S3Server {
         )
     }
 
-    /// The key an upload lands under: Garage substitutes `${filename}` as S3 does; s3s-fs keeps
-    /// it literally.
+    /// The key an upload lands under: Garage and SeaweedFS substitute `${filename}` as S3 does;
+    /// s3s-fs keeps it literally.
     pub fn stored_key(&self, form_key: &str, file_name: &str) -> String {
-        if self.is_garage() {
+        if self.kind() != Kind::S3sFs {
             form_key.replace("${filename}", file_name)
         } else {
             form_key.to_owned()
@@ -196,7 +248,7 @@ impl S3Server {
                 out.sort();
                 out
             }
-            Backend::Garage { client } => {
+            Backend::Remote { client, .. } => {
                 use rusty_s3::S3Action as _;
                 let mut out = Vec::new();
                 for name in BUCKETS {
@@ -281,7 +333,7 @@ impl S3Server {
                     metadata: output.metadata.unwrap_or_default().into_iter().collect(),
                 })
             }
-            Backend::Garage { client } => {
+            Backend::Remote { client, .. } => {
                 use rusty_s3::S3Action as _;
                 let (bucket, credentials) = self.bucket(bucket);
                 let url = bucket.get_object(Some(&credentials), key).sign(Duration::from_secs(60));
