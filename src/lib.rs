@@ -34,6 +34,7 @@ pub mod identity;
 pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
+pub mod probe;
 pub mod profile;
 pub mod ratelimit;
 pub mod registry;

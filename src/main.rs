@@ -61,6 +61,10 @@ enum Command {
     /// Queued upload events: list an app's dead letters, or replay them (needs `events.redis`).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Find out what a store enforces: sign real uploads under `postgate-probe/` in a bucket, try
+    /// what each signed constraint must stop, audit the bucket's CORS and lifecycle rules, and
+    /// list the served profiles relying on what the store does not enforce (exit status 1).
+    Probe(ProbeArgs),
     /// Print the hash of an app key (read from stdin) for the config's `apps.<app>.keys`.
     HashKey {
         /// Make a new random key and print it with its hash.
@@ -85,6 +89,22 @@ enum EventsCommand {
         #[arg(long)]
         entry: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The configured store to probe (default: `default`).
+    #[arg(long, default_value = "default")]
+    store: String,
+    /// The bucket to probe (default: the bucket of the store's served profiles, when they share one).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Report on this served profile only (its bucket is the default bucket).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Print the report as JSON (the file `stores.<name>.probe` reads).
+    #[arg(long)]
+    json: bool,
 }
 
 #[cfg(feature = "dev-store")]
@@ -167,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => gateway::serve(config, config_path),
         Command::Events(command) => events_command(&config, command),
+        Command::Probe(args) => probe_command(&config, args),
         #[cfg(feature = "dev-store")]
         Command::Dev(args) => gateway::dev(config, args.data, &args.listen, &args.store_listen),
         Command::HashKey { generate } => {
@@ -361,6 +382,81 @@ fn find<'s>(snapshot: &'s Snapshot, name: &str) -> anyhow::Result<&'s postgate::
 }
 
 /// `postgate events list|replay`: straight to the queue in Redis (no gateway needed).
+/// `postgate probe`: the served profiles of the store (and bucket), its credentials, one run.
+fn probe_command(config: &GatewayConfig, args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    if !config.store_names().contains(&args.store) {
+        bail!("no store `{}` is configured", args.store);
+    }
+    let snapshot = registry::load(&config.policies, &unsigned_stores(config)).map_err(|diags| {
+        anyhow::anyhow!(
+            "the profiles do not compile ({}): run `postgate check`",
+            postgate::counted(diags.iter().filter(|d| d.is_error()).count(), "error")
+        )
+    })?;
+    let mut profiles: Vec<&postgate::profile::Profile> = snapshot
+        .profiles
+        .values()
+        .map(|served| &***served)
+        .filter(|p| p.store() == args.store && args.profile.as_ref().is_none_or(|name| p.name().as_str() == name))
+        .collect();
+    if let Some(name) = &args.profile
+        && profiles.is_empty()
+    {
+        bail!("no served profile `{name}` signs for store `{}`", args.store);
+    }
+    let mut buckets: Vec<&str> = profiles.iter().map(|p| p.bucket()).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    let bucket = match (&args.bucket, buckets.as_slice()) {
+        (Some(bucket), _) => bucket.clone(),
+        (None, [one]) => (*one).to_owned(),
+        (None, _) => bail!(
+            "say which bucket with --bucket: the store's profiles use {}",
+            if buckets.is_empty() {
+                "none".to_owned()
+            } else {
+                buckets.join(", ")
+            }
+        ),
+    };
+    profiles.retain(|p| p.bucket() == bucket);
+    let (store, refresh) = config.resolve_store(&args.store, &process_env)?;
+    let store = std::sync::Arc::new(store);
+    let metrics = std::sync::Arc::new(postgate::metrics::Metrics::new());
+    postgate::credentials::spawn(
+        vec![(store.clone(), refresh)],
+        metrics,
+        std::time::Duration::from_secs(15),
+    );
+    let mut origins: Vec<String> = config
+        .apps
+        .values()
+        .flat_map(|a| a.cors_origins.iter().cloned())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    let scope = postgate::probe::Scope {
+        bucket,
+        profiles,
+        origins,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = postgate::store::StoreClient::new(postgate::store::ClientConfig::default());
+    let report = runtime
+        .block_on(postgate::probe::run(&client, &store, &scope))
+        .map_err(|error| anyhow::anyhow!("the probe stopped: {error}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.has_gaps() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn events_command(config: &GatewayConfig, command: EventsCommand) -> anyhow::Result<ExitCode> {
     let (Some(events), Some(settings)) = (&config.events, config.queue_settings()) else {
         bail!("no `events.redis` is configured: only queued events have dead letters");

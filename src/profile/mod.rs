@@ -7,6 +7,7 @@
 pub mod admit;
 pub mod compile;
 pub mod conditions;
+pub mod enforcement;
 pub mod plan;
 pub mod raw;
 pub mod template;

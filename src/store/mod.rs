@@ -8,6 +8,8 @@
 //! no answer, 500/502/503/504, `SlowDown`, `RequestTimeout`, `InternalError`. A store that stays
 //! down is `StoreError::Unavailable`, which the HTTP edge answers with 503.
 
+mod bucket;
+
 use std::time::Duration;
 
 use reqwest::{Method as HttpMethod, StatusCode};
@@ -18,6 +20,7 @@ use crate::profile::ChecksumAlgorithm;
 use crate::sign::Store;
 use crate::sign::sigv4::uri_encode;
 use crate::upload::{ListedPart, ObjectHead};
+pub use bucket::{BucketConfig, PendingUpload};
 
 /// How long one attempt may take, and how many attempts a call makes.
 #[derive(Debug, Clone, Copy)]
@@ -345,7 +348,8 @@ impl StoreClient {
                 return Ok(Answer { headers, body: bytes });
             }
             let (code, message) = error_document(&bytes, status);
-            if status.is_server_error() || is_retryable(&code) {
+            // 501 Not Implemented is an answer, not a passing failure.
+            if (status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED) || is_retryable(&code) {
                 last = unavailable(format!("{} {code}: {message}", status.as_u16()));
                 continue;
             }

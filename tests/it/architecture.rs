@@ -90,9 +90,20 @@ fn dependencies_point_one_way() {
                 path.starts_with("src/store/")
                     || path == "src/identity.rs"
                     || path == "src/transport.rs"
-                    || path == "src/events/deliver.rs",
-                "{path} makes HTTP calls: only src/store/ (S3), src/identity.rs (JWKS) and src/events/deliver.rs (webhooks) may"
+                    || path == "src/events/deliver.rs"
+                    || path == "src/probe/send.rs",
+                "{path} makes HTTP calls: only src/store/ (S3), src/identity.rs (JWKS), src/events/deliver.rs \
+                 (webhooks) and src/probe/send.rs (the probe's uploads) may"
             );
+        }
+        // The probe signs and calls the store; it knows no edge, registry, lifecycle or config.
+        if path.starts_with("src/probe/") {
+            for module in ["http", "registry", "lifecycle", "config", "events"] {
+                assert!(
+                    !text.contains(&format!("crate::{module}")),
+                    "{path} depends on {module}"
+                );
+            }
         }
         // Events know the wire format and the queue, not the lifecycle, the registry or the edge;
         // the Standard Webhooks signer is pure.

@@ -552,6 +552,68 @@ async fn enforces_the_same_forms(kind: Kind) {
     );
 }
 
+/// The probe case (`postgate probe`) that makes each change this suite makes.
+const PROBE_CASES: &[(&str, &str)] = &[
+    ("post-size-over", "too large"),
+    ("post-size-under", "too small"),
+    ("post-content-type-changed", "wrong content type"),
+    ("post-metadata-changed", "wrong metadata"),
+    ("post-metadata-dropped", "missing metadata"),
+    ("post-metadata-added", "extra metadata"),
+    ("post-field-added", "extra field"),
+    ("post-key-changed", "key outside the prefix"),
+    ("put-body-longer", "body longer than signed"),
+    ("put-body-shorter", "body shorter than signed"),
+    ("put-content-type-changed", "other Content-Type"),
+    ("put-metadata-changed", "metadata header changed"),
+    ("put-metadata-dropped", "metadata header dropped"),
+    ("put-metadata-added", "metadata header added"),
+    ("put-acl-added", "acl header added"),
+    ("put-copy-source-added", "copy source added"),
+    ("put-checksum-wrong", "wrong checksum"),
+    ("put-checksum-dropped", "checksum header dropped"),
+    ("put-overwrite", "overwrite where forbidden"),
+    ("put-key-changed", "another key"),
+];
+
+/// This suite's verdict on each change a probe case also makes, from the tables above: a `2xx`
+/// is not enforced, a refusal that wrote is "wrote, then refused".
+pub fn verdicts(kind: Kind) -> Vec<(&'static str, postgate::profile::enforcement::Verdict)> {
+    use postgate::profile::enforcement::Verdict;
+    let put = match kind {
+        Kind::S3sFs => S3S_PUT,
+        Kind::Garage => GARAGE_PUT,
+        Kind::SeaweedFs => SEAWEEDFS_PUT,
+    };
+    let post = match kind {
+        Kind::S3sFs => &[][..],
+        Kind::Garage => GARAGE_REJECTIONS,
+        Kind::SeaweedFs => SEAWEEDFS_REJECTIONS,
+    };
+    PROBE_CASES
+        .iter()
+        .map(|(case, change)| {
+            assert!(
+                REJECTIONS.iter().any(|r| r.0 == *change) || PUT_CHANGES.contains(change),
+                "{change}: no such change in this suite"
+            );
+            let (status, written) = match put.iter().find(|row| row.0 == *change) {
+                Some(row) => (row.1, row.3),
+                None => {
+                    let status = post.iter().find(|row| row.0 == *change).map_or(400, |row| row.1);
+                    (status, (200..300).contains(&status))
+                }
+            };
+            let verdict = match ((200..300).contains(&status), written) {
+                (true, _) => Verdict::NotEnforced,
+                (false, true) => Verdict::WroteThenRefused,
+                (false, false) => Verdict::Enforced,
+            };
+            (*case, verdict)
+        })
+        .collect()
+}
+
 /// Presigned PUTs the store must reject: the change made to a good PUT of a photos upload.
 const PUT_CHANGES: &[&str] = &[
     "body longer than signed",

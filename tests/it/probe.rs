@@ -1,0 +1,324 @@
+//! `postgate probe` against the real stores. What each store enforces is pinned, one verdict per
+//! case, in `tests/data/probe/<store>.txt` (`UPDATE_PROBE=1` rewrites a file from the run); the
+//! README's "What each tested store enforces" table is generated from those files
+//! (`UPDATE_README=1`), and the verdicts agree with the end-to-end suites' tables.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use postgate::probe::{self, PREFIX, Scope, cases::CASES};
+use postgate::profile::enforcement::{ProbeMethod, Verdict};
+use postgate::store::{ClientConfig, StoreClient};
+
+use crate::repo_path;
+use crate::support::process::postgate;
+use crate::support::s3::{Kind, S3Server, garage_turn};
+
+/// Each column of the README table: the file stem and the heading.
+const COLUMNS: &[(&str, &str)] = &[
+    ("s3s-fs", "s3s-fs 0.14"),
+    ("postgate-dev", "`postgate dev`'s store"),
+    ("garage", "Garage 2.5"),
+    ("seaweedfs", "SeaweedFS 4.48"),
+];
+const BUCKET: &str = "other-bucket";
+const TABLE_START: &str = "<!-- probe-table:start (generated from tests/data/probe/*.txt by tests/it/probe.rs) -->";
+const TABLE_END: &str = "<!-- probe-table:end -->";
+
+async fn probe_store(store: &postgate::sign::Store) -> probe::Report {
+    let client = StoreClient::new(ClientConfig::default());
+    let scope = Scope {
+        bucket: BUCKET.to_owned(),
+        ..Scope::default()
+    };
+    probe::run(&client, store, &scope).await.unwrap()
+}
+
+/// `case verdict` lines, in `CASES` order.
+fn verdict_lines(report: &probe::Report) -> String {
+    report
+        .cases
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}\n",
+                c.case,
+                serde_json::to_value(c.verdict).unwrap().as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn pinned(stem: &str) -> String {
+    std::fs::read_to_string(repo_path(&format!("tests/data/probe/{stem}.txt")))
+        .unwrap_or_else(|e| panic!("tests/data/probe/{stem}.txt: {e}"))
+}
+
+/// The run's verdicts equal the pinned ones (or replace them under `UPDATE_PROBE=1`).
+fn check_pinned(stem: &str, report: &probe::Report) {
+    let seen = verdict_lines(report);
+    if std::env::var_os("UPDATE_PROBE").is_some() {
+        std::fs::write(repo_path(&format!("tests/data/probe/{stem}.txt")), &seen).unwrap();
+    }
+    assert_eq!(
+        seen,
+        pinned(stem),
+        "{stem}: the probe saw other verdicts than tests/data/probe/{stem}.txt pins \
+         (UPDATE_PROBE=1 rewrites it; then UPDATE_README=1 the README table)\n{}",
+        report.text()
+    );
+}
+
+async fn probe_server(kind: Kind) {
+    let _turn = garage_turn().await;
+    let Some(server) = S3Server::remote(kind) else {
+        return;
+    };
+    let before = server.objects().await;
+    let report = probe_store(&server.store()).await;
+    println!("{}", report.text());
+    assert_eq!(server.objects().await, before, "the probe left objects behind");
+    check_pinned(kind.name(), &report);
+    check_killed_probe(&server).await;
+}
+
+#[tokio::test]
+async fn probe_on_s3s_finds_what_the_e2e_suite_pins() {
+    let server = S3Server::start().await;
+    let before = server.objects().await;
+    let report = probe_store(&server.store()).await;
+    assert_eq!(server.objects().await, before, "the probe left objects behind");
+    check_pinned("s3s-fs", &report);
+}
+
+#[tokio::test]
+async fn probe_on_the_dev_store() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir(data.path().join(BUCKET)).unwrap();
+    let dev = postgate::dev::start(data.path(), "127.0.0.1:0", Vec::new()).unwrap();
+    let store = postgate::sign::Store::new(
+        "default",
+        "us-east-1",
+        postgate::sign::Endpoint::Custom(dev.endpoint.clone()),
+        postgate::sign::Addressing::Path,
+        postgate::sign::Credentials {
+            access_key_id: postgate::dev::ACCESS_KEY.into(),
+            secret_access_key: postgate::secret::Secret::new(postgate::dev::SECRET_KEY),
+            session_token: None,
+            expires_at: None,
+        },
+    );
+    let report = probe_store(&store).await;
+    let left: Vec<_> = walkdir(&data.path().join(BUCKET));
+    assert!(left.is_empty(), "the probe left {left:?}");
+    check_pinned("postgate-dev", &report);
+}
+
+fn walkdir(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.path().is_dir() {
+            out.extend(walkdir(&entry.path()));
+        } else {
+            out.push(entry.path().display().to_string());
+        }
+    }
+    out
+}
+
+/// Garage (`tests/garage/`): the pinned verdicts, and a killed probe cleaned by the next run.
+#[tokio::test]
+async fn garage_probe_finds_the_pinned_verdicts() {
+    probe_server(Kind::Garage).await;
+}
+
+/// SeaweedFS (`tests/seaweedfs/`), as on Garage.
+#[tokio::test]
+async fn seaweedfs_probe_finds_the_pinned_verdicts() {
+    probe_server(Kind::SeaweedFs).await;
+}
+
+/// A config with one store: `server`, its credentials in the environment.
+fn probe_config(dir: &Path, server: &S3Server) -> std::path::PathBuf {
+    let path = dir.join("postgate.yaml");
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "policies: {}\nstores:\n  default:\n    endpoint: {}\n    region: {}\n    addressing: path\n    \
+             credentials:\n      access_key_id_env: PROBE_KEY_ID\n      secret_access_key_env: PROBE_SECRET\n",
+            dir.join("policies").display(),
+            server.endpoint,
+            server.region
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `postgate probe` killed while it has objects in the bucket leaves them; the next run removes
+/// them (and aborts the multipart uploads it can list), so the bucket ends as it was.
+async fn check_killed_probe(server: &S3Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = probe_config(dir.path(), server);
+    let (key_id, secret) = server.credentials();
+    let command = |json: bool| {
+        let mut command = postgate();
+        command
+            .args(["probe", "--bucket", BUCKET, "--config"])
+            .arg(&config)
+            .env("PROBE_KEY_ID", key_id)
+            .env("PROBE_SECRET", secret);
+        if json {
+            command.arg("--json");
+        }
+        command
+    };
+    let before = server.objects().await;
+    let mut child = command(false)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = format!("{BUCKET}/{PREFIX}");
+    let mut left = Vec::new();
+    for _ in 0..300 {
+        left = server
+            .objects()
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        if left.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(left.len() >= 3, "the probe wrote nothing to kill it over");
+    assert!(
+        server.objects().await.iter().any(|k| k.starts_with(&prefix)),
+        "the killed probe left its objects"
+    );
+
+    // In another thread: an s3s-fs server answers on this test's runtime.
+    let mut second = command(true);
+    let output = tokio::task::spawn_blocking(move || second.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["cleanup"]["removed"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(
+        server.objects().await,
+        before,
+        "the second run left the bucket as it found it"
+    );
+    if server.kind() != Kind::S3sFs {
+        let client = StoreClient::new(ClientConfig::default());
+        let pending = client.list_multipart(&server.store(), BUCKET, PREFIX).await.unwrap();
+        assert!(pending.is_empty(), "{pending:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_probe_is_cleaned_up_by_the_next_run() {
+    check_killed_probe(&S3Server::start().await).await;
+}
+
+/// The README table, rendered from the pinned verdicts.
+fn table() -> String {
+    let files: Vec<Vec<(String, String)>> = COLUMNS
+        .iter()
+        .map(|(stem, _)| {
+            pinned(stem)
+                .lines()
+                .map(|l| {
+                    let (case, verdict) = l.split_once(' ').unwrap();
+                    (case.to_owned(), verdict.to_owned())
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = String::from("| case | constraint |");
+    for (_, heading) in COLUMNS {
+        out.push_str(&format!(" {heading} |"));
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---|".repeat(COLUMNS.len()));
+    out.push('\n');
+    for case in CASES {
+        out.push_str(&format!("| `{}` | {} |", case.id, case.constraint.name()));
+        for file in &files {
+            let verdict = file.iter().find(|(c, _)| c == case.id).map_or("—", |(_, v)| v.as_str());
+            let verdict: Verdict =
+                serde_json::from_value(serde_json::Value::String(verdict.to_owned())).unwrap_or(Verdict::Untested);
+            let cell = if verdict.is_gap() {
+                format!("**{}**", verdict.name())
+            } else {
+                verdict.name().to_owned()
+            };
+            out.push_str(&format!(" {cell} |"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn readme_store_table_is_generated_from_the_probe_verdicts() {
+    let readme_path = repo_path("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let start = readme
+        .find(TABLE_START)
+        .expect("README has the probe table's start marker")
+        + TABLE_START.len();
+    let end = readme.find(TABLE_END).expect("README has the probe table's end marker");
+    let wanted = format!("\n{}", table());
+    if std::env::var_os("UPDATE_README").is_some() {
+        let updated = format!("{}{}{}", &readme[..start], wanted, &readme[end..]);
+        std::fs::write(&readme_path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        &readme[start..end],
+        wanted,
+        "README's store table differs from tests/data/probe/*.txt: UPDATE_README=1 rewrites it"
+    );
+}
+
+/// On every case both run, the probe's pinned verdict is the end-to-end suite's.
+#[test]
+fn the_probe_agrees_with_the_end_to_end_suites() {
+    for (stem, kind) in [
+        ("s3s-fs", Kind::S3sFs),
+        ("garage", Kind::Garage),
+        ("seaweedfs", Kind::SeaweedFs),
+    ] {
+        let pinned = pinned(stem);
+        let mut compared = 0;
+        for (case, verdict) in crate::e2e::verdicts(kind) {
+            let line = pinned
+                .lines()
+                .find(|l| l.split(' ').next() == Some(case))
+                .unwrap_or_else(|| panic!("{stem}: no pinned verdict for {case}"));
+            let probe: Verdict =
+                serde_json::from_value(serde_json::Value::String(line.split(' ').nth(1).unwrap().to_owned())).unwrap();
+            assert_eq!(probe, verdict, "{stem}: {case}");
+            compared += 1;
+        }
+        assert!(compared >= 18, "{stem}: {compared} shared cases");
+    }
+    let _ = ProbeMethod::Post;
+}
