@@ -218,45 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", postgate::profile_schema());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { dir, deny_warnings } => {
-            let dir = dir.unwrap_or_else(|| config.policies.clone());
-            match registry::load(&dir, &unsigned_stores(&config)) {
-                Ok(snapshot) => {
-                    for warning in &snapshot.warnings {
-                        eprintln!("{warning}");
-                    }
-                    let count = snapshot.profiles.len();
-                    if deny_warnings && !snapshot.warnings.is_empty() {
-                        eprintln!(
-                            "{}: {}, {} (denied)",
-                            dir.display(),
-                            postgate::counted(count, "profile"),
-                            postgate::counted(snapshot.warnings.len(), "warning")
-                        );
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    println!(
-                        "{}: {} ok, {}",
-                        dir.display(),
-                        postgate::counted(count, "profile"),
-                        postgate::counted(snapshot.warnings.len(), "warning")
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(diags) => {
-                    for diag in &diags {
-                        eprintln!("{diag}");
-                    }
-                    let errors = diags.iter().filter(|d| d.is_error()).count();
-                    eprintln!(
-                        "{}: {}; nothing loaded",
-                        dir.display(),
-                        postgate::counted(errors, "error")
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
+        Command::Check { dir, deny_warnings } => check_command(&config, dir, deny_warnings),
         Command::Explain { profile, dir } => {
             let snapshot = load(&dir.unwrap_or_else(|| config.policies.clone()), &config)?;
             let profile = find(&snapshot, &profile)?;
@@ -335,23 +297,22 @@ fn warn_ignored_env(command: &Command, config: &GatewayConfig) {
 }
 
 fn load(dir: &Path, config: &GatewayConfig) -> anyhow::Result<Snapshot> {
-    registry::load(dir, &unsigned_stores(config)).map_err(|diags| {
+    registry::load(dir, &unsigned_stores(config)?).map_err(|diags| {
         let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("{} has errors:\n{}", dir.display(), text.join("\n"))
     })
 }
 
 /// The configured stores without credentials, for commands that compile but never sign.
-fn unsigned_stores(config: &GatewayConfig) -> std::sync::Arc<registry::Stores> {
-    let stores = config
-        .store_names()
-        .iter()
-        .map(|name| {
-            let store = registry::unsigned_store(name, config.store_takes_post(name));
-            (name.clone(), std::sync::Arc::new(store))
-        })
-        .collect();
-    std::sync::Arc::new(stores)
+/// The configured stores without credentials (they never sign), with their probe files.
+fn unsigned_stores(config: &GatewayConfig) -> anyhow::Result<std::sync::Arc<registry::Stores>> {
+    let mut stores = registry::Stores::new();
+    for name in config.store_names() {
+        let store = registry::unsigned_store(&name, config.store_takes_post(&name))
+            .with_enforcement(config.store_enforcement(&name)?);
+        stores.insert(name, std::sync::Arc::new(store));
+    }
+    Ok(std::sync::Arc::new(stores))
 }
 
 fn parse_checksum(text: &str) -> Result<ChecksumRequest, String> {
@@ -382,12 +343,61 @@ fn find<'s>(snapshot: &'s Snapshot, name: &str) -> anyhow::Result<&'s postgate::
 }
 
 /// `postgate events list|replay`: straight to the queue in Redis (no gateway needed).
+/// `postgate check`: every diagnostic; with a store's probe file, the constraints each profile
+/// relies on that the store does not enforce, as warnings.
+fn check_command(config: &GatewayConfig, dir: Option<PathBuf>, deny_warnings: bool) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| config.policies.clone());
+    let snapshot = match registry::load(&dir, &unsigned_stores(config)?) {
+        Ok(snapshot) => snapshot,
+        Err(diags) => {
+            for diag in &diags {
+                eprintln!("{diag}");
+            }
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            eprintln!(
+                "{}: {}; nothing loaded",
+                dir.display(),
+                postgate::counted(errors, "error")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut warnings: Vec<String> = snapshot.warnings.iter().map(ToString::to_string).collect();
+    for served in snapshot.profiles.values() {
+        let Some(found) = served.signing_store().enforcement.as_deref() else {
+            continue;
+        };
+        for gap in postgate::profile::enforcement::gaps(served, found) {
+            warnings.push(format!(
+                "warning: {}: {} relies on {}, which store `{}` does not enforce ({}, by `postgate probe`): {}",
+                served.name().as_str(),
+                gap.method.name(),
+                gap.constraint.name(),
+                served.store(),
+                gap.verdict.name(),
+                gap.advice
+            ));
+        }
+    }
+    for warning in &warnings {
+        eprintln!("{warning}");
+    }
+    let count = postgate::counted(snapshot.profiles.len(), "profile");
+    let warned = postgate::counted(warnings.len(), "warning");
+    if deny_warnings && !warnings.is_empty() {
+        eprintln!("{}: {count}, {warned} (denied)", dir.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{}: {count} ok, {warned}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `postgate probe`: the served profiles of the store (and bucket), its credentials, one run.
 fn probe_command(config: &GatewayConfig, args: ProbeArgs) -> anyhow::Result<ExitCode> {
     if !config.store_names().contains(&args.store) {
         bail!("no store `{}` is configured", args.store);
     }
-    let snapshot = registry::load(&config.policies, &unsigned_stores(config)).map_err(|diags| {
+    let snapshot = registry::load(&config.policies, &unsigned_stores(config)?).map_err(|diags| {
         anyhow::anyhow!(
             "the profiles do not compile ({}): run `postgate check`",
             postgate::counted(diags.iter().filter(|d| d.is_error()).count(), "error")

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::AppKeys;
+use crate::profile::enforcement::Enforcement;
 use crate::ratelimit::{AppLimits, RateLimit};
 use crate::secret::Secret;
 use crate::sign::{Addressing, Credentials, Endpoint, Store};
@@ -550,6 +551,11 @@ pub struct StoreConfig {
     pub post: Option<bool>,
     #[serde(default)]
     pub credentials: CredentialsConfig,
+    /// The JSON `postgate probe --json` wrote for this store: `check` and `GET /v1/profiles/{name}`
+    /// then name the constraints a profile relies on that the store does not enforce. Read at
+    /// start; the probe itself never runs unless asked.
+    #[serde(default)]
+    pub probe: Option<PathBuf>,
 }
 
 /// Where a store's credentials come from.
@@ -781,6 +787,21 @@ impl GatewayConfig {
         self.stores.get(name).and_then(|s| s.post).unwrap_or(true)
     }
 
+    /// What `stores.<name>.probe` says the store enforces; `None` without the setting.
+    pub fn store_enforcement(&self, name: &str) -> Result<Option<Enforcement>, ConfigError> {
+        let Some(path) = self.stores.get(name).and_then(|s| s.probe.as_ref()) else {
+            return Ok(None);
+        };
+        let fail = |why: String| ConfigError::Store {
+            store: name.to_owned(),
+            message: format!("probe: {}: {why}", path.display()),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| fail(format!("not the JSON `postgate probe --json` writes: {e}")))
+    }
+
     /// Builds a store, reading its static credentials with `env` (the process environment in
     /// production), and says how its credentials stay current.
     pub fn resolve_store(
@@ -837,16 +858,21 @@ impl GatewayConfig {
                 } else {
                     Refresh::Files(creds.clone())
                 };
-                let store = Store::new(name, &region, endpoint, config.addressing, credentials).with_post(take_post);
+                let store = Store::new(name, &region, endpoint, config.addressing, credentials)
+                    .with_post(take_post)
+                    .with_enforcement(self.store_enforcement(name)?);
                 Ok((store, refresh))
             }
             (CredentialSource::Chain, Some(credentials)) => {
-                let store = Store::new(name, &region, endpoint, config.addressing, credentials).with_post(take_post);
+                let store = Store::new(name, &region, endpoint, config.addressing, credentials)
+                    .with_post(take_post)
+                    .with_enforcement(self.store_enforcement(name)?);
                 Ok((store, Refresh::Never))
             }
             (source, _) => {
-                let store =
-                    Store::awaiting_credentials(name, &region, endpoint, config.addressing).with_post(take_post);
+                let store = Store::awaiting_credentials(name, &region, endpoint, config.addressing)
+                    .with_post(take_post)
+                    .with_enforcement(self.store_enforcement(name)?);
                 let refresh = Refresh::Provider {
                     source,
                     profile: creds.profile.clone(),

@@ -568,7 +568,8 @@ pub async fn get_profile(
     let snapshot = state.registry.current();
     let app = identify(&state, &snapshot, &req).await?.app;
     let profile = allowed_profile(&snapshot, &app, &name)?;
-    Ok(HttpResponse::Ok().json(ProfileDetail::of(profile)))
+    let enforcement = profile.signing_store().enforcement.as_deref();
+    Ok(HttpResponse::Ok().json(ProfileDetail::of(profile, enforcement)))
 }
 
 /// `GET /metrics`

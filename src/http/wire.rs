@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::explain::explain;
 use crate::profile::Method;
+use crate::profile::enforcement::{Enforcement, gaps};
 use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
 use crate::sign::Signed;
 use crate::text::{write_json_clean, write_json_string};
@@ -141,6 +142,24 @@ pub struct ProfileDetail<'a> {
     pub put_headers: Vec<HeaderWire>,
     /// Why a method is unavailable, by method.
     pub unavailable: Vec<UnavailableWire>,
+    /// What the profile relies on that its store does not enforce, as the store's
+    /// `stores.<name>.probe` file says; absent when none (or no probe file).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub store_gaps: Vec<GapWire>,
+}
+
+/// A constraint one method of the profile relies on, which `postgate probe` found the store
+/// does not enforce.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GapWire {
+    /// `post`, `put` or `multipart`.
+    pub method: &'static str,
+    /// The constraint, as `postgate probe` names it (`overwrite`, `unsigned-headers`, …).
+    pub constraint: &'static str,
+    /// `not enforced` or `wrote, then refused`.
+    pub verdict: &'static str,
+    /// What to do about it.
+    pub advice: &'static str,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -167,8 +186,20 @@ pub struct ConditionWire {
 }
 
 impl<'a> ProfileDetail<'a> {
-    pub fn of(profile: &'a Profile) -> ProfileDetail<'a> {
+    /// The profile, with the gaps of its store's probe file when `enforcement` is given.
+    pub fn of(profile: &'a Profile, enforcement: Option<&Enforcement>) -> ProfileDetail<'a> {
         let explained = explain(profile);
+        let store_gaps = enforcement
+            .map(|found| gaps(profile, found))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|gap| GapWire {
+                method: gap.method.name(),
+                constraint: gap.constraint.name(),
+                verdict: gap.verdict.name(),
+                advice: gap.advice,
+            })
+            .collect();
         ProfileDetail {
             summary: ProfileSummary::of(profile),
             bucket: profile.bucket(),
@@ -205,6 +236,7 @@ impl<'a> ProfileDetail<'a> {
                     })
                 })
                 .collect(),
+            store_gaps,
         }
     }
 }

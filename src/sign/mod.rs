@@ -110,6 +110,8 @@ pub struct Store {
     pub addressing: Addressing,
     /// Whether the store takes POST uploads (R2 and B2 do not).
     pub post: bool,
+    /// What `postgate probe` found the store enforces (`stores.<name>.probe`), when given.
+    pub enforcement: Option<Arc<crate::profile::enforcement::Enforcement>>,
     keys: ArcSwapOption<Keys>,
     /// Why the last attempt to get credentials failed, while it is the latest word.
     problem: ArcSwapOption<String>,
@@ -123,6 +125,7 @@ impl std::fmt::Debug for Store {
             .field("endpoint", &self.endpoint)
             .field("addressing", &self.addressing)
             .field("post", &self.post)
+            .field("probed", &self.enforcement.is_some())
             .field("keys", &self.keys.load())
             .finish()
     }
@@ -150,6 +153,7 @@ impl Store {
             endpoint,
             addressing,
             post: true,
+            enforcement: None,
             keys: ArcSwapOption::empty(),
             problem: ArcSwapOption::from_pointee("no credentials have been fetched yet".to_owned()),
         }
@@ -209,6 +213,11 @@ impl Store {
     /// The store, taking POST uploads or not.
     pub fn with_post(mut self, post: bool) -> Store {
         self.post = post;
+        self
+    }
+
+    pub fn with_enforcement(mut self, enforcement: Option<crate::profile::enforcement::Enforcement>) -> Store {
+        self.enforcement = enforcement.map(Arc::new);
         self
     }
 

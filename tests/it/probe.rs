@@ -90,6 +90,37 @@ async fn probe_on_s3s_finds_what_the_e2e_suite_pins() {
     let report = probe_store(&server.store()).await;
     assert_eq!(server.objects().await, before, "the probe left objects behind");
     check_pinned("s3s-fs", &report);
+    check_readme_members(&report);
+}
+
+/// README's table of the `--json` members names exactly the report's members.
+fn check_readme_members(report: &probe::Report) {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let start = readme
+        .find("`--json` prints the report.")
+        .expect("README describes the JSON");
+    let table = readme[start..].split("\n\n").nth(1).unwrap();
+    let documented: Vec<String> = table
+        .lines()
+        .skip(2)
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .map(|name| name.trim_end_matches("[]").to_owned())
+        .collect();
+    let json = serde_json::to_value(report).unwrap();
+    let members: Vec<String> = json.as_object().unwrap().keys().cloned().collect();
+    let mut sorted = documented.clone();
+    sorted.sort();
+    let mut actual = members.clone();
+    actual.sort();
+    assert_eq!(sorted, actual, "README's JSON members against the report's");
 }
 
 #[tokio::test]
@@ -321,4 +352,83 @@ fn the_probe_agrees_with_the_end_to_end_suites() {
         assert!(compared >= 18, "{stem}: {compared} shared cases");
     }
     let _ = ProbeMethod::Post;
+}
+
+/// A probe file as Garage's run writes it, reduced to the case that matters here.
+const GARAGE_OVERWRITE: &str = r#"{"store": "default", "cases": [
+  {"case": "put-overwrite", "method": "put", "constraint": "overwrite", "verdict": "not-enforced", "status": 200},
+  {"case": "put-key-changed", "method": "put", "constraint": "key", "verdict": "enforced", "status": 403}
+]}"#;
+
+/// With `stores.<name>.probe`, `check` warns on each profile relying on what the store does not
+/// enforce (`--deny-warnings` fails), and the profile endpoint shows it.
+#[actix_web::test]
+async fn a_probe_file_makes_check_and_the_profile_endpoint_name_the_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe_file = dir.path().join("garage.json");
+    std::fs::write(&probe_file, GARAGE_OVERWRITE).unwrap();
+    let config = dir.path().join("postgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "policies: {}\nstores:\n  default:\n    endpoint: http://127.0.0.1:9\n    probe: {}\n",
+            repo_path("policies").display(),
+            probe_file.display()
+        ),
+    )
+    .unwrap();
+    let check = |deny: bool| {
+        let mut command = postgate();
+        command.args(["check", "--config"]).arg(&config);
+        if deny {
+            command.arg("--deny-warnings");
+        }
+        command.output().unwrap()
+    };
+    let out = check(false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            "warning: photos: put relies on overwrite, which store `default` does not enforce (not enforced, by \
+             `postgate probe`): overwrite: false is not enforced by this store; use verify with staging instead \
+             (uploads land under the staging prefix and only `complete` writes the key)"
+        ]
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with(" profiles ok, 1 warning\n"));
+    assert_eq!(check(true).status.code(), Some(1));
+
+    // The endpoint: the store's enforcement travels with the served profile.
+    use crate::support::state::{app_limits, key, policies_copy, registry_signing, state};
+    use actix_web::{App, test as actix_test};
+    use postgate::ratelimit::RateClock;
+    let enforcement = serde_json::from_str(GARAGE_OVERWRITE).unwrap();
+    let policies = policies_copy();
+    let store = crate::support::state::aws_store().with_enforcement(Some(enforcement));
+    let state = state(registry_signing(
+        policies.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        store,
+    ));
+    let service = actix_test::init_service(App::new().app_data(state).configure(postgate::http::routes)).await;
+    let get = |name: &str| {
+        actix_test::TestRequest::get()
+            .uri(&format!("/v1/profiles/{name}"))
+            .insert_header(("Authorization", format!("Bearer {}", key("mobile"))))
+            .to_request()
+    };
+    let photos: serde_json::Value = actix_test::call_and_read_body_json(&service, get("photos")).await;
+    assert_eq!(
+        photos["store_gaps"],
+        serde_json::json!([{
+            "method": "put",
+            "constraint": "overwrite",
+            "verdict": "not enforced",
+            "advice": postgate::profile::enforcement::Constraint::Overwrite.advice()
+        }])
+    );
+    let avatars: serde_json::Value = actix_test::call_and_read_body_json(&service, get("avatars")).await;
+    assert!(avatars.get("store_gaps").is_none(), "{avatars}");
 }
