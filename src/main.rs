@@ -190,30 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Probe(args) => probe_command(&config, args),
         #[cfg(feature = "dev-store")]
         Command::Dev(args) => gateway::dev(config, args.data, &args.listen, &args.store_listen),
-        Command::HashKey { generate } => {
-            let key = if generate {
-                let key = postgate::auth::generate_key();
-                println!("key:  {}", key.expose());
-                key
-            } else {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line)?;
-                let key = postgate::secret::Secret::new(line.trim_end_matches(['\r', '\n']));
-                if key.expose().len() < postgate::auth::MIN_KEY_LEN {
-                    bail!(
-                        "a key must be at least {} characters; try `postgate hash-key --generate`",
-                        postgate::auth::MIN_KEY_LEN
-                    );
-                }
-                key
-            };
-            println!(
-                "{}{}",
-                if generate { "hash: " } else { "" },
-                postgate::auth::hash_key(&key)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::HashKey { generate } => hash_key_command(generate),
         Command::Schema => {
             print!("{}", postgate::profile_schema());
             Ok(ExitCode::SUCCESS)
@@ -343,6 +320,32 @@ fn find<'s>(snapshot: &'s Snapshot, name: &str) -> anyhow::Result<&'s postgate::
 }
 
 /// `postgate events list|replay`: straight to the queue in Redis (no gateway needed).
+/// `postgate hash-key`: the hash of a key read from stdin, or a new key and its hash.
+fn hash_key_command(generate: bool) -> anyhow::Result<ExitCode> {
+    let key = if generate {
+        let key = postgate::auth::generate_key();
+        println!("key:  {}", key.expose());
+        key
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let key = postgate::secret::Secret::new(line.trim_end_matches(['\r', '\n']));
+        if key.expose().len() < postgate::auth::MIN_KEY_LEN {
+            bail!(
+                "a key must be at least {} characters; try `postgate hash-key --generate`",
+                postgate::auth::MIN_KEY_LEN
+            );
+        }
+        key
+    };
+    println!(
+        "{}{}",
+        if generate { "hash: " } else { "" },
+        postgate::auth::hash_key(&key)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `postgate check`: every diagnostic; with a store's probe file, the constraints each profile
 /// relies on that the store does not enforce, as warnings.
 fn check_command(config: &GatewayConfig, dir: Option<PathBuf>, deny_warnings: bool) -> anyhow::Result<ExitCode> {

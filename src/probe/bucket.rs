@@ -39,16 +39,18 @@ pub struct Audit {
 impl Audit {
     pub fn unreadable(code: &str) -> Audit {
         Audit {
-            status: "unreadable",
-            missing: Vec::new(),
             code: Some(code.to_owned()),
-            apply: None,
+            ..Audit::plain("unreadable")
         }
     }
 
     fn not_needed() -> Audit {
+        Audit::plain("not-needed")
+    }
+
+    fn plain(status: &'static str) -> Audit {
         Audit {
-            status: "not-needed",
+            status,
             missing: Vec::new(),
             code: None,
             apply: None,
@@ -167,12 +169,7 @@ pub fn audit_cors(document: Option<&[u8]>, needs: &BrowserNeeds) -> Audit {
         }
     }
     if missing.is_empty() {
-        return Audit {
-            status: "ok",
-            missing,
-            code: None,
-            apply: None,
-        };
+        return Audit::plain("ok");
     }
     let mut allowed_headers = needs.headers.clone();
     allowed_headers.retain(|h| !h.starts_with("x-amz-meta-"));
@@ -280,12 +277,7 @@ pub fn audit_lifecycle(document: Option<&[u8]>, prefixes: &[String], days: u32) 
         .map(|p| format!("AbortIncompleteMultipartUpload within {days} days for keys under `{p}`"))
         .collect();
     if missing.is_empty() {
-        return Audit {
-            status: "ok",
-            missing,
-            code: None,
-            apply: None,
-        };
+        return Audit::plain("ok");
     }
     Audit {
         status: if document.is_none() { "absent" } else { "missing" },

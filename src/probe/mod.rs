@@ -25,6 +25,9 @@ use send::{Answered, Attempt};
 
 /// Every key the probe writes starts with this; nothing else in the bucket is touched.
 pub const PREFIX: &str = "postgate-probe/";
+/// The metadata every probe upload carries, its run's id: no case changes it. An object at a
+/// probe key carrying another run's id is not this probe's doing, and stays.
+const RUN_METADATA: &str = "probe-run";
 /// The body every upload carries (16 bytes: inside the probe profiles' 10–20 byte range).
 const BODY: &[u8] = b"postgate probe.\n";
 /// How long after signing the expired cases are sent (their signatures last 1 s).
@@ -116,9 +119,10 @@ impl Report {
             out.push_str("no served profile relies on a constraint this store does not enforce\n");
         }
         out.push_str(&format!(
-            "cleanup: removed {} objects and aborted {} uploads{}\n",
+            "cleanup: removed {} objects, aborted {} uploads, left {} objects the probe did not write{}\n",
             self.cleanup.removed,
             self.cleanup.aborted,
+            self.cleanup.left,
             self.cleanup
                 .note
                 .as_deref()
@@ -134,6 +138,9 @@ impl Report {
 pub struct Cleanup {
     pub removed: usize,
     pub aborted: usize,
+    /// Objects under `postgate-probe/` the probe did not write (no run metadata matching their
+    /// key), left where they are.
+    pub left: usize,
     /// Why pending multipart uploads could not be listed, when they could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -149,6 +156,7 @@ pub async fn run(client: &StoreClient, store: &Store, scope: &Scope<'_>) -> Resu
     let (cases, own) = (outcome?, own?);
     cleanup.removed += own.removed;
     cleanup.aborted += own.aborted;
+    cleanup.left += own.left;
     cleanup.note = cleanup.note.or(own.note);
 
     let mut needs = bucket::BrowserNeeds {
@@ -208,7 +216,7 @@ fn probe_profile(bucket: &str, kind: &str) -> Profile {
         "bucket: {bucket}\napps: all\nkey: \"{PREFIX}${{run}}/${{case}}/${{uuid}}.txt\"\n\
          vars:\n  run: {{ pattern: \"[0-9a-f]{{32}}\" }}\n  case: {{ pattern: \"[a-z0-9-]{{1,40}}\" }}\n\
          expires_in: {expires_in}\nsize: {{ min: 10, max: 20 }}\ncontent_type: {{ exact: text/plain }}\n\
-         metadata:\n  purpose: probe\n{extra}"
+         metadata:\n  purpose: probe\n  {RUN_METADATA}: \"${{run}}\"\n{extra}"
     );
     crate::profile::parse(
         &ProfileName::new(&format!("probe-{kind}")).expect("a valid name"),
@@ -254,12 +262,16 @@ impl<'a> Probe<'a> {
         format!("{PREFIX}{}/", self.run)
     }
 
-    /// Deletes every object under `prefix` and aborts every multipart upload pending there.
+    /// Deletes the objects under `prefix` at keys only a probe writes
+    /// (`postgate-probe/<run>/<case>/<uuid>.txt`, see `probe_run_of`), unless they carry another
+    /// run's `probe-run` (a store may keep the bytes of a refused upload without its metadata),
+    /// and aborts the multipart uploads pending at such keys. Anything else under the prefix is
+    /// someone else's and is left.
     async fn clean(&self, prefix: &str) -> Result<Cleanup, StoreError> {
         let mut cleanup = Cleanup::default();
         match self.client.list_multipart(self.store, self.bucket, prefix).await {
             Ok(uploads) => {
-                for upload in uploads {
+                for upload in uploads.into_iter().filter(|u| probe_run_of(&u.key).is_some()) {
                     self.client
                         .abort_multipart(self.store, self.bucket, &upload.key, &upload.upload_id)
                         .await?;
@@ -272,8 +284,18 @@ impl<'a> Probe<'a> {
             Err(error) => return Err(error),
         }
         for key in self.client.list_keys(self.store, self.bucket, prefix).await? {
-            self.client.delete(self.store, self.bucket, &key).await?;
-            cleanup.removed += 1;
+            let Some(run) = probe_run_of(&key) else {
+                cleanup.left += 1;
+                continue;
+            };
+            let head = self.client.head(self.store, self.bucket, &key).await?;
+            let written_by = head.as_ref().and_then(|h| h.metadata.get(RUN_METADATA));
+            if written_by.is_none_or(|by| by == run) {
+                self.client.delete(self.store, self.bucket, &key).await?;
+                cleanup.removed += 1;
+            } else {
+                cleanup.left += 1;
+            }
         }
         Ok(cleanup)
     }
@@ -458,6 +480,20 @@ impl<'a> Probe<'a> {
             }))
     }
 
+    /// The request every probe upload makes: the run's and the case's prefix, `text/plain`.
+    fn request(&self, case: &Case) -> UploadRequest {
+        UploadRequest {
+            vars: [
+                ("run".to_owned(), self.run.clone()),
+                ("case".to_owned(), case.id.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            content_type: Some("text/plain".into()),
+            ..UploadRequest::default()
+        }
+    }
+
     /// A fresh signature for `case` by its method: a form, a PUT URL, or a started multipart
     /// upload and the URL of its one part.
     async fn sign_any(&self, case: &Case, body: &[u8]) -> Result<Signed1, StoreError> {
@@ -467,15 +503,8 @@ impl<'a> Probe<'a> {
         let profile = &self.profiles["multipart"];
         let now = OffsetDateTime::now_utc();
         let request = UploadRequest {
-            vars: [
-                ("run".to_owned(), self.run.clone()),
-                ("case".to_owned(), case.id.to_owned()),
-            ]
-            .into_iter()
-            .collect(),
-            content_type: Some("text/plain".into()),
             size: Some(BODY.len() as u64),
-            ..UploadRequest::default()
+            ..self.request(case)
         };
         let ctx = Context {
             app: "probe",
@@ -528,20 +557,13 @@ impl<'a> Probe<'a> {
             _ => Method::Put,
         };
         let request = UploadRequest {
-            vars: [
-                ("run".to_owned(), self.run.clone()),
-                ("case".to_owned(), case.id.to_owned()),
-            ]
-            .into_iter()
-            .collect(),
-            content_type: Some("text/plain".into()),
             size: (method == Method::Put).then_some(body.len() as u64),
             method: Some(method),
             checksum: profile.checksum().required.then(|| ChecksumRequest {
                 algorithm: ChecksumAlgorithm::Sha256,
                 value: sha256_b64(digest_of),
             }),
-            ..UploadRequest::default()
+            ..self.request(case)
         };
         let ctx = Context {
             app: "probe",
@@ -584,6 +606,24 @@ impl<'a> Probe<'a> {
     }
 }
 
+/// The run id of a key only the probe writes, `None` for any other key:
+/// `postgate-probe/<run: a UUID v7, 32 hex>/<a case id or a control>/<a UUID>.txt` (or
+/// `elsewhere.txt`, the key a duplicated `key` field names).
+fn probe_run_of(key: &str) -> Option<&str> {
+    let parts: Vec<&str> = key.strip_prefix(PREFIX)?.split('/').collect();
+    let [run, case, file] = parts[..] else {
+        return None;
+    };
+    let run_id = Uuid::try_parse(run)
+        .ok()
+        .filter(|u| u.get_version_num() == 7 && run.len() == 32);
+    let probe_case =
+        CASES.iter().any(|c| c.id == case) || ["post-control", "put-control", "part-control"].contains(&case);
+    let name = file.strip_suffix(".txt").unwrap_or_default();
+    let probe_file = name == "elsewhere" || Uuid::try_parse(name).is_ok();
+    (run_id.is_some() && probe_case && probe_file).then_some(run)
+}
+
 fn kind_of(method: ProbeMethod) -> &'static str {
     match method {
         ProbeMethod::Post => "post",
@@ -620,4 +660,34 @@ fn sha256_b64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     use sha2::Digest as _;
     base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_run_of;
+
+    #[test]
+    fn only_keys_of_the_probes_own_shape_are_its_own() {
+        let run = "01a249b9887b7719ac4f7e6ae461440d";
+        let file = "01a249b9-88e2-73a0-8d30-3af8a2a9596d.txt";
+        for key in [
+            format!("postgate-probe/{run}/put-overwrite/{file}"),
+            format!("postgate-probe/{run}/post-control/{file}"),
+            format!("postgate-probe/{run}/post-key-twice/elsewhere.txt"),
+        ] {
+            assert_eq!(probe_run_of(&key), Some(run), "{key}");
+        }
+        for key in [
+            "postgate-probe/notes.txt".to_owned(),
+            format!("postgate-probe/{run}/not-a-case/{file}"),
+            format!("postgate-probe/{run}/put-overwrite/theirs.txt"),
+            format!("postgate-probe/{run}/put-overwrite/deeper/{file}"),
+            // A v4 UUID is no run id; nor is the hyphenated form.
+            format!("postgate-probe/0123456789ab4def8123456789abcdef/put-overwrite/{file}"),
+            format!("postgate-probe/01a249b9-887b-7719-ac4f-7e6ae461440d/put-overwrite/{file}"),
+            format!("elsewhere/{run}/put-overwrite/{file}"),
+        ] {
+            assert_eq!(probe_run_of(&key), None, "{key}");
+        }
+    }
 }

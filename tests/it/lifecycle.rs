@@ -260,18 +260,7 @@ async fn check_foreign_objects(server: &S3Server) {
 async fn the_dev_store_answers_aborted_uploads_as_s3() {
     let data = tempfile::tempdir().unwrap();
     let dev = postgate::dev::start(data.path(), "127.0.0.1:0", Vec::new()).unwrap();
-    let store = postgate::sign::Store::new(
-        "default",
-        "us-east-1",
-        postgate::sign::Endpoint::Custom(dev.endpoint.clone()),
-        postgate::sign::Addressing::Path,
-        postgate::sign::Credentials {
-            access_key_id: postgate::dev::ACCESS_KEY.into(),
-            secret_access_key: postgate::secret::Secret::new(postgate::dev::SECRET_KEY),
-            session_token: None,
-            expires_at: None,
-        },
-    );
+    let store = crate::support::s3::dev_store(&dev.endpoint);
     let setup = Setup::new(store);
     let snapshot = setup.registry.current();
     postgate::dev::ensure_buckets(data.path(), &snapshot);

@@ -81,6 +81,84 @@ async fn probe_server(kind: Kind) {
     assert_eq!(server.objects().await, before, "the probe left objects behind");
     check_pinned(kind.name(), &report);
     check_killed_probe(&server).await;
+    check_bucket_audit(&server).await;
+}
+
+const ORIGIN: &str = "https://app.example.com";
+const CORS: &str = "<CORSConfiguration><CORSRule><AllowedOrigin>https://app.example.com</AllowedOrigin>\
+    <AllowedMethod>POST</AllowedMethod><AllowedMethod>PUT</AllowedMethod><AllowedHeader>*</AllowedHeader>\
+    <ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3600</MaxAgeSeconds></CORSRule></CORSConfiguration>";
+const LIFECYCLE: &str = "<LifecycleConfiguration><Rule><ID>abort</ID><Filter><Prefix></Prefix></Filter>\
+    <Status>Enabled</Status><AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation>\
+    </AbortIncompleteMultipartUpload></Rule></LifecycleConfiguration>";
+
+/// Sends a bucket subresource call (`PUT`/`DELETE` `?cors`, `?lifecycle`) signed with the
+/// server's own credentials; returns the status.
+async fn bucket_call(server: &S3Server, method: &str, which: &str, body: &str) -> u16 {
+    use base64::Engine as _;
+    let store = server.store();
+    let now = time::OffsetDateTime::now_utc();
+    let digest = {
+        use md5::Digest as _;
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()))
+    };
+    let headers: Vec<(&str, &str)> = if body.is_empty() {
+        vec![]
+    } else {
+        vec![("content-md5", &digest)]
+    };
+    let url = store
+        .signer(now)
+        .unwrap()
+        .presigned_object_url(method, BUCKET, "", &[(which, "")], &headers, now, 300);
+    let mut request = reqwest::Client::new()
+        .request(method.parse().unwrap(), url)
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// The bucket's CORS and lifecycle rules as the store keeps them: absent, the probe prints what
+/// to apply; applied, it finds them in place (where the store takes them).
+async fn check_bucket_audit(server: &S3Server) {
+    let snapshot = crate::support::s3::load_policies();
+    let media = snapshot.get("media").unwrap();
+    let client = StoreClient::new(ClientConfig::default());
+    let store = server.store();
+    let scope = Scope {
+        bucket: BUCKET.to_owned(),
+        profiles: vec![media],
+        origins: vec![ORIGIN.to_owned()],
+    };
+    let before = probe::run(&client, &store, &scope).await.unwrap();
+    let cors_put = bucket_call(server, "PUT", "cors", CORS).await;
+    let lifecycle_put = bucket_call(server, "PUT", "lifecycle", LIFECYCLE).await;
+    let after = probe::run(&client, &store, &scope).await.unwrap();
+    bucket_call(server, "DELETE", "cors", "").await;
+    bucket_call(server, "DELETE", "lifecycle", "").await;
+    println!(
+        "{}: CORS {} → PUT {cors_put} → {}; lifecycle {} → PUT {lifecycle_put} → {}",
+        server.kind().name(),
+        before.cors.status,
+        after.cors.status,
+        before.lifecycle.status,
+        after.lifecycle.status
+    );
+    assert_eq!(before.cors.status, "absent", "{:?}", before.cors);
+    assert!(before.cors.apply.is_some());
+    assert_eq!(before.lifecycle.status, "absent", "{:?}", before.lifecycle);
+    if cors_put == 200 {
+        assert_eq!(after.cors.status, "ok", "{:?}", after.cors);
+    }
+    if lifecycle_put == 200 {
+        assert_eq!(after.lifecycle.status, "ok", "{:?}", after.lifecycle);
+    }
+    assert!(
+        cors_put == 200 || lifecycle_put == 200,
+        "the store took neither rule: nothing was checked live"
+    );
 }
 
 #[tokio::test]
@@ -128,18 +206,7 @@ async fn probe_on_the_dev_store() {
     let data = tempfile::tempdir().unwrap();
     std::fs::create_dir(data.path().join(BUCKET)).unwrap();
     let dev = postgate::dev::start(data.path(), "127.0.0.1:0", Vec::new()).unwrap();
-    let store = postgate::sign::Store::new(
-        "default",
-        "us-east-1",
-        postgate::sign::Endpoint::Custom(dev.endpoint.clone()),
-        postgate::sign::Addressing::Path,
-        postgate::sign::Credentials {
-            access_key_id: postgate::dev::ACCESS_KEY.into(),
-            secret_access_key: postgate::secret::Secret::new(postgate::dev::SECRET_KEY),
-            session_token: None,
-            expires_at: None,
-        },
-    );
+    let store = crate::support::s3::dev_store(&dev.endpoint);
     let report = probe_store(&store).await;
     let left: Vec<_> = walkdir(&data.path().join(BUCKET));
     assert!(left.is_empty(), "the probe left {left:?}");
@@ -210,6 +277,17 @@ async fn check_killed_probe(server: &S3Server) {
         }
         command
     };
+    // Someone else's, under the probe's prefix: beside a run's keys, and in a run's folder.
+    let foreign = [
+        format!("{PREFIX}notes.txt"),
+        format!("{PREFIX}01a249b9887b7719ac4f7e6ae461440d/put-control/theirs.txt"),
+    ];
+    for key in &foreign {
+        assert_eq!(
+            server.raw_put(BUCKET, key, None, b"not the probe's".to_vec()).await,
+            200
+        );
+    }
     let before = server.objects().await;
     let mut child = command(false)
         .stdout(Stdio::null())
@@ -225,16 +303,19 @@ async fn check_killed_probe(server: &S3Server) {
             .into_iter()
             .filter(|k| k.starts_with(&prefix))
             .collect();
-        if left.len() >= 3 {
+        if left.len() >= 3 + foreign.len() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(left.len() >= 3, "the probe wrote nothing to kill it over");
     assert!(
-        server.objects().await.iter().any(|k| k.starts_with(&prefix)),
+        left.len() >= 3 + foreign.len(),
+        "the probe wrote nothing to kill it over"
+    );
+    assert!(
+        server.objects().await.len() > before.len(),
         "the killed probe left its objects"
     );
 
@@ -251,13 +332,19 @@ async fn check_killed_probe(server: &S3Server) {
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(report["cleanup"]["removed"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(report["cleanup"]["left"], 2, "{report}");
     assert_eq!(
         server.objects().await,
         before,
         "the second run left the bucket as it found it"
     );
+    let client = StoreClient::new(ClientConfig::default());
+    for key in &foreign {
+        let theirs = server.object(BUCKET, key).await.expect("someone else's object stays");
+        assert_eq!(theirs.bytes, b"not the probe's");
+        client.delete(&server.store(), BUCKET, key).await.unwrap();
+    }
     if server.kind() != Kind::S3sFs {
-        let client = StoreClient::new(ClientConfig::default());
         let pending = client.list_multipart(&server.store(), BUCKET, PREFIX).await.unwrap();
         assert!(pending.is_empty(), "{pending:?}");
     }

@@ -78,8 +78,15 @@ retry() {
   done
 }
 retry port_open "$S3_PORT"
+weed_shell() { echo "$1" | "$WEED" shell -master="127.0.0.1:$MASTER_PORT" 2>&1; }
+has_bucket() { weed_shell "s3.bucket.list" | grep -qw "$1"; }
 for bucket in "${BUCKETS[@]}"; do
-  retry sh -c "echo 's3.bucket.create -name $bucket' | '$WEED' shell -master=127.0.0.1:$MASTER_PORT 2>&1 | grep -qv -i error"
+  until has_bucket "$bucket"; do
+    weed_shell "s3.bucket.create -name $bucket" >/dev/null || true
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$LOGFILE" >&2; die "server exited"; }
+    [ "$SECONDS" -lt "$deadline" ] || { kill "$pid"; die "timed out creating bucket $bucket"; }
+    sleep 0.3
+  done
 done
 log "ready: buckets ${BUCKETS[*]}; pid $pid; log $LOGFILE"
 cat <<EXPORTS

@@ -540,3 +540,20 @@ pub fn avatar_request(user: &str) -> UploadRequest {
         ..UploadRequest::default()
     }
 }
+
+/// A `Store` signing for `postgate dev`'s embedded store at `endpoint`, with its dev credentials.
+pub fn dev_store(endpoint: &str) -> Store {
+    let credentials = Credentials {
+        access_key_id: postgate::dev::ACCESS_KEY.into(),
+        secret_access_key: Secret::new(postgate::dev::SECRET_KEY),
+        session_token: None,
+        expires_at: None,
+    };
+    Store::new(
+        "default",
+        "us-east-1",
+        Endpoint::Custom(endpoint.to_owned()),
+        Addressing::Path,
+        credentials,
+    )
+}
