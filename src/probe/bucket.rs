@@ -16,6 +16,8 @@ pub struct BrowserNeeds {
     pub origins: Vec<String>,
     /// Lowercase request headers the signed PUTs and parts carry.
     pub headers: Vec<String>,
+    /// `POST` and `PUT`, as the served profiles and the store use them.
+    pub methods: Vec<&'static str>,
 }
 
 /// The audit of one bucket document.
@@ -144,7 +146,7 @@ pub fn audit_cors(document: Option<&[u8]>, needs: &BrowserNeeds) -> Audit {
             .filter(|r| r.origins.iter().any(|o| wildcard(o, origin, false)))
             .collect();
         let mut gaps = Vec::new();
-        for method in ["POST", "PUT"] {
+        for &method in &needs.methods {
             if !rules.iter().any(|r| r.methods.iter().any(|m| m == method)) {
                 gaps.push(format!("method {method}"));
             }
@@ -184,7 +186,7 @@ pub fn audit_cors(document: Option<&[u8]>, needs: &BrowserNeeds) -> Audit {
         apply: Some(json!({
             "CORSRules": [{
                 "AllowedOrigins": lacking_origins,
-                "AllowedMethods": ["POST", "PUT"],
+                "AllowedMethods": needs.methods,
                 "AllowedHeaders": allowed_headers,
                 "ExposeHeaders": ["ETag"],
                 "MaxAgeSeconds": 3600
@@ -302,6 +304,7 @@ mod tests {
         BrowserNeeds {
             origins: vec!["https://app.example.com".into()],
             headers: vec!["content-type".into(), "x-amz-meta-postgate-upload".into()],
+            methods: vec!["POST", "PUT"],
         }
     }
 

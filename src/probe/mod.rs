@@ -161,12 +161,15 @@ pub async fn run(client: &StoreClient, store: &Store, scope: &Scope<'_>) -> Resu
 
     let mut needs = bucket::BrowserNeeds {
         origins: scope.origins.clone(),
-        headers: Vec::new(),
+        ..bucket::BrowserNeeds::default()
     };
     let mut multipart_prefixes = Vec::new();
     let mut days = 1u64;
+    let (mut post, mut put) = (scope.profiles.is_empty() && store.post, scope.profiles.is_empty());
     for profile in &scope.profiles {
         bucket::browser_headers(profile, &mut needs.headers);
+        post |= store.post && profile.plan().allows(Method::Post);
+        put |= profile.plan().allows(Method::Put) || profile.multipart().is_some();
         if let Some(rule) = profile.multipart() {
             multipart_prefixes.push(profile.key().literal_prefix().to_owned());
             days = days.max(rule.expires_in.as_secs().div_ceil(86_400) + 1);
@@ -174,6 +177,10 @@ pub async fn run(client: &StoreClient, store: &Store, scope: &Scope<'_>) -> Resu
     }
     needs.headers.sort();
     needs.headers.dedup();
+    needs.methods = [("POST", post), ("PUT", put)]
+        .into_iter()
+        .filter_map(|(method, used)| used.then_some(method))
+        .collect();
     let cors = match client.bucket_config(store, &scope.bucket, BucketConfig::Cors).await {
         Ok(document) => bucket::audit_cors(document.as_deref(), &needs),
         Err(error) => bucket::Audit::unreadable(error.code().unwrap_or("Unavailable")),

@@ -124,15 +124,17 @@ async fn bucket_call(server: &S3Server, method: &str, which: &str, body: &str) -
 /// to apply; applied, it finds them in place (where the store takes them).
 async fn check_bucket_audit(server: &S3Server) {
     let snapshot = crate::support::s3::load_policies();
-    let media = snapshot.get("media").unwrap();
     let client = StoreClient::new(ClientConfig::default());
     let store = server.store();
     let scope = Scope {
         bucket: BUCKET.to_owned(),
-        profiles: vec![media],
+        profiles: ["media", "photos", "avatars"]
+            .map(|p| &***snapshot.get(p).unwrap())
+            .to_vec(),
         origins: vec![ORIGIN.to_owned()],
     };
     let before = probe::run(&client, &store, &scope).await.unwrap();
+    check_flags(server.kind(), &before);
     let cors_put = bucket_call(server, "PUT", "cors", CORS).await;
     let lifecycle_put = bucket_call(server, "PUT", "lifecycle", LIFECYCLE).await;
     let after = probe::run(&client, &store, &scope).await.unwrap();
@@ -169,6 +171,57 @@ async fn probe_on_s3s_finds_what_the_e2e_suite_pins() {
     assert_eq!(server.objects().await, before, "the probe left objects behind");
     check_pinned("s3s-fs", &report);
     check_readme_members(&report);
+
+    // The served profiles' gaps: `photos` (PUT) relies on unsigned headers being refused.
+    let snapshot = crate::support::s3::load_policies();
+    let scope = Scope {
+        bucket: BUCKET.to_owned(),
+        profiles: ["media", "photos", "avatars"]
+            .map(|p| &***snapshot.get(p).unwrap())
+            .to_vec(),
+        origins: Vec::new(),
+    };
+    let client = StoreClient::new(ClientConfig::default());
+    let report = probe::run(&client, &server.store(), &scope).await.unwrap();
+    check_flags(Kind::S3sFs, &report);
+}
+
+/// What the probe flags per store: `overwrite: false` (photos) on Garage, unsigned headers
+/// (photos' PUT) on bare s3s-fs, unsigned form fields (avatars) on SeaweedFS.
+fn check_flags(kind: Kind, report: &probe::Report) {
+    use postgate::profile::enforcement::Constraint;
+    let flagged = |profile: &str, method: ProbeMethod, constraint: Constraint| {
+        report.profiles[profile]
+            .iter()
+            .any(|g| g.method == method && g.constraint == constraint)
+    };
+    assert!(report.has_gaps(), "{}", report.text());
+    match kind {
+        Kind::Garage => {
+            assert!(
+                flagged("photos", ProbeMethod::Put, Constraint::Overwrite),
+                "{}",
+                report.text()
+            );
+            assert!(!flagged("photos", ProbeMethod::Put, Constraint::UnsignedHeaders));
+        }
+        Kind::S3sFs => {
+            assert!(
+                flagged("photos", ProbeMethod::Put, Constraint::UnsignedHeaders),
+                "{}",
+                report.text()
+            );
+            assert!(!flagged("photos", ProbeMethod::Put, Constraint::Overwrite));
+        }
+        Kind::SeaweedFs => {
+            assert!(
+                flagged("avatars", ProbeMethod::Post, Constraint::ExtraFields),
+                "{}",
+                report.text()
+            );
+            assert!(report.profiles["photos"].is_empty(), "{}", report.text());
+        }
+    }
 }
 
 /// README's table of the `--json` members names exactly the report's members.
@@ -438,7 +491,6 @@ fn the_probe_agrees_with_the_end_to_end_suites() {
         }
         assert!(compared >= 18, "{stem}: {compared} shared cases");
     }
-    let _ = ProbeMethod::Post;
 }
 
 /// A probe file as Garage's run writes it, reduced to the case that matters here.
