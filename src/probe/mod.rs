@@ -148,7 +148,7 @@ pub struct Cleanup {
 
 /// Runs every case against `store` and audits the bucket. A store call that fails outright (the
 /// store down, credentials refused) ends the run with that error, after cleaning up.
-pub async fn run(client: &StoreClient, store: &Store, scope: &Scope<'_>) -> Result<Report, StoreError> {
+pub async fn run(client: &StoreClient, store: &Store, scope: &Scope<'_>) -> Result<Report, ProbeError> {
     let probe = Probe::new(client, store, &scope.bucket)?;
     let mut cleanup = probe.clean(PREFIX).await?;
     let outcome = probe.cases().await;
@@ -209,9 +209,21 @@ pub async fn run(client: &StoreClient, store: &Store, scope: &Scope<'_>) -> Resu
     })
 }
 
+/// Why a probe did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The bucket cannot be signed for (its name), said as the compiler says it.
+    #[error("{0}")]
+    Bucket(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The probe profiles, compiled from YAML: `post` and `put` (with a required SHA-256, the PUT
-/// with `overwrite: false`), `expired` (1 s signatures), `multipart`.
-fn probe_profile(bucket: &str, kind: &str) -> Profile {
+/// with `overwrite: false`), `expired` (1 s signatures), `multipart`. Only the bucket comes from
+/// outside, quoted; a name the compiler refuses is `ProbeError::Bucket`.
+fn probe_profile(bucket: &str, kind: &str) -> Result<Profile, ProbeError> {
+    let bucket = serde_json::to_string(bucket).unwrap_or_default();
     let extra = match kind {
         "post" => "checksum: { algorithms: [sha256] }\n",
         "put" => "checksum: { algorithms: [sha256] }\noverwrite: false\n",
@@ -229,7 +241,10 @@ fn probe_profile(bucket: &str, kind: &str) -> Profile {
         &ProfileName::new(&format!("probe-{kind}")).expect("a valid name"),
         &yaml,
     )
-    .unwrap_or_else(|diags| panic!("the probe's own `{kind}` profile compiles: {diags:?}"))
+    .map_err(|diags| {
+        let errors: Vec<String> = diags.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+        ProbeError::Bucket(errors.join("; "))
+    })
 }
 
 struct Probe<'a> {
@@ -250,11 +265,11 @@ struct Signed1 {
 }
 
 impl<'a> Probe<'a> {
-    fn new(client: &'a StoreClient, store: &'a Store, bucket: &'a str) -> Result<Probe<'a>, StoreError> {
+    fn new(client: &'a StoreClient, store: &'a Store, bucket: &'a str) -> Result<Probe<'a>, ProbeError> {
         let profiles = ["post", "put", "expired", "multipart"]
             .into_iter()
-            .map(|kind| (kind, probe_profile(bucket, kind)))
-            .collect();
+            .map(|kind| Ok((kind, probe_profile(bucket, kind)?)))
+            .collect::<Result<_, ProbeError>>()?;
         Ok(Probe {
             client,
             store,

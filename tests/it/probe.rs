@@ -571,3 +571,40 @@ async fn a_probe_file_makes_check_and_the_profile_endpoint_name_the_gaps() {
     let avatars: serde_json::Value = actix_test::call_and_read_body_json(&service, get("avatars")).await;
     assert!(avatars.get("store_gaps").is_none(), "{avatars}");
 }
+
+/// Bad input to the command is an error that says what is wrong, never a panic or a probe.
+#[test]
+fn a_bad_bucket_or_store_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    let config = dir.path().join("postgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "policies: {}\nstores:\n  default:\n    endpoint: http://127.0.0.1:9\n",
+            dir.path().join("policies").display()
+        ),
+    )
+    .unwrap();
+    for (args, says) in [
+        (vec!["--bucket", "Not_A_Bucket"], "is not a valid S3 bucket name"),
+        (vec!["--bucket", "ok-bucket\nkey: x"], "is not a valid S3 bucket name"),
+        (
+            vec!["--store", "elsewhere", "--bucket", "b-1"],
+            "no store `elsewhere` is configured",
+        ),
+        (vec![], "say which bucket with --bucket"),
+    ] {
+        let out = postgate()
+            .arg("probe")
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
