@@ -91,6 +91,14 @@ pub fn browser_headers(profile: &Profile, out: &mut Vec<String>) {
     out.dedup();
 }
 
+/// A bucket document as read (no document: an empty one); `None` for XML that cannot be read.
+fn parse<T: Default + for<'de> Deserialize<'de>>(document: Option<&[u8]>) -> Option<T> {
+    match document {
+        None => Some(T::default()),
+        Some(bytes) => quick_xml::de::from_reader(bytes).ok(),
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct CorsDocument {
     #[serde(default, rename = "CORSRule")]
@@ -130,12 +138,8 @@ pub fn audit_cors(document: Option<&[u8]>, needs: &BrowserNeeds) -> Audit {
     if needs.origins.is_empty() {
         return Audit::not_needed();
     }
-    let parsed: CorsDocument = match document {
-        None => CorsDocument::default(),
-        Some(bytes) => match quick_xml::de::from_reader(bytes) {
-            Ok(doc) => doc,
-            Err(_) => return Audit::unreadable("MalformedXML"),
-        },
+    let Some(parsed) = parse::<CorsDocument>(document) else {
+        return Audit::unreadable("MalformedXML");
     };
     let mut missing = Vec::new();
     let mut lacking_origins = Vec::new();
@@ -244,12 +248,8 @@ pub fn audit_lifecycle(document: Option<&[u8]>, prefixes: &[String], days: u32) 
     if prefixes.is_empty() {
         return Audit::not_needed();
     }
-    let parsed: LifecycleDocument = match document {
-        None => LifecycleDocument::default(),
-        Some(bytes) => match quick_xml::de::from_reader(bytes) {
-            Ok(doc) => doc,
-            Err(_) => return Audit::unreadable("MalformedXML"),
-        },
+    let Some(parsed) = parse::<LifecycleDocument>(document) else {
+        return Audit::unreadable("MalformedXML");
     };
     let covering: Vec<(String, u32)> = parsed
         .rules

@@ -128,9 +128,7 @@ async fn check_bucket_audit(server: &S3Server) {
     let store = server.store();
     let scope = Scope {
         bucket: BUCKET.to_owned(),
-        profiles: ["media", "photos", "avatars"]
-            .map(|p| &***snapshot.get(p).unwrap())
-            .to_vec(),
+        profiles: served(&snapshot),
         origins: vec![ORIGIN.to_owned()],
     };
     let before = probe::run(&client, &store, &scope).await.unwrap();
@@ -176,14 +174,19 @@ async fn probe_on_s3s_finds_what_the_e2e_suite_pins() {
     let snapshot = crate::support::s3::load_policies();
     let scope = Scope {
         bucket: BUCKET.to_owned(),
-        profiles: ["media", "photos", "avatars"]
-            .map(|p| &***snapshot.get(p).unwrap())
-            .to_vec(),
+        profiles: served(&snapshot),
         origins: Vec::new(),
     };
     let client = StoreClient::new(ClientConfig::default());
     let report = probe::run(&client, &server.store(), &scope).await.unwrap();
     check_flags(Kind::S3sFs, &report);
+}
+
+/// The example profiles the probe's flags are checked on.
+fn served(snapshot: &postgate::registry::Snapshot) -> Vec<&postgate::profile::Profile> {
+    ["media", "photos", "avatars"]
+        .map(|p| &***snapshot.get(p).unwrap())
+        .to_vec()
 }
 
 /// What the probe flags per store: `overwrite: false` (photos) on Garage, unsigned headers
