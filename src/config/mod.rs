@@ -18,7 +18,7 @@ use crate::auth::AppKeys;
 use crate::profile::enforcement::Enforcement;
 use crate::ratelimit::{AppLimits, RateLimit};
 use crate::secret::Secret;
-use crate::sign::{Addressing, Credentials, Endpoint, Store};
+use crate::sign::{Addressing, Credentials, Endpoint, Keys, Kind, Store};
 
 /// The name of the store a profile uses when it names none.
 pub const DEFAULT_STORE: &str = "default";
@@ -532,19 +532,28 @@ pub enum LogFormat {
     Json,
 }
 
-/// One S3 endpoint.
+/// One store: an S3 endpoint, or Google Cloud Storage (`kind: gcs`).
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `s3` (default: AWS S3 and S3-compatible stores) or `gcs` (Google Cloud Storage's XML API,
+    /// signed with Google's V4 by an HMAC key or a service account's key).
+    #[serde(default)]
+    pub kind: Kind,
     /// The region signatures are scoped to; default `AWS_REGION`, `AWS_DEFAULT_REGION`, or us-east-1.
     #[serde(default)]
     pub region: Option<String>,
-    /// An S3-compatible endpoint like `http://127.0.0.1:9000`; default AWS S3.
+    /// An S3-compatible endpoint like `http://127.0.0.1:9000`; default AWS S3 (for `kind: gcs`,
+    /// `https://storage.googleapis.com`).
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// `auto` (default), `path` or `virtual`.
+    /// `auto` (default), `path` or `virtual`. GCS is path-style unless `virtual`.
     #[serde(default)]
     pub addressing: Addressing,
+    /// `kind: gcs` only: buckets served at their own hostname (a bucket-bound hostname behind
+    /// a load balancer or CNAME), `bucket: https://uploads.example.com`.
+    #[serde(default)]
+    pub bucket_hostnames: std::collections::BTreeMap<String, String>,
     /// Whether the store takes POST uploads; `false` for stores without them (Cloudflare R2,
     /// Backblaze B2), which then get presigned PUT URLs. Default `true`.
     #[serde(default)]
@@ -604,6 +613,10 @@ pub struct CredentialsConfig {
     pub access_key_id_file: Option<PathBuf>,
     pub secret_access_key_file: Option<PathBuf>,
     pub session_token_file: Option<PathBuf>,
+    /// `kind: gcs`: a service account's JSON key file (`client_email`, `private_key`), which signs
+    /// with `GOOG4-RSA-SHA256`; default `GOOGLE_APPLICATION_CREDENTIALS` when no HMAC key is set.
+    /// Without it a GCS store signs with an HMAC key (`GOOG4-HMAC-SHA256`) from the settings above.
+    pub service_account_file: Option<PathBuf>,
 }
 
 impl CredentialsConfig {
@@ -819,6 +832,19 @@ impl GatewayConfig {
             store: name.to_owned(),
             message,
         };
+        if config.kind == Kind::Gcs {
+            return self.resolve_gcs_store(name, config, env).map_err(fail);
+        }
+        if !config.bucket_hostnames.is_empty() {
+            return Err(fail(
+                "bucket_hostnames: only `kind: gcs` stores take bucket-bound hostnames".to_owned(),
+            ));
+        }
+        if config.credentials.service_account_file.is_some() {
+            return Err(fail(
+                "credentials.service_account_file: only `kind: gcs` stores sign with a service account".to_owned(),
+            ));
+        }
         let region = config
             .region
             .clone()
@@ -882,6 +908,80 @@ impl GatewayConfig {
             }
         }
     }
+}
+
+impl GatewayConfig {
+    /// A `kind: gcs` store: Google's endpoint unless another is named, signing with a service
+    /// account's key file or an HMAC key. Errors name settings, never values.
+    fn resolve_gcs_store(
+        &self,
+        name: &str,
+        config: &StoreConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Store, Refresh), String> {
+        let creds = &config.credentials;
+        if creds.source.is_some_and(|s| s != CredentialSource::Static) || config.region.is_some() {
+            return Err("a GCS store takes no `region` and no `credentials.source` but `static`: it signs with an HMAC key or `credentials.service_account_file`".to_owned());
+        }
+        let endpoint = match &config.endpoint {
+            Some(url) => normalize_endpoint(url)?,
+            None => crate::sign::GCS_ENDPOINT.to_owned(),
+        };
+        let mut origins = std::collections::BTreeMap::new();
+        for (bucket, url) in &config.bucket_hostnames {
+            let origin = normalize_endpoint(url).map_err(|e| format!("bucket_hostnames.{bucket}: {e}"))?;
+            if origin.split_once("://").is_some_and(|(_, rest)| rest.contains('/')) {
+                return Err(format!(
+                    "bucket_hostnames.{bucket}: give `scheme://host[:port]` without a path"
+                ));
+            }
+            origins.insert(bucket.clone(), origin);
+        }
+        let store = Store::awaiting_credentials(name, "auto", Endpoint::Custom(endpoint), config.addressing)
+            .with_kind(Kind::Gcs)
+            .with_bucket_origins(origins)
+            .with_post(config.post.unwrap_or(true))
+            .with_enforcement(self.store_enforcement(name).map_err(|e| e.to_string())?);
+        let account_file = creds.service_account_file.clone().or_else(|| {
+            (!creds.has_static_settings())
+                .then(|| env("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from))
+                .flatten()
+        });
+        match account_file {
+            Some(path) => {
+                store.set_keys(read_service_account(&path)?);
+                Ok((store, Refresh::Never))
+            }
+            None => {
+                let credentials = creds
+                    .read_static(env)?
+                    .ok_or_else(|| format!("{}, or credentials.service_account_file", creds.missing()))?;
+                let refresh = match creds.files().is_empty() {
+                    true => Refresh::Never,
+                    false => Refresh::Files(creds.clone()),
+                };
+                store.set_credentials(credentials);
+                Ok((store, refresh))
+            }
+        }
+    }
+}
+
+/// A service account's JSON key file: its `client_email` and RSA `private_key`. The error names
+/// the file's problem, never its content.
+fn read_service_account(path: &Path) -> Result<Keys, String> {
+    #[derive(Deserialize)]
+    struct Account {
+        client_email: String,
+        private_key: String,
+    }
+    let at = "credentials.service_account_file";
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{at}: cannot read the file it names: {}", e.kind()))?;
+    let account: Account = serde_json::from_str(&text)
+        .map_err(|_| format!("{at}: not a service account key (JSON with `client_email` and `private_key`)"))?;
+    let key = crate::sign::sigv4::rsa_key_from_pem(&account.private_key).map_err(|e| format!("{at}: {e}"))?;
+    Ok(Keys::service_account(&account.client_email, key))
 }
 
 /// An endpoint as signatures need it: `scheme://host[:port][/path]` with the host lowercased, the

@@ -443,6 +443,21 @@ pub fn build_reusing(
                         .in_file(&shown),
                     );
                     }
+                    Some(store) if !store.problems(&profile).is_empty() => {
+                        for problem in store.problems(&profile) {
+                            diags.push(
+                                Diagnostic::error(
+                                    "store",
+                                    format!(
+                                        "store `{}` ({}) cannot serve this profile: {problem}",
+                                        profile.store(),
+                                        store.kind.name()
+                                    ),
+                                )
+                                .in_file(&shown),
+                            );
+                        }
+                    }
                     Some(store) => {
                         digests.insert(stem.clone(), compiled.digest);
                         profiles.insert(stem, Served::new(profile.clone(), store.clone()));

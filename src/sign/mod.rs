@@ -4,6 +4,7 @@
 //!
 //! Pure: `now` is a parameter; no IO.
 
+pub mod gcs;
 pub mod multipart;
 pub mod post;
 pub mod put;
@@ -56,6 +57,30 @@ pub enum Addressing {
     Virtual,
 }
 
+/// Which API a store speaks, and so how its uploads are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// S3 and S3-compatible stores: SigV4 (`AWS4-HMAC-SHA256`).
+    #[default]
+    S3,
+    /// Google Cloud Storage's XML API: Google's V4 (`GOOG4-HMAC-SHA256` with HMAC keys,
+    /// `GOOG4-RSA-SHA256` with a service account's key).
+    Gcs,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::S3 => "s3",
+            Kind::Gcs => "gcs",
+        }
+    }
+}
+
+/// GCS's endpoint when a `kind: gcs` store names none.
+pub const GCS_ENDPOINT: &str = "https://storage.googleapis.com";
+
 /// Credentials closer to their expiry than this are not used: a request gets a clear 503
 /// rather than a form that dies while its file is still being chosen.
 pub const MIN_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(30);
@@ -65,6 +90,8 @@ pub struct Keys {
     pub credentials: Credentials,
     /// The derived signing key for one day, reused until the date changes.
     day_key: Mutex<Option<(String, [u8; 32])>>,
+    /// A GCS service account's key, which signs instead of the HMAC chain.
+    rsa: Option<ring::signature::RsaKeyPair>,
 }
 
 impl Keys {
@@ -72,6 +99,21 @@ impl Keys {
         Keys {
             credentials,
             day_key: Mutex::new(None),
+            rsa: None,
+        }
+    }
+
+    /// A service account's key: `client_email` signs as the credential's id.
+    pub fn service_account(email: &str, key: ring::signature::RsaKeyPair) -> Keys {
+        let credentials = Credentials {
+            access_key_id: email.to_owned(),
+            secret_access_key: Secret::new(""),
+            session_token: None,
+            expires_at: None,
+        };
+        Keys {
+            rsa: Some(key),
+            ..Keys::new(credentials)
         }
     }
 }
@@ -105,9 +147,12 @@ impl std::fmt::Display for CredentialsUnavailable {
 /// parts (`signer`).
 pub struct Store {
     pub name: String,
+    pub kind: Kind,
     pub region: String,
     pub endpoint: Endpoint,
     pub addressing: Addressing,
+    /// Buckets served at their own origin (GCS's bucket-bound hostnames): `bucket → scheme://host`.
+    pub bucket_origins: std::collections::BTreeMap<String, String>,
     /// Whether the store takes POST uploads (R2 and B2 do not).
     pub post: bool,
     /// What `postgate probe` found the store enforces (`stores.<name>.probe`), when given.
@@ -121,6 +166,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("name", &self.name)
+            .field("kind", &self.kind)
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("addressing", &self.addressing)
@@ -149,9 +195,11 @@ impl Store {
     pub fn awaiting_credentials(name: &str, region: &str, endpoint: Endpoint, addressing: Addressing) -> Store {
         Store {
             name: name.to_owned(),
+            kind: Kind::S3,
             region: region.to_owned(),
             endpoint,
             addressing,
+            bucket_origins: Default::default(),
             post: true,
             enforcement: None,
             keys: ArcSwapOption::empty(),
@@ -161,8 +209,33 @@ impl Store {
 
     /// Publishes fresh credentials; signatures started before keep the set they took.
     pub fn set_credentials(&self, credentials: Credentials) {
-        self.keys.store(Some(Arc::new(Keys::new(credentials))));
+        self.set_keys(Keys::new(credentials));
+    }
+
+    /// Publishes fresh keys (a GCS service account's, say).
+    pub fn set_keys(&self, keys: Keys) {
+        self.keys.store(Some(Arc::new(keys)));
         self.problem.store(None);
+    }
+
+    /// The store, speaking `kind`'s API.
+    pub fn with_kind(mut self, kind: Kind) -> Store {
+        self.kind = kind;
+        self
+    }
+
+    /// The store, serving these buckets at their own origins.
+    pub fn with_bucket_origins(mut self, origins: std::collections::BTreeMap<String, String>) -> Store {
+        self.bucket_origins = origins;
+        self
+    }
+
+    /// What this store cannot sign for `profile`, one sentence each (empty: it can serve it).
+    pub fn problems(&self, profile: &Profile) -> Vec<String> {
+        match self.kind {
+            Kind::S3 => Vec::new(),
+            Kind::Gcs => gcs::problems(profile),
+        }
     }
 
     /// Records why credentials could not be had; the current ones serve until they expire.
@@ -224,6 +297,9 @@ impl Store {
     /// Where an object is: the URL's `scheme://host` part, the `Host` header, and the
     /// URI-encoded path (with the bucket for path-style addressing).
     pub fn object_location(&self, bucket: &str, key: &str) -> (String, String, String) {
+        if self.kind == Kind::Gcs {
+            return self.gcs_object_location(bucket, key);
+        }
         let mut path = String::with_capacity(bucket.len() + key.len() + 16);
         // AWS's forms are written directly (the signing path takes them); others from the URL.
         let origin = match (&self.endpoint, self.addressing) {
@@ -250,8 +326,41 @@ impl Store {
         (origin, host, path)
     }
 
+    /// A GCS object's origin, signed host and path: the bucket's own origin if it has one, else
+    /// the endpoint, virtual-hosted or (by default) path-style. The signed host is the origin's
+    /// without its port, as Google's client libraries sign it.
+    fn gcs_object_location(&self, bucket: &str, key: &str) -> (String, String, String) {
+        let base = match &self.endpoint {
+            Endpoint::Custom(base) => base.as_str(),
+            Endpoint::Aws => GCS_ENDPOINT,
+        };
+        let (scheme, authority) = base.split_once("://").unwrap_or(("https", base));
+        let mut path = String::with_capacity(bucket.len() + key.len() + 16);
+        let origin = if let Some(origin) = self.bucket_origins.get(bucket) {
+            origin.clone()
+        } else if self.addressing == Addressing::Virtual {
+            format!("{scheme}://{bucket}.{authority}")
+        } else {
+            path.push('/');
+            sigv4::uri_encode(&mut path, bucket, false);
+            base.to_owned()
+        };
+        path.push('/');
+        sigv4::uri_encode(&mut path, key, true);
+        let authority = origin.split_once("://").map_or(origin.as_str(), |(_, rest)| rest);
+        let host = match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        };
+        (origin.clone(), host.to_owned(), path)
+    }
+
     /// The URL a form for `bucket` is posted to.
     pub fn bucket_url(&self, bucket: &str) -> String {
+        if self.kind == Kind::Gcs {
+            let (origin, _, path) = self.gcs_object_location(bucket, "");
+            return format!("{origin}{path}");
+        }
         match (&self.endpoint, self.addressing) {
             (Endpoint::Aws, Addressing::Path) => {
                 format!("https://s3.{}.amazonaws.com/{bucket}", self.region)
@@ -298,14 +407,27 @@ impl Signer<'_> {
         expires_in: u64,
     ) -> sigv4::QuerySigner<'a> {
         let credentials = self.credentials();
+        let (region, service) = match self.store.kind {
+            Kind::S3 => (self.store.region.as_str(), "s3"),
+            Kind::Gcs => (sigv4::GOOG4_REGION, sigv4::GOOG4_SERVICE),
+        };
         sigv4::QuerySigner {
             access_key_id: &credentials.access_key_id,
             session_token: credentials.session_token.as_ref().map(|t| t.expose()),
-            signing_key,
-            region: &self.store.region,
-            service: "s3",
+            key: self.key(signing_key),
+            region,
+            service,
             amz_date,
             expires_in,
+        }
+    }
+
+    /// What signs for this store: the day's HMAC key in its dialect, or a service account's key.
+    pub fn key<'a>(&'a self, day_key: &'a [u8; 32]) -> sigv4::Key<'a> {
+        match (self.store.kind, &self.keys.rsa) {
+            (Kind::S3, _) => sigv4::Key::Aws4(day_key),
+            (Kind::Gcs, Some(pair)) => sigv4::Key::Goog4Rsa(pair),
+            (Kind::Gcs, None) => sigv4::Key::Goog4Hmac(day_key),
         }
     }
 
@@ -351,7 +473,10 @@ impl Signer<'_> {
             return *key;
         }
         let secret = self.keys.credentials.secret_access_key.expose();
-        let key = sigv4::signing_key(secret, date, &self.store.region, "s3");
+        let key = match self.store.kind {
+            Kind::S3 => sigv4::signing_key(secret, date, &self.store.region, "s3"),
+            Kind::Gcs => sigv4::goog4_signing_key(secret, date),
+        };
         *cache = Some((date.to_owned(), key));
         key
     }
@@ -359,7 +484,7 @@ impl Signer<'_> {
 
 /// Form fields and query parameters that are secrets, or capabilities (a signature with its
 /// policy or URL lets anyone upload): never printed by `Debug`.
-const HIDDEN: &[&str] = &["x-amz-security-token", "x-amz-signature", "policy"];
+const HIDDEN: &[&str] = &["x-amz-security-token", "x-amz-signature", "x-goog-signature", "policy"];
 
 /// `value`, or `<redacted>` for a hidden field.
 pub(crate) fn shown_value<'a>(name: &str, value: &'a str) -> &'a str {
@@ -558,11 +683,22 @@ pub fn sign_upload<'p>(
     style: FieldStyle,
 ) -> Result<(Signed<'p>, Bounds), Vec<Refusal>> {
     let method = choose_method(profile, store, request.method).map_err(|refusal| vec![refusal])?;
+    if store.kind == Kind::Gcs && request.checksum.is_some() {
+        return Err(vec![Refusal {
+            kind: RefusalKind::ChecksumInvalid,
+            field: "checksum".into(),
+            message: format!(
+                "store `{}` is Google Cloud Storage, which takes no x-amz-checksum-*; send no checksum",
+                store.name
+            ),
+        }]);
+    }
     let filled = admit(profile, request, method, ctx)?;
     let bounds = filled.bounds();
-    Ok(match method {
-        Method::Post => (Signed::Post(post::post_form(filled, store, ctx.now, style)), bounds),
-        Method::Put => (Signed::Put(put::put_url(filled, store, ctx.now)), bounds),
+    Ok(match (method, store.kind) {
+        (Method::Post, Kind::S3) => (Signed::Post(post::post_form(filled, store, ctx.now, style)), bounds),
+        (Method::Post, Kind::Gcs) => (Signed::Post(gcs::post_form(filled, store, ctx.now)), bounds),
+        (Method::Put, _) => (Signed::Put(put::put_url(filled, store, ctx.now)), bounds),
     })
 }
 

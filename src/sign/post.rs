@@ -135,7 +135,7 @@ fn policy_document_parts(expiration: OffsetDateTime, parts: &[&[Condition]]) -> 
 type FormFields<'p> = Vec<(Cow<'p, str>, Cow<'p, str>)>;
 
 /// The policy conditions and form fields of a filled plan's entries, in plan order.
-fn conditions_and_fields<'p>(
+pub(super) fn conditions_and_fields<'p>(
     entries: Vec<Entry<'p>>,
     key: &str,
     style: FieldStyle,

@@ -1,7 +1,11 @@
-//! AWS Signature Version 4: the signing key chain, the signature of a POST policy, and presigned
-//! URLs (query-string authentication).
+//! Version 4 signing as AWS S3 and Google Cloud Storage speak it: the signing key chain, the
+//! signature of a POST policy, and presigned URLs (query-string authentication). Google's V4
+//! (`GOOG4-HMAC-SHA256`, `GOOG4-RSA-SHA256`) is SigV4 with `X-Goog-` names, `goog4_request`
+//! scopes and, for service accounts, an RSA signature over the same string to sign; the `Key`
+//! a URL is signed with picks the dialect.
 //!
-//! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-authentication-HTTPPOST.html>.
+//! Spec: <https://docs.aws.amazon.com/AmazonS3/latest/API/sigv4-authentication-HTTPPOST.html>,
+//! <https://cloud.google.com/storage/docs/authentication/signatures>.
 //! For a POST form the string to sign is the base64 policy itself.
 
 use std::borrow::Cow;
@@ -20,19 +24,137 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// The four keys of the derivation chain, in order: date, region, service, signing.
 pub fn signing_key_chain(secret: &str, date: &str, region: &str, service: &str) -> [[u8; 32]; 4] {
-    let mut first = Vec::with_capacity(4 + secret.len());
-    first.extend_from_slice(b"AWS4");
+    dialect_key_chain(&AWS4, secret, date, region, service)
+}
+
+/// The key chain of a dialect: `AWS4`/`aws4_request` or `GOOG4`/`goog4_request`.
+fn dialect_key_chain(dialect: &Dialect, secret: &str, date: &str, region: &str, service: &str) -> [[u8; 32]; 4] {
+    let mut first = Vec::with_capacity(5 + secret.len());
+    first.extend_from_slice(dialect.key_prefix.as_bytes());
     first.extend_from_slice(secret.as_bytes());
     let k_date = hmac(&first, date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
+    let k_signing = hmac(&k_service, dialect.terminator.as_bytes());
     [k_date, k_region, k_service, k_signing]
 }
 
 /// `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
 pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     signing_key_chain(secret, date, region, service)[3]
+}
+
+/// Google's HMAC key of a day: the chain from `"GOOG4" + secret` through `auto`, `storage` and
+/// `goog4_request`.
+pub fn goog4_signing_key(secret: &str, date: &str) -> [u8; 32] {
+    dialect_key_chain(&GOOG4, secret, date, GOOG4_REGION, GOOG4_SERVICE)[3]
+}
+
+/// The names that differ between AWS's and Google's V4.
+#[derive(Debug)]
+pub struct Dialect {
+    /// `X-Amz-` or `X-Goog-`, before each query parameter's name.
+    pub param_prefix: &'static str,
+    /// Before the secret in the key chain: `AWS4` or `GOOG4`.
+    key_prefix: &'static str,
+    /// The scope's last part: `aws4_request` or `goog4_request`.
+    pub terminator: &'static str,
+    /// Whether a URL's query is written in canonical order (Google's) or operation first.
+    sorted_url: bool,
+}
+
+pub const AWS4: Dialect = Dialect {
+    param_prefix: "X-Amz-",
+    key_prefix: "AWS4",
+    terminator: "aws4_request",
+    sorted_url: false,
+};
+
+pub const GOOG4: Dialect = Dialect {
+    param_prefix: "X-Goog-",
+    key_prefix: "GOOG4",
+    terminator: "goog4_request",
+    sorted_url: true,
+};
+
+/// Google's scope region and service: every GCS signature is scoped `DATE/auto/storage`.
+pub const GOOG4_REGION: &str = "auto";
+pub const GOOG4_SERVICE: &str = "storage";
+
+/// What signs: a day's HMAC key (AWS's, or Google's for HMAC keys), or a service account's RSA
+/// key (`GOOG4-RSA-SHA256`: PKCS #1 v1.5 over SHA-256, with `ring`, constant time).
+#[derive(Clone, Copy)]
+pub enum Key<'a> {
+    Aws4(&'a [u8; 32]),
+    Goog4Hmac(&'a [u8; 32]),
+    Goog4Rsa(&'a ring::signature::RsaKeyPair),
+}
+
+impl Key<'_> {
+    /// `AWS4-HMAC-SHA256`, `GOOG4-HMAC-SHA256` or `GOOG4-RSA-SHA256`.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Key::Aws4(_) => "AWS4-HMAC-SHA256",
+            Key::Goog4Hmac(_) => "GOOG4-HMAC-SHA256",
+            Key::Goog4Rsa(_) => "GOOG4-RSA-SHA256",
+        }
+    }
+
+    pub fn dialect(&self) -> &'static Dialect {
+        match self {
+            Key::Aws4(_) => &AWS4,
+            Key::Goog4Hmac(_) | Key::Goog4Rsa(_) => &GOOG4,
+        }
+    }
+
+    /// The lowercase hex signature of `string_to_sign`, appended to `out`.
+    pub fn push_signature(&self, out: &mut String, string_to_sign: &[u8]) {
+        match self {
+            Key::Aws4(key) | Key::Goog4Hmac(key) => push_hex(out, &hmac(*key, string_to_sign)),
+            Key::Goog4Rsa(pair) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                // Fails only when the buffer is not the modulus' length or the RNG fails, and
+                // the key pair was parsed and checked when it was read.
+                pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &ring::rand::SystemRandom::new(),
+                    string_to_sign,
+                    &mut signature,
+                )
+                .expect("an RSA key pair signs into a buffer of its modulus' length");
+                push_hex(out, &signature);
+            }
+        }
+    }
+
+    /// `push_signature` into a new string.
+    pub fn signature(&self, string_to_sign: &[u8]) -> String {
+        let mut out = String::with_capacity(512);
+        self.push_signature(&mut out, string_to_sign);
+        out
+    }
+}
+
+impl std::fmt::Debug for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A day's key is as good as the secret for a day: only the algorithm is shown.
+        f.write_str(self.algorithm())
+    }
+}
+
+/// A service account's RSA key from its PEM (`-----BEGIN PRIVATE KEY-----`, PKCS #8), as Google's
+/// key files hold it. The error says what is wrong, never a byte of the key.
+pub fn rsa_key_from_pem(pem: &str) -> Result<ring::signature::RsaKeyPair, String> {
+    let body = pem
+        .trim()
+        .strip_prefix("-----BEGIN PRIVATE KEY-----")
+        .and_then(|rest| rest.strip_suffix("-----END PRIVATE KEY-----"))
+        .ok_or("the private key is not a PEM `BEGIN PRIVATE KEY` block (PKCS #8)")?;
+    let base64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, base64)
+        .map_err(|_| "the private key's PEM body is not base64")?;
+    ring::signature::RsaKeyPair::from_pkcs8(&der)
+        .map_err(|e| format!("the private key is not an RSA key ring accepts: {e}"))
 }
 
 /// The lowercase hex signature of `string_to_sign`.
@@ -121,16 +243,18 @@ pub struct Trace {
 
 /// Who signs and when.
 pub struct QuerySigner<'a> {
+    /// The access key id, HMAC key id, or service account's email.
     pub access_key_id: &'a str,
     pub session_token: Option<&'a str>,
-    /// The key of `signing_key` for `amz_date`'s day, region and service.
-    pub signing_key: &'a [u8; 32],
+    /// The key for `amz_date`'s day, region and service (`signing_key`, `goog4_signing_key`), or
+    /// an RSA key; it picks the dialect.
+    pub key: Key<'a>,
     pub region: &'a str,
-    /// `s3` for the gateway.
+    /// `s3` for the gateway on S3, `storage` on GCS.
     pub service: &'a str,
     /// `YYYYMMDDTHHMMSSZ`.
     pub amz_date: &'a str,
-    /// `X-Amz-Expires`, 1 to 604800.
+    /// `X-Amz-Expires` (`X-Goog-Expires`), 1 to 604800.
     pub expires_in: u64,
 }
 
@@ -157,6 +281,7 @@ pub fn append_traced(
     trace: Option<&mut Trace>,
 ) {
     let date = &signer.amz_date[..8];
+    let dialect = signer.key.dialect();
     // `<key id>/<date>/<region>/s3/aws4_request`, encoded as a query value, in one buffer.
     let mut credential = String::with_capacity(signer.access_key_id.len() + signer.region.len() + 48);
     uri_encode(&mut credential, signer.access_key_id, false);
@@ -166,7 +291,8 @@ pub fn append_traced(
     uri_encode(&mut credential, signer.region, false);
     credential.push_str("%2F");
     credential.push_str(signer.service);
-    credential.push_str("%2Faws4_request");
+    credential.push_str("%2F");
+    credential.push_str(dialect.terminator);
 
     // Headers: lowercase names (all written into one buffer), sorted; values trimmed with inner
     // runs of spaces collapsed.
@@ -188,13 +314,14 @@ pub fn append_traced(
     for (name, value) in request.params {
         params.push((encoded(name), encoded(value)));
     }
-    params.push(("X-Amz-Algorithm".into(), super::ALGORITHM.into()));
-    params.push(("X-Amz-Credential".into(), Cow::Borrowed(&credential)));
-    params.push(("X-Amz-Date".into(), encoded(signer.amz_date)));
-    params.push(("X-Amz-Expires".into(), Cow::Borrowed(expires)));
-    params.push(("X-Amz-SignedHeaders".into(), Cow::Borrowed(&signed_headers)));
+    let name = |suffix: &str| Cow::Owned(format!("{}{suffix}", dialect.param_prefix));
+    params.push((name("Algorithm"), signer.key.algorithm().into()));
+    params.push((name("Credential"), Cow::Borrowed(&credential)));
+    params.push((name("Date"), encoded(signer.amz_date)));
+    params.push((name("Expires"), Cow::Borrowed(expires)));
+    params.push((name("SignedHeaders"), Cow::Borrowed(&signed_headers)));
     if let Some(token) = signer.session_token {
-        params.push(("X-Amz-Security-Token".into(), encoded(token)));
+        params.push((name("Security-Token"), encoded(token)));
     }
     let mut order: Vec<usize> = (0..params.len()).collect();
     order.sort_unstable_by(|a, b| params[*a].cmp(&params[*b]));
@@ -219,7 +346,13 @@ pub fn append_traced(
     let string_to_sign = string_to_sign(signer, &canonical);
 
     out.reserve(512);
-    for (i, (name, value)) in params.iter().enumerate() {
+    // botocore writes the operation's parameters first; Google's libraries write the canonical
+    // order (the signature is the same).
+    let url_order: Box<dyn Iterator<Item = &(Cow<str>, Cow<str>)>> = match dialect.sorted_url {
+        true => Box::new(order.iter().map(|i| &params[*i])),
+        false => Box::new(params.iter()),
+    };
+    for (i, (name, value)) in url_order.enumerate() {
         if i > 0 {
             out.push('&');
         }
@@ -227,8 +360,10 @@ pub fn append_traced(
         out.push('=');
         out.push_str(value);
     }
-    out.push_str("&X-Amz-Signature=");
-    push_hex(out, &hmac(signer.signing_key, string_to_sign.as_bytes()));
+    out.push('&');
+    out.push_str(dialect.param_prefix);
+    out.push_str("Signature=");
+    signer.key.push_signature(out, string_to_sign.as_bytes());
 }
 
 /// Header names lowercased, all in one buffer (in the request's order).
@@ -320,7 +455,7 @@ fn write_canonical_request<'a>(
 /// `AWS4-HMAC-SHA256 \n <amz date> \n <scope> \n <hex of the canonical request's hash>`.
 fn string_to_sign(signer: &QuerySigner<'_>, canonical: &[u8; 32]) -> String {
     let mut out = String::with_capacity(160 + signer.region.len());
-    out.push_str(super::ALGORITHM);
+    out.push_str(signer.key.algorithm());
     out.push('\n');
     out.push_str(signer.amz_date);
     out.push('\n');
@@ -329,7 +464,9 @@ fn string_to_sign(signer: &QuerySigner<'_>, canonical: &[u8; 32]) -> String {
     out.push_str(signer.region);
     out.push('/');
     out.push_str(signer.service);
-    out.push_str("/aws4_request\n");
+    out.push('/');
+    out.push_str(signer.key.dialect().terminator);
+    out.push('\n');
     push_hex(&mut out, canonical);
     out
 }
@@ -348,15 +485,17 @@ fn decimal(mut value: u64, digits: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&digits[start..]).expect("digits are ASCII")
 }
 
-/// A header value as SigV4 signs it: ASCII spaces trimmed, inner runs of them collapsed to one
-/// (other whitespace is the value's own: admission refuses controls, and PUT values are ASCII).
+/// A header value as V4 signs it: spaces and tabs trimmed, inner runs of them collapsed to one
+/// space (admission refuses controls, so only Google's vectors send tabs).
 fn canonical_value(value: &str) -> Cow<'_, str> {
-    let trimmed = value.trim_matches(' ');
-    if !trimmed.as_bytes().windows(2).any(|pair| pair == b"  ") {
+    let blank = |c: char| c == ' ' || c == '\t';
+    let trimmed = value.trim_matches(blank);
+    let collapsible = |pair: &[u8]| matches!(pair, [b' ' | b'\t', b' ' | b'\t']);
+    if !trimmed.contains('\t') && !trimmed.as_bytes().windows(2).any(collapsible) {
         return Cow::Borrowed(trimmed);
     }
     let mut out = String::with_capacity(trimmed.len());
-    for (i, word) in trimmed.split(' ').filter(|w| !w.is_empty()).enumerate() {
+    for (i, word) in trimmed.split(blank).filter(|w| !w.is_empty()).enumerate() {
         if i > 0 {
             out.push(' ');
         }

@@ -203,8 +203,10 @@ impl StoreClient {
 
     /// The object's head; `None` when there is no such object.
     pub async fn head(&self, store: &Store, bucket: &str, key: &str) -> Result<Option<ObjectHead>, StoreError> {
-        let call =
-            Call::new("HeadObject", HttpMethod::HEAD, bucket, key).headers(&[("x-amz-checksum-mode", "ENABLED")]);
+        let mut call = Call::new("HeadObject", HttpMethod::HEAD, bucket, key);
+        if store.kind == crate::sign::Kind::S3 {
+            call = call.headers(&[("x-amz-checksum-mode", "ENABLED")]);
+        }
         let answer = match self.send(store, call, Vec::new()).await {
             Ok(answer) => answer,
             // Without `s3:ListBucket`, S3 answers 403 for a missing key: also "not there" (and
@@ -231,7 +233,9 @@ impl StoreClient {
         };
         for (name, value) in &answer.headers {
             let value = String::from_utf8_lossy(value.as_bytes());
-            if let Some(meta) = name.as_str().strip_prefix("x-amz-meta-") {
+            // GCS's XML API answers with `x-goog-meta-*`.
+            let meta = name.as_str().strip_prefix("x-amz-meta-");
+            if let Some(meta) = meta.or_else(|| name.as_str().strip_prefix("x-goog-meta-")) {
                 head.metadata.insert(meta.to_owned(), decode_rfc2047(&value));
             } else if let Some(algorithm) = ChecksumAlgorithm::ALL.into_iter().find(|a| a.field() == name.as_str()) {
                 head.checksums.push((algorithm, value.into_owned()));

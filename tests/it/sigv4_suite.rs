@@ -163,7 +163,7 @@ fn aws_sigv4_suite_presigns_every_s3_case() {
         let signer = QuerySigner {
             access_key_id: credentials["access_key_id"].as_str().unwrap(),
             session_token: credentials["token"].as_str(),
-            signing_key: &key,
+            key: sigv4::Key::Aws4(&key),
             region,
             service,
             amz_date: &timestamp,

@@ -130,7 +130,7 @@ fn example_signer<'a>(key: &'a [u8; 32], region: &'a str, expires_in: u64, token
     QuerySigner {
         access_key_id: "AKIAIOSFODNN7EXAMPLE",
         session_token: token,
-        signing_key: key,
+        key: sigv4::Key::Aws4(key),
         region,
         service: "s3",
         amz_date: "20151229T000000Z",
