@@ -536,10 +536,18 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `s3` (default: AWS S3 and S3-compatible stores) or `gcs` (Google Cloud Storage's XML API,
-    /// signed with Google's V4 by an HMAC key or a service account's key).
+    /// `s3` (default: AWS S3 and S3-compatible stores), `gcs` (Google Cloud Storage's XML API,
+    /// signed with Google's V4 by an HMAC key or a service account's key) or `azure` (Blob
+    /// Storage: a create-only SAS per blob, every upload staged and checked by `complete`).
     #[serde(default)]
     pub kind: Kind,
+    /// `kind: azure`: the storage account; default `AZURE_STORAGE_ACCOUNT`.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `kind: azure`: where uploads wait for `complete` when their profile names no
+    /// `verify.staging`; default `postgate-staging/`.
+    #[serde(default)]
+    pub staging: Option<String>,
     /// The region signatures are scoped to; default `AWS_REGION`, `AWS_DEFAULT_REGION`, or us-east-1.
     #[serde(default)]
     pub region: Option<String>,
@@ -832,8 +840,13 @@ impl GatewayConfig {
             store: name.to_owned(),
             message,
         };
-        if config.kind == Kind::Gcs {
-            return self.resolve_gcs_store(name, config, env).map_err(fail);
+        match config.kind {
+            Kind::Gcs => return self.resolve_gcs_store(name, config, env).map_err(fail),
+            Kind::Azure => return self.resolve_azure_store(name, config, env).map_err(fail),
+            Kind::S3 => {}
+        }
+        if config.account.is_some() || config.staging.is_some() {
+            return Err(fail("account, staging: only `kind: azure` stores take them".to_owned()));
         }
         if !config.bucket_hostnames.is_empty() {
             return Err(fail(
@@ -964,6 +977,82 @@ impl GatewayConfig {
                 Ok((store, refresh))
             }
         }
+    }
+}
+
+impl GatewayConfig {
+    /// A `kind: azure` store: the account's blob endpoint unless another is named (Azurite's
+    /// `http://127.0.0.1:10000/devstoreaccount1`), signing SAS with the account key. Errors name
+    /// settings, never values.
+    fn resolve_azure_store(
+        &self,
+        name: &str,
+        config: &StoreConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Store, Refresh), String> {
+        let creds = &config.credentials;
+        if creds.source.is_some_and(|s| s != CredentialSource::Static)
+            || config.region.is_some()
+            || config.addressing != Addressing::Auto
+            || !config.bucket_hostnames.is_empty()
+            || creds.service_account_file.is_some()
+            || config.post == Some(true)
+        {
+            return Err("an Azure store takes `account`, `endpoint`, `staging` and the account key (`credentials.secret_access_key_env` or `_file`); no `region`, `addressing`, `bucket_hostnames`, `post` or other credentials".to_owned());
+        }
+        let account = config
+            .account
+            .clone()
+            .or_else(|| env("AZURE_STORAGE_ACCOUNT"))
+            .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+            .ok_or("account: set the storage account (lowercase letters and digits), or AZURE_STORAGE_ACCOUNT")?;
+        let endpoint = match &config.endpoint {
+            Some(url) => normalize_endpoint(url)?,
+            None => format!("https://{account}.blob.core.windows.net"),
+        };
+        let staging = config
+            .staging
+            .clone()
+            .unwrap_or_else(|| crate::sign::azure::DEFAULT_STAGING.to_owned());
+        if !staging.ends_with('/') || staging.starts_with('/') || staging.contains("${") {
+            return Err(format!(
+                "staging: `{staging}` must be a key prefix ending in `/`, like `incoming/`"
+            ));
+        }
+        let key = match (&creds.secret_access_key_file, &creds.secret_access_key_env) {
+            (Some(file), _) => std::fs::read_to_string(file).map_err(|e| {
+                format!(
+                    "credentials.secret_access_key_file: cannot read the file it names: {}",
+                    e.kind()
+                )
+            })?,
+            (None, var) => env(var.as_deref().unwrap_or("AZURE_STORAGE_KEY")).ok_or_else(|| match var {
+                Some(_) => "credentials.secret_access_key_env: the variable it names is not set".to_owned(),
+                None => {
+                    "no account key: set AZURE_STORAGE_KEY (or credentials.secret_access_key_env or _file)".to_owned()
+                }
+            })?,
+        };
+        if crate::sign::azure::account_key(&key).is_none_or(|k| k.is_empty()) {
+            return Err("the account key is not base64 (the key the portal shows)".to_owned());
+        }
+        let store = Store::new(
+            name,
+            "",
+            Endpoint::Custom(endpoint),
+            Addressing::Path,
+            Credentials {
+                access_key_id: account,
+                secret_access_key: Secret::new(key.trim()),
+                session_token: None,
+                expires_at: None,
+            },
+        )
+        .with_kind(Kind::Azure)
+        .with_post(false)
+        .with_staging(Some(staging))
+        .with_enforcement(self.store_enforcement(name).map_err(|e| e.to_string())?);
+        Ok((store, Refresh::Never))
     }
 }
 

@@ -483,9 +483,11 @@ async fn promote(
         .copy(place.store, place.bucket, key, final_key, &headers)
         .await
         .map_err(changed_or_store)?;
-    // Stores that ignore the precondition: a single-part object keeps its ETag in a copy.
+    // Stores that ignore the precondition: a single-part object keeps its ETag in a copy (on
+    // S3 stores; Azure gives a copy its own ETag and honours `x-ms-source-if-match`).
     let copied = place.head(final_key).await?;
     if let (Some(checked), Some(copied)) = (&head.etag, copied.as_ref().and_then(|c| c.etag.as_ref()))
+        && place.store.kind == crate::sign::Kind::S3
         && !checked.contains('-')
         && checked != copied
     {

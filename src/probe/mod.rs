@@ -149,6 +149,9 @@ pub struct Cleanup {
 /// Runs every case against `store` and audits the bucket. A store call that fails outright (the
 /// store down, credentials refused) ends the run with that error, after cleaning up.
 pub async fn run(client: &StoreClient, store: &Store, scope: &Scope<'_>) -> Result<Report, ProbeError> {
+    if store.kind != crate::sign::Kind::S3 {
+        return Err(ProbeError::Kind(store.kind.name()));
+    }
     let probe = Probe::new(client, store, &scope.bucket)?;
     let mut cleanup = probe.clean(PREFIX).await?;
     let outcome = probe.cases().await;
@@ -217,6 +220,11 @@ pub enum ProbeError {
     Bucket(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The probe tries S3's enforcement; another kind's is fixed (README, "Store kinds").
+    #[error(
+        "the probe tries what an S3 store enforces; a {0} store's is fixed by its kind (README, \"Store kinds\"): GCS enforces what its V4 policy and signed headers carry, Azure's SAS only the blob, permission and time, the rest checked by `complete`"
+    )]
+    Kind(&'static str),
 }
 
 /// The probe profiles, compiled from YAML: `post` and `put` (with a required SHA-256, the PUT

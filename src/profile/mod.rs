@@ -330,6 +330,17 @@ impl Profile {
     pub fn multipart(&self) -> Option<&MultipartRule> {
         self.multipart.as_ref()
     }
+    /// The profile staged under `prefix` (a store that stages every upload, Azure) when it
+    /// names no staging of its own; `None` when it does.
+    pub fn staged_under(&self, prefix: &str) -> Option<Profile> {
+        if self.verify.staging.is_some() {
+            return None;
+        }
+        let mut profile = self.clone();
+        profile.verify.staging = Some(prefix.to_owned());
+        Some(profile)
+    }
+
     pub fn verify(&self) -> &VerifyRule {
         &self.verify
     }

@@ -460,7 +460,9 @@ pub fn build_reusing(
                     }
                     Some(store) => {
                         digests.insert(stem.clone(), compiled.digest);
-                        profiles.insert(stem, Served::new(profile.clone(), store.clone()));
+                        let staged = store.staging.as_deref().and_then(|prefix| profile.staged_under(prefix));
+                        let served = staged.map_or_else(|| profile.clone(), Arc::new);
+                        profiles.insert(stem, Served::new(served, store.clone()));
                     }
                 }
                 diags.extend(profile.warnings().iter().cloned().map(|d| d.in_file(&shown)));

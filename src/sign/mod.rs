@@ -4,6 +4,7 @@
 //!
 //! Pure: `now` is a parameter; no IO.
 
+pub mod azure;
 pub mod gcs;
 pub mod multipart;
 pub mod post;
@@ -67,6 +68,9 @@ pub enum Kind {
     /// Google Cloud Storage's XML API: Google's V4 (`GOOG4-HMAC-SHA256` with HMAC keys,
     /// `GOOG4-RSA-SHA256` with a service account's key).
     Gcs,
+    /// Azure Blob Storage: a create-only service SAS per blob under a staging prefix; `complete`
+    /// checks and promotes.
+    Azure,
 }
 
 impl Kind {
@@ -74,6 +78,7 @@ impl Kind {
         match self {
             Kind::S3 => "s3",
             Kind::Gcs => "gcs",
+            Kind::Azure => "azure",
         }
     }
 }
@@ -153,8 +158,11 @@ pub struct Store {
     pub addressing: Addressing,
     /// Buckets served at their own origin (GCS's bucket-bound hostnames): `bucket → scheme://host`.
     pub bucket_origins: std::collections::BTreeMap<String, String>,
-    /// Whether the store takes POST uploads (R2 and B2 do not).
+    /// Whether the store takes POST uploads (R2, B2 and Azure do not).
     pub post: bool,
+    /// Where uploads wait for `complete` when a profile names no `verify.staging` (Azure,
+    /// whose SAS bounds nothing but the blob: every upload is staged and checked).
+    pub staging: Option<String>,
     /// What `postgate probe` found the store enforces (`stores.<name>.probe`), when given.
     pub enforcement: Option<Arc<crate::profile::enforcement::Enforcement>>,
     keys: ArcSwapOption<Keys>,
@@ -201,6 +209,7 @@ impl Store {
             addressing,
             bucket_origins: Default::default(),
             post: true,
+            staging: None,
             enforcement: None,
             keys: ArcSwapOption::empty(),
             problem: ArcSwapOption::from_pointee("no credentials have been fetched yet".to_owned()),
@@ -235,7 +244,14 @@ impl Store {
         match self.kind {
             Kind::S3 => Vec::new(),
             Kind::Gcs => gcs::problems(profile),
+            Kind::Azure => azure::problems(profile),
         }
+    }
+
+    /// The store, staging every upload under `prefix` unless its profile names one.
+    pub fn with_staging(mut self, prefix: Option<String>) -> Store {
+        self.staging = prefix;
+        self
     }
 
     /// Records why credentials could not be had; the current ones serve until they expire.
@@ -297,8 +313,10 @@ impl Store {
     /// Where an object is: the URL's `scheme://host` part, the `Host` header, and the
     /// URI-encoded path (with the bucket for path-style addressing).
     pub fn object_location(&self, bucket: &str, key: &str) -> (String, String, String) {
-        if self.kind == Kind::Gcs {
-            return self.gcs_object_location(bucket, key);
+        match self.kind {
+            Kind::Gcs => return self.gcs_object_location(bucket, key),
+            Kind::Azure => return self.azure_object_location(bucket, key),
+            Kind::S3 => {}
         }
         let mut path = String::with_capacity(bucket.len() + key.len() + 16);
         // AWS's forms are written directly (the signing path takes them); others from the URL.
@@ -355,8 +373,30 @@ impl Store {
         (origin.clone(), host.to_owned(), path)
     }
 
+    /// An Azure blob's origin, host and path: `<endpoint>/<container>/<blob>` (the endpoint is
+    /// `https://<account>.blob.core.windows.net`, or an emulator's with the account in its path).
+    fn azure_object_location(&self, container: &str, blob: &str) -> (String, String, String) {
+        let base = match &self.endpoint {
+            Endpoint::Custom(base) => base.as_str(),
+            Endpoint::Aws => "https://invalid",
+        };
+        let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+        let (authority, base_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let mut path = String::with_capacity(base_path.len() + container.len() + blob.len() + 8);
+        path.push_str(base_path);
+        path.push('/');
+        sigv4::uri_encode(&mut path, container, false);
+        path.push('/');
+        sigv4::uri_encode(&mut path, blob, true);
+        (format!("{scheme}://{authority}"), authority.to_owned(), path)
+    }
+
     /// The URL a form for `bucket` is posted to.
     pub fn bucket_url(&self, bucket: &str) -> String {
+        if self.kind == Kind::Azure {
+            let (origin, _, path) = self.azure_object_location(bucket, "");
+            return format!("{origin}{path}");
+        }
         if self.kind == Kind::Gcs {
             let (origin, _, path) = self.gcs_object_location(bucket, "");
             return format!("{origin}{path}");
@@ -408,8 +448,8 @@ impl Signer<'_> {
     ) -> sigv4::QuerySigner<'a> {
         let credentials = self.credentials();
         let (region, service) = match self.store.kind {
-            Kind::S3 => (self.store.region.as_str(), "s3"),
             Kind::Gcs => (sigv4::GOOG4_REGION, sigv4::GOOG4_SERVICE),
+            _ => (self.store.region.as_str(), "s3"),
         };
         sigv4::QuerySigner {
             access_key_id: &credentials.access_key_id,
@@ -425,9 +465,9 @@ impl Signer<'_> {
     /// What signs for this store: the day's HMAC key in its dialect, or a service account's key.
     pub fn key<'a>(&'a self, day_key: &'a [u8; 32]) -> sigv4::Key<'a> {
         match (self.store.kind, &self.keys.rsa) {
-            (Kind::S3, _) => sigv4::Key::Aws4(day_key),
             (Kind::Gcs, Some(pair)) => sigv4::Key::Goog4Rsa(pair),
             (Kind::Gcs, None) => sigv4::Key::Goog4Hmac(day_key),
+            _ => sigv4::Key::Aws4(day_key),
         }
     }
 
@@ -445,11 +485,15 @@ impl Signer<'_> {
         expires_in: u64,
     ) -> String {
         let (origin, host, path) = self.object_location(bucket, key);
-        let (amz_date, signing_key) = amz_date_now(self, now);
         let mut url = String::with_capacity(origin.len() + 2 * path.len() + 512);
         url.push_str(&origin);
         url.push_str(&path);
         url.push('?');
+        if self.store.kind == Kind::Azure {
+            self.append_sas(&mut url, method, bucket, key, params, now, expires_in);
+            return url;
+        }
+        let (amz_date, signing_key) = amz_date_now(self, now);
         sigv4::append_presigned_query(
             &mut url,
             &sigv4::QueryRequest {
@@ -465,7 +509,47 @@ impl Signer<'_> {
         url
     }
 
+    /// The operation's parameters, then a create-only, read or delete SAS for one blob (by
+    /// `method`) expiring `expires_in` seconds after `now`. Headers are the client's to send:
+    /// a SAS signs none.
+    #[allow(clippy::too_many_arguments)]
+    fn append_sas(
+        &self,
+        url: &mut String,
+        method: &str,
+        container: &str,
+        blob: &str,
+        params: &[(&str, &str)],
+        now: OffsetDateTime,
+        expires_in: u64,
+    ) {
+        for (name, value) in params {
+            sigv4::uri_encode(url, name, false);
+            url.push('=');
+            sigv4::uri_encode(url, value, false);
+            url.push('&');
+        }
+        let credentials = self.credentials();
+        let key = azure::account_key(credentials.secret_access_key.expose()).unwrap_or_default();
+        let now = now.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(now);
+        let https = matches!(&self.store.endpoint, Endpoint::Custom(base) if base.starts_with("https://"));
+        azure::Sas {
+            account: &credentials.access_key_id,
+            key: &key,
+            container,
+            blob,
+            permissions: azure::permissions(method),
+            expiry: now + Duration::from_secs(expires_in),
+            protocol: if https { "https" } else { "https,http" },
+        }
+        .append_query(url);
+    }
+
     pub(crate) fn signing_key(&self, date: &str) -> [u8; 32] {
+        if self.store.kind == Kind::Azure {
+            // A SAS is signed with the account key itself; there is no key of the day.
+            return [0; 32];
+        }
         let mut cache = self.keys.day_key.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_date, key)) = cache.as_ref()
             && cached_date == date
@@ -474,8 +558,8 @@ impl Signer<'_> {
         }
         let secret = self.keys.credentials.secret_access_key.expose();
         let key = match self.store.kind {
-            Kind::S3 => sigv4::signing_key(secret, date, &self.store.region, "s3"),
             Kind::Gcs => sigv4::goog4_signing_key(secret, date),
+            _ => sigv4::signing_key(secret, date, &self.store.region, "s3"),
         };
         *cache = Some((date.to_owned(), key));
         key
@@ -484,7 +568,13 @@ impl Signer<'_> {
 
 /// Form fields and query parameters that are secrets, or capabilities (a signature with its
 /// policy or URL lets anyone upload): never printed by `Debug`.
-const HIDDEN: &[&str] = &["x-amz-security-token", "x-amz-signature", "x-goog-signature", "policy"];
+const HIDDEN: &[&str] = &[
+    "x-amz-security-token",
+    "x-amz-signature",
+    "x-goog-signature",
+    "sig",
+    "policy",
+];
 
 /// `value`, or `<redacted>` for a hidden field.
 pub(crate) fn shown_value<'a>(name: &str, value: &'a str) -> &'a str {
@@ -683,21 +773,26 @@ pub fn sign_upload<'p>(
     style: FieldStyle,
 ) -> Result<(Signed<'p>, Bounds), Vec<Refusal>> {
     let method = choose_method(profile, store, request.method).map_err(|refusal| vec![refusal])?;
-    if store.kind == Kind::Gcs && request.checksum.is_some() {
+    if store.kind != Kind::S3 && request.checksum.is_some() {
         return Err(vec![Refusal {
             kind: RefusalKind::ChecksumInvalid,
             field: "checksum".into(),
             message: format!(
-                "store `{}` is Google Cloud Storage, which takes no x-amz-checksum-*; send no checksum",
-                store.name
+                "store `{}` is {}, which takes no x-amz-checksum-*; send no checksum",
+                store.name,
+                match store.kind {
+                    Kind::Gcs => "Google Cloud Storage",
+                    _ => "Azure Blob Storage",
+                }
             ),
         }]);
     }
     let filled = admit(profile, request, method, ctx)?;
     let bounds = filled.bounds();
     Ok(match (method, store.kind) {
-        (Method::Post, Kind::S3) => (Signed::Post(post::post_form(filled, store, ctx.now, style)), bounds),
         (Method::Post, Kind::Gcs) => (Signed::Post(gcs::post_form(filled, store, ctx.now)), bounds),
+        // Azure takes no POST (`post: false`): `choose_method` never picks it there.
+        (Method::Post, _) => (Signed::Post(post::post_form(filled, store, ctx.now, style)), bounds),
         (Method::Put, _) => (Signed::Put(put::put_url(filled, store, ctx.now)), bounds),
     })
 }

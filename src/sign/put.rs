@@ -81,12 +81,19 @@ pub fn put_url<'p>(filled: Filled<'p>, store: &Signer<'_>, now: OffsetDateTime) 
             (Some(name), Value::Exact(value)) if store.kind == super::Kind::Gcs => {
                 headers.push(super::gcs::carried(name, value))
             }
+            (Some(name), Value::Exact(value)) if store.kind == super::Kind::Azure => {
+                headers.push(super::azure::carried(name, value))
+            }
             (Some(name), Value::Exact(value)) => headers.push((name, value)),
             // Bucket and key travel in the URL; admission leaves no prefix in a PUT.
             _ => {}
         }
     }
 
+    if store.kind == super::Kind::Azure {
+        let (name, value) = super::azure::BLOB_TYPE;
+        headers.push((name.into(), value.into()));
+    }
     let signed: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref())).collect();
     let url = store.presigned_object_url(
         "PUT",

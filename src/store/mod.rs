@@ -233,10 +233,13 @@ impl StoreClient {
         };
         for (name, value) in &answer.headers {
             let value = String::from_utf8_lossy(value.as_bytes());
-            // GCS's XML API answers with `x-goog-meta-*`.
+            // GCS's XML API answers with `x-goog-meta-*`; Azure with `x-ms-meta-*`, `_` for `-`.
             let meta = name.as_str().strip_prefix("x-amz-meta-");
             if let Some(meta) = meta.or_else(|| name.as_str().strip_prefix("x-goog-meta-")) {
                 head.metadata.insert(meta.to_owned(), decode_rfc2047(&value));
+            } else if let Some(meta) = name.as_str().strip_prefix("x-ms-meta-") {
+                head.metadata
+                    .insert(crate::sign::azure::metadata_name(meta), value.into_owned());
             } else if let Some(algorithm) = ChecksumAlgorithm::ALL.into_iter().find(|a| a.field() == name.as_str()) {
                 head.checksums.push((algorithm, value.into_owned()));
             }
@@ -284,6 +287,9 @@ impl StoreClient {
         to: &str,
         headers: &[(&str, &str)],
     ) -> Result<(), StoreError> {
+        if store.kind == crate::sign::Kind::Azure {
+            return self.azure_copy(store, bucket, from, to, headers).await;
+        }
         let mut source = format!("/{bucket}/");
         uri_encode(&mut source, from, true);
         let call = Call::new("CopyObject", HttpMethod::PUT, bucket, to)
@@ -293,6 +299,63 @@ impl StoreClient {
         let answer = self.send(store, call, Vec::new()).await?;
         // CopyObject may fail after its 200: the body then holds an <Error>.
         check_error_body(store, "CopyObject", &answer.body)
+    }
+
+    /// Azure's Copy Blob: the source named by a read SAS URL, the destination created by the
+    /// call's own create-only SAS (an existing blob is never replaced); the source precondition
+    /// is `x-ms-source-if-match`. A copy still pending is waited for.
+    async fn azure_copy(
+        &self,
+        store: &Store,
+        container: &str,
+        from: &str,
+        to: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let source = store
+            .signer(now)
+            .map_err(StoreError::NoCredentials)?
+            .presigned_object_url("GET", container, from, &[], &[], now, 300);
+        let renamed: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| match *name {
+                "x-amz-copy-source-if-match" => ("x-ms-source-if-match", *value),
+                other => (other, *value),
+            })
+            .collect();
+        let call = Call::new("CopyBlob", HttpMethod::PUT, container, to)
+            .unsigned_header("x-ms-copy-source", &source)
+            .headers(&renamed)
+            .long();
+        let mut answer = self.send(store, call, Vec::new()).await?;
+        for _ in 0..120 {
+            let status = answer.headers.get("x-ms-copy-status").and_then(|v| v.to_str().ok());
+            match status {
+                Some("pending") => tokio::time::sleep(Duration::from_millis(500)).await,
+                Some("success") | None => return Ok(()),
+                Some(other) => {
+                    return Err(StoreError::Refused {
+                        store: store.name.clone(),
+                        operation: "CopyBlob",
+                        status: 500,
+                        code: format!("copy {}", store_words(other, 16)),
+                        message: "the copy did not succeed".into(),
+                    });
+                }
+            }
+            answer = self
+                .send(
+                    store,
+                    Call::new("GetBlobProperties", HttpMethod::HEAD, container, to),
+                    Vec::new(),
+                )
+                .await?;
+        }
+        Err(StoreError::Unavailable {
+            store: store.name.clone(),
+            detail: "the copy was still pending after 60 s".into(),
+        })
     }
 
     /// Deletes an object (a missing one is fine).

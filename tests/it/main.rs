@@ -3,6 +3,7 @@
 mod admit;
 mod architecture;
 mod audit;
+mod azure;
 mod canary;
 mod cardinality;
 mod cli;

@@ -26,7 +26,8 @@ fn png(len: usize, seed: u8) -> Vec<u8> {
     bytes
 }
 
-async fn call<S, B>(service: &S, path: &str, app: &str, body: Value) -> (u16, Value)
+/// POSTs `body` as `app` to the API; the status and the JSON answer.
+pub(crate) async fn call<S, B>(service: &S, path: &str, app: &str, body: Value) -> (u16, Value)
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
