@@ -574,6 +574,7 @@ fn compile_verify(
         staging: rule.staging.clone(),
         quarantine: rule.quarantine.clone(),
         within: within?,
+        stage_multipart: false,
     })
 }
 

@@ -235,6 +235,9 @@ pub struct VerifyRule {
     pub quarantine: Option<String>,
     /// How long after the signature expires `complete` is accepted.
     pub within: Duration,
+    /// Multipart uploads are staged too (a store whose part URLs could write the whole key:
+    /// Azure's block SAS allows a Put Blob).
+    pub stage_multipart: bool,
 }
 
 impl Default for VerifyRule {
@@ -244,6 +247,7 @@ impl Default for VerifyRule {
             staging: None,
             quarantine: None,
             within: DEFAULT_VERIFY_WITHIN,
+            stage_multipart: false,
         }
     }
 }
@@ -330,15 +334,13 @@ impl Profile {
     pub fn multipart(&self) -> Option<&MultipartRule> {
         self.multipart.as_ref()
     }
-    /// The profile staged under `prefix` (a store that stages every upload, Azure) when it
-    /// names no staging of its own; `None` when it does.
-    pub fn staged_under(&self, prefix: &str) -> Option<Profile> {
-        if self.verify.staging.is_some() {
-            return None;
-        }
+    /// The profile with every upload staged (a store whose signatures bound only the key,
+    /// Azure): under its own `verify.staging`, else `prefix`; multipart uploads too.
+    pub fn staged_under(&self, prefix: &str) -> Profile {
         let mut profile = self.clone();
-        profile.verify.staging = Some(prefix.to_owned());
-        Some(profile)
+        profile.verify.staging.get_or_insert_with(|| prefix.to_owned());
+        profile.verify.stage_multipart = true;
+        profile
     }
 
     pub fn verify(&self) -> &VerifyRule {

@@ -460,7 +460,7 @@ pub fn build_reusing(
                     }
                     Some(store) => {
                         digests.insert(stem.clone(), compiled.digest);
-                        let staged = store.staging.as_deref().and_then(|prefix| profile.staged_under(prefix));
+                        let staged = store.staging.as_deref().map(|prefix| profile.staged_under(prefix));
                         let served = staged.map_or_else(|| profile.clone(), Arc::new);
                         profiles.insert(stem, Served::new(served, store.clone()));
                     }

@@ -37,14 +37,83 @@ const RENAMED: &[(&str, &str)] = &[
     ("Content-Language", "x-ms-blob-content-language"),
 ];
 
-/// The SAS permissions of a call: the client's PUT and the gateway's promotion copy may create
-/// a blob, never replace one (`c`); reads `r`; deletes `d`.
-pub fn permissions(method: &str) -> &'static str {
+/// The SAS permissions of a call: a single upload and the gateway's promotion copy may create a
+/// blob, never replace one (`c`); a block and the block list write (`w`, to the staged blob
+/// only); reads `r`; deletes `d`.
+pub fn permissions(method: &str, params: &[(&str, &str)]) -> &'static str {
+    let named = |name: &str| params.iter().any(|(n, _)| *n == name);
     match method {
+        "PUT" if named("comp") || named("partNumber") => "w",
         "PUT" => "c",
         "DELETE" => "d",
         _ => "r",
     }
+}
+
+/// A multipart upload's ID on Azure, which has none: a random part (the block IDs' prefix) and
+/// the blob's headers, set by Put Block List at `complete` (the ID is sealed in the token).
+pub fn upload_id(headers: &[(&str, &str)]) -> String {
+    let pairs: Vec<[&str; 2]> = headers.iter().map(|(n, v)| [*n, *v]).collect();
+    let json = serde_json::to_vec(&pairs).unwrap_or_default();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{}.{}",
+        &random[..16],
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    )
+}
+
+/// The headers an `upload_id` carries; none for an ID that is not one.
+pub fn upload_headers(upload_id: &str) -> Vec<(String, String)> {
+    let Some((_, encoded)) = upload_id.split_once('.') else {
+        return Vec::new();
+    };
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .unwrap_or_default();
+    let pairs: Vec<[String; 2]> = serde_json::from_slice(&json).unwrap_or_default();
+    pairs.into_iter().map(|[n, v]| (n, v)).collect()
+}
+
+/// Part `part_number`'s block ID: base64 of `<upload's random part>-<5 digits>`, one length for
+/// every block of a blob, as Azure requires.
+pub fn block_id(upload_id: &str, part_number: u32) -> String {
+    let random = upload_id.split_once('.').map_or(upload_id, |(r, _)| r);
+    base64::engine::general_purpose::STANDARD.encode(format!("{random}-{part_number:05}"))
+}
+
+/// The part number a block ID names for this upload; `None` for another upload's block.
+pub fn part_number(upload_id: &str, block_id: &str) -> Option<u32> {
+    let random = upload_id.split_once('.').map_or(upload_id, |(r, _)| r);
+    let decoded = base64::engine::general_purpose::STANDARD.decode(block_id).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (prefix, number) = text.split_once('-')?;
+    (prefix == random && number.len() == 5)
+        .then(|| number.parse().ok())
+        .flatten()
+}
+
+/// A call's query before its SAS: a part URL (`partNumber`, `uploadId`) is Put Block's
+/// `comp=block&blockid=…`; others as they are.
+pub fn query_params(params: &[(&str, &str)]) -> Vec<(String, String)> {
+    let value = |name: &str| params.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    if let (Some(number), Some(upload_id)) = (value("partNumber"), value("uploadId")) {
+        let number = number.parse().unwrap_or_default();
+        return vec![
+            ("comp".into(), "block".into()),
+            ("blockid".into(), block_id(upload_id, number)),
+        ];
+    }
+    params.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
+}
+
+/// The header Put Block List sets an object header with: the blob's own names
+/// (`x-ms-blob-content-type`, `x-ms-meta-*`, …).
+pub fn commit_header(name: &str) -> Cow<'static, str> {
+    if name.eq_ignore_ascii_case("Content-Type") {
+        return "x-ms-blob-content-type".into();
+    }
+    Cow::Owned(carried(name.to_owned().into(), "".into()).0.into_owned())
 }
 
 /// A metadata name as Azure takes it: a C# identifier, so `-` becomes `_` (profile names hold
@@ -91,11 +160,6 @@ pub fn problems(profile: &Profile) -> Vec<String> {
     if profile.checksum.required {
         problems
             .push("checksum.required: an Azure store takes no x-amz-checksum-* (Azure checks Content-MD5)".to_owned());
-    }
-    if profile.multipart.is_some() {
-        problems.push(
-            "multipart: not yet available on an Azure store (Put Block / Put Block List); serve large files from an S3 store".to_owned(),
-        );
     }
     if profile.plan().methods() == [crate::profile::Method::Post] {
         problems.push("methods: Azure takes no POST form uploads, and this profile is POST-only".to_owned());

@@ -523,10 +523,10 @@ impl Signer<'_> {
         now: OffsetDateTime,
         expires_in: u64,
     ) {
-        for (name, value) in params {
-            sigv4::uri_encode(url, name, false);
+        for (name, value) in azure::query_params(params) {
+            sigv4::uri_encode(url, &name, false);
             url.push('=');
-            sigv4::uri_encode(url, value, false);
+            sigv4::uri_encode(url, &value, false);
             url.push('&');
         }
         let credentials = self.credentials();
@@ -538,7 +538,7 @@ impl Signer<'_> {
             key: &key,
             container,
             blob,
-            permissions: azure::permissions(method),
+            permissions: azure::permissions(method, params),
             expiry: now + Duration::from_secs(expires_in),
             protocol: if https { "https" } else { "https,http" },
         }

@@ -154,6 +154,115 @@ fields:
 apps: [web]
 "#;
 
+/// Large files as blocks: the block sizes the token's plan fixes are checked at `complete`.
+const ARCHIVES: &str = r#"bucket: azure-statements
+key: "archives/${user}/${uuid}.bin"
+vars:
+  user: { pattern: "[a-z0-9-]{1,40}" }
+expires_in: 10m
+size: { min: 1, max: 1GiB }
+content_type:
+  exact: application/octet-stream
+metadata:
+  uploaded-by: "${user}"
+multipart:
+  part_size: 5MiB
+  expires_in: 1h
+apps: [web]
+"#;
+
+#[actix_web::test]
+async fn azurite_block_uploads_commit_only_the_planned_blocks() {
+    let Some(endpoint) = azurite() else { return };
+    create_container(&endpoint, "azure-statements").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("archives.yaml"), ARCHIVES).unwrap();
+    let state = crate::support::state::state(registry_signing(
+        dir.path(),
+        app_limits(),
+        RateClock::manual(Default::default()),
+        azure_store(&endpoint),
+    ));
+    let service = actix_test::init_service(App::new().app_data(state.clone()).configure(http::routes)).await;
+    let svc = &service;
+    let user = format!("u-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    const MIB: usize = 1024 * 1024;
+    let file: Vec<u8> = (0..11 * MIB).map(|i| (i % 251) as u8).collect();
+    let start = || async {
+        let body = json!({"vars": {"user": user}, "size": file.len(), "content_type": "application/octet-stream"});
+        let (status, created) = call(svc, "/v1/profiles/archives/multipart", body).await;
+        assert_eq!(status, 200, "{created}");
+        assert_eq!(created["part_count"], 3);
+        let token = created["upload_token"].as_str().unwrap().to_owned();
+        let (status, signed) = call(
+            svc,
+            "/v1/uploads/parts",
+            json!({"upload_token": token, "part_numbers": [1, 2, 3]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{signed}");
+        let urls: Vec<String> = signed["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["url"].as_str().unwrap().to_owned())
+            .collect();
+        (token, created["key"].as_str().unwrap().to_owned(), urls)
+    };
+    let block = |url: &str, bytes: &[u8]| {
+        let (url, bytes) = (url.to_owned(), bytes.to_vec());
+        async move {
+            reqwest::Client::new()
+                .put(url)
+                .body(bytes)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    // A block one byte larger than planned is taken by Azure (a SAS bounds no size) and refused
+    // at `complete`: nothing is committed.
+    let (token, staged, urls) = start().await;
+    assert!(urls[0].contains("comp=block&blockid="), "{}", urls[0]);
+    assert_eq!(block(&urls[0], &file[..5 * MIB + 1]).await, 201);
+    assert_eq!(block(&urls[1], &file[5 * MIB..10 * MIB]).await, 201);
+    assert_eq!(block(&urls[2], &file[10 * MIB..]).await, 201);
+    let (status, refused) = call(svc, "/v1/uploads/complete", json!({"upload_token": token})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        !blobs(&endpoint, "azure-statements", &staged)
+            .await
+            .contains_key(&staged)
+    );
+
+    // The planned blocks are committed with the gateway's type and metadata, then promoted.
+    let (token, staged, urls) = start().await;
+    assert!(
+        staged.starts_with("postgate-staging/"),
+        "a block upload is staged too: {staged}"
+    );
+    for (i, url) in urls.iter().enumerate() {
+        let range = i * 5 * MIB..((i + 1) * 5 * MIB).min(file.len());
+        assert_eq!(block(url, &file[range]).await, 201);
+    }
+    let (status, completed) = call(svc, "/v1/uploads/complete", json!({"upload_token": token})).await;
+    assert_eq!(status, 200, "{completed}");
+    let key = completed["key"].as_str().unwrap();
+    let (status, bytes, properties) = read_blob(&endpoint, "azure-statements", key).await;
+    assert_eq!(status, 200);
+    assert!(bytes == file, "the committed blob is the file");
+    assert_eq!(properties["content-type"], "application/octet-stream");
+    assert_eq!(properties["x-ms-meta-uploaded_by"], user.as_str());
+    assert!(
+        !blobs(&endpoint, "azure-statements", &staged)
+            .await
+            .contains_key(&staged)
+    );
+}
+
 #[actix_web::test]
 async fn azurite_uploads_are_staged_checked_and_promoted_and_the_sas_bounds_the_rest() {
     let Some(endpoint) = azurite() else { return };

@@ -154,7 +154,11 @@ pub(super) fn filename(profile: &Profile, request: &UploadRequest, put: bool, ou
 /// would stop at 5 GiB).
 pub(super) fn key(profile: &Profile, values: &Values<'_>, multipart: bool, out: &mut Refusals) -> FilledKey {
     let mut key = profile.key.render(values);
-    let staging = profile.verify.staging.as_ref().filter(|_| !multipart);
+    let staging = profile
+        .verify
+        .staging
+        .as_ref()
+        .filter(|_| !multipart || profile.verify.stage_multipart);
     let promote_to = staging.map(|staging| {
         let final_key = key.clone();
         key.insert_str(0, staging);
