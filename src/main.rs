@@ -198,8 +198,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check { dir, deny_warnings } => check_command(&config, dir, deny_warnings),
         Command::Explain { profile, dir } => {
             let snapshot = load(&dir.unwrap_or_else(|| config.policies.clone()), &config)?;
+            let served = snapshot.get(&profile).map(|s| s.signing_store().kind.note());
             let profile = find(&snapshot, &profile)?;
             print!("{}", explain_text(profile));
+            if let Some(Some(note)) = served {
+                println!("  store kind   {note}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign(args) => {

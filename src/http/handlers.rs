@@ -568,8 +568,7 @@ pub async fn get_profile(
     let snapshot = state.registry.current();
     let app = identify(&state, &snapshot, &req).await?.app;
     let profile = allowed_profile(&snapshot, &app, &name)?;
-    let enforcement = profile.signing_store().enforcement.as_deref();
-    Ok(HttpResponse::Ok().json(ProfileDetail::of(profile, enforcement)))
+    Ok(HttpResponse::Ok().json(ProfileDetail::of(profile, profile.signing_store())))
 }
 
 /// `GET /metrics`

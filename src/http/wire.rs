@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::explain::explain;
 use crate::profile::Method;
-use crate::profile::enforcement::{Enforcement, gaps};
+use crate::profile::enforcement::gaps;
 use crate::profile::{ContentTypeRule, MetadataValue, Placeholder, Profile};
 use crate::sign::Signed;
 use crate::text::{write_json_clean, write_json_string};
@@ -142,6 +142,12 @@ pub struct ProfileDetail<'a> {
     pub put_headers: Vec<HeaderWire>,
     /// Why a method is unavailable, by method.
     pub unavailable: Vec<UnavailableWire>,
+    /// The store's kind: `s3`, `gcs` or `azure`.
+    pub store_kind: &'static str,
+    /// What the store's kind enforces by signature and what only `complete` checks; absent for
+    /// S3 stores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_note: Option<&'static str>,
     /// What the profile relies on that its store does not enforce, as the store's
     /// `stores.<name>.probe` file says; absent when none (or no probe file).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -187,7 +193,8 @@ pub struct ConditionWire {
 
 impl<'a> ProfileDetail<'a> {
     /// The profile, with the gaps of its store's probe file when `enforcement` is given.
-    pub fn of(profile: &'a Profile, enforcement: Option<&Enforcement>) -> ProfileDetail<'a> {
+    pub fn of(profile: &'a Profile, store: &crate::sign::Store) -> ProfileDetail<'a> {
+        let enforcement = store.enforcement.as_deref();
         let explained = explain(profile);
         let store_gaps = enforcement
             .map(|found| gaps(profile, found))
@@ -204,6 +211,8 @@ impl<'a> ProfileDetail<'a> {
             summary: ProfileSummary::of(profile),
             bucket: profile.bucket(),
             store: profile.store(),
+            store_kind: store.kind.name(),
+            store_note: store.kind.note(),
             key: profile.key().to_string(),
             apps: profile.apps(),
             conditions: explained
@@ -219,10 +228,11 @@ impl<'a> ProfileDetail<'a> {
             put_headers: explained
                 .iter()
                 .filter_map(|item| {
-                    let (name, value) = item.header.as_ref()?;
+                    let (name, value) = item.header.clone()?;
+                    let (name, value) = store.carried(name, value);
                     Some(HeaderWire {
-                        name: name.to_string(),
-                        value: value.to_string(),
+                        name: name.into_owned(),
+                        value: value.into_owned(),
                         note: item.put_note.clone(),
                     })
                 })

@@ -11,6 +11,7 @@ pub mod post;
 pub mod put;
 pub mod sigv4;
 
+use std::borrow::Cow;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +75,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// What a signature of this kind enforces, said where a profile is explained; `None` for S3,
+    /// whose store table is the probe's.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Kind::S3 => None,
+            Kind::Gcs => Some(
+                "a GCS store signs with Google's V4 and names what it carries in its own words (x-goog-meta-*, x-goog-acl, x-goog-if-generation-match: 0 for If-None-Match: *); GCS enforces what is signed",
+            ),
+            Kind::Azure => Some(
+                "an Azure store signs a SAS that bounds only the blob, its permission and its expiry; every other rule is checked by `complete`, which is mandatory: uploads are staged and promoted only once checked",
+            ),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::S3 => "s3",
@@ -245,6 +260,16 @@ impl Store {
             Kind::S3 => Vec::new(),
             Kind::Gcs => gcs::problems(profile),
             Kind::Azure => azure::problems(profile),
+        }
+    }
+
+    /// How this store carries a plan entry named `name` (a PUT header, a form field): S3's
+    /// names, or the kind's own.
+    pub fn carried<'a>(&self, name: Cow<'a, str>, value: Cow<'a, str>) -> (Cow<'a, str>, Cow<'a, str>) {
+        match self.kind {
+            Kind::S3 => (name, value),
+            Kind::Gcs => gcs::carried(name, value),
+            Kind::Azure => azure::carried(name, value),
         }
     }
 

@@ -78,13 +78,7 @@ pub fn put_url<'p>(filled: Filled<'p>, store: &Signer<'_>, now: OffsetDateTime) 
     for entry in filled.entries {
         match (entry.name, entry.value) {
             (_, Value::Range { min, .. }) => headers.push(("Content-Length".into(), min.to_string().into())),
-            (Some(name), Value::Exact(value)) if store.kind == super::Kind::Gcs => {
-                headers.push(super::gcs::carried(name, value))
-            }
-            (Some(name), Value::Exact(value)) if store.kind == super::Kind::Azure => {
-                headers.push(super::azure::carried(name, value))
-            }
-            (Some(name), Value::Exact(value)) => headers.push((name, value)),
+            (Some(name), Value::Exact(value)) => headers.push(store.carried(name, value)),
             // Bucket and key travel in the URL; admission leaves no prefix in a PUT.
             _ => {}
         }

@@ -300,6 +300,28 @@ async fn azurite_uploads_are_staged_checked_and_promoted_and_the_sas_bounds_the_
         bytes
     };
 
+    // The profile endpoint says what the kind enforces and names the headers in Azure's words.
+    let req = actix_test::TestRequest::get()
+        .uri("/v1/profiles/statements")
+        .insert_header(("Authorization", format!("Bearer {}", crate::support::state::key("web"))))
+        .to_request();
+    let detail: Value = actix_test::call_and_read_body_json(svc, req).await;
+    assert_eq!(detail["store_kind"], "azure");
+    assert!(
+        detail["store_note"].as_str().unwrap().contains("checked by `complete`"),
+        "{detail}"
+    );
+    let names: Vec<&str> = detail["put_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"x-ms-meta-uploaded_by") && names.contains(&"x-ms-meta-postgate_upload"),
+        "{names:?}"
+    );
+
     // An Azure store takes no form: the answer is a PUT with the headers to send.
     let (status, signed) = call(svc, "/v1/profiles/statements/presign", request(100, "application/pdf")).await;
     assert_eq!(status, 200, "{signed}");
