@@ -146,6 +146,65 @@ fn benches(c: &mut Criterion) {
         b.iter(|| end_to_end("media", &media_put))
     });
 
+    // The same invoice on each store kind: SigV4, Google's V4 with an HMAC key and with a
+    // service account's RSA key, Azure's SAS.
+    let invoices = profile::parse(
+        &ProfileName::new("invoices").unwrap(),
+        include_str!("../policies/invoices.yaml"),
+    )
+    .unwrap();
+    let invoice: UploadRequest = serde_json::from_str(
+        r#"{"method": "put", "vars": {"supplier": "acme"}, "content_type": "application/pdf", "size": 12345}"#,
+    )
+    .unwrap();
+    let account: serde_json::Value = serde_json::from_str(include_str!(
+        "../../shared/vectors/gcs/test_service_account.not-a-test.json"
+    ))
+    .unwrap();
+    let rsa = postgate::sign::sigv4::rsa_key_from_pem(account["private_key"].as_str().unwrap()).unwrap();
+    let gcs_rsa = Store::awaiting_credentials(
+        "gcs",
+        "auto",
+        postgate::sign::Endpoint::Custom(postgate::sign::GCS_ENDPOINT.into()),
+        postgate::sign::Addressing::Path,
+    )
+    .with_kind(postgate::sign::Kind::Gcs);
+    gcs_rsa.set_keys(postgate::sign::Keys::service_account(
+        "sa@example.iam.gserviceaccount.com",
+        rsa,
+    ));
+    let gcs_hmac = fixture::example_store().with_kind(postgate::sign::Kind::Gcs);
+    let azure = fixture::example_store()
+        .with_kind(postgate::sign::Kind::Azure)
+        .with_post(false);
+    azure.set_credentials(postgate::sign::Credentials {
+        access_key_id: "account".into(),
+        secret_access_key: postgate::secret::Secret::new("a2V5LWtleS1rZXkta2V5LWtleS1rZXkta2V5LWtleQ=="),
+        session_token: None,
+        expires_at: None,
+    });
+    for (kind, store) in [
+        ("s3", &store),
+        ("gcs hmac", &gcs_hmac),
+        ("gcs rsa", &gcs_rsa),
+        ("azure", &azure),
+    ] {
+        c.bench_function(&format!("sign one invoice PUT URL: {kind}"), |b| {
+            b.iter(|| {
+                let now = OffsetDateTime::now_utc();
+                let ctx = Context {
+                    app: "web",
+                    now,
+                    uuid: Uuid::now_v7(),
+                };
+                let signer = store.signer(now).unwrap();
+                let signed =
+                    postgate::sign::sign(&invoices, &signer, black_box(&invoice), &ctx, FieldStyle::Botocore).unwrap();
+                signed.to_json()
+            })
+        });
+    }
+
     // After the signature: an upload token sealed and opened, and 1,000 part URLs of one
     // multipart upload (the profile's expiry, each with its exact Content-Length).
     let keys = postgate::upload::TokenKeys::new(
