@@ -289,7 +289,10 @@ fn load(dir: &Path, config: &GatewayConfig) -> anyhow::Result<Snapshot> {
 fn unsigned_stores(config: &GatewayConfig) -> anyhow::Result<std::sync::Arc<registry::Stores>> {
     let mut stores = registry::Stores::new();
     for name in config.store_names() {
+        let (kind, staging) = config.store_shape(&name);
         let store = registry::unsigned_store(&name, config.store_takes_post(&name))
+            .with_kind(kind)
+            .with_staging(staging)
             .with_enforcement(config.store_enforcement(&name)?);
         stores.insert(name, std::sync::Arc::new(store));
     }

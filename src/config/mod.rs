@@ -803,9 +803,29 @@ impl GatewayConfig {
         }
     }
 
-    /// Whether the store `name` takes POST uploads (`post`, default true).
+    /// Whether the store `name` takes POST uploads (`post`, default true; never on Azure).
     pub fn store_takes_post(&self, name: &str) -> bool {
-        self.stores.get(name).and_then(|s| s.post).unwrap_or(true)
+        match self.stores.get(name) {
+            Some(store) if store.kind == Kind::Azure => false,
+            store => store.and_then(|s| s.post).unwrap_or(true),
+        }
+    }
+
+    /// The store `name`'s kind and where it stages every upload (Azure), as the config says:
+    /// for commands that compile profiles with stores that never sign.
+    pub fn store_shape(&self, name: &str) -> (Kind, Option<String>) {
+        match self.stores.get(name) {
+            Some(store) if store.kind == Kind::Azure => (
+                Kind::Azure,
+                Some(
+                    store
+                        .staging
+                        .clone()
+                        .unwrap_or_else(|| crate::sign::azure::DEFAULT_STAGING.to_owned()),
+                ),
+            ),
+            store => (store.map(|s| s.kind).unwrap_or_default(), None),
+        }
     }
 
     /// What `stores.<name>.probe` says the store enforces; `None` without the setting.
@@ -966,15 +986,8 @@ impl GatewayConfig {
                 Ok((store, Refresh::Never))
             }
             None => {
-                let credentials = creds
-                    .read_static(env)?
-                    .ok_or_else(|| format!("{}, or credentials.service_account_file", creds.missing()))?;
-                let refresh = match creds.files().is_empty() {
-                    true => Refresh::Never,
-                    false => Refresh::Files(creds.clone()),
-                };
-                store.set_credentials(credentials);
-                Ok((store, refresh))
+                store.set_credentials(read_gcs_hmac(creds, env)?);
+                Ok((store, Refresh::Never))
             }
         }
     }
@@ -1054,6 +1067,54 @@ impl GatewayConfig {
         .with_enforcement(self.store_enforcement(name).map_err(|e| e.to_string())?);
         Ok((store, Refresh::Never))
     }
+}
+
+/// A GCS HMAC key: its id and secret from their `*_file` or `*_env` settings, by default
+/// `GOOGLE_HMAC_ACCESS_ID` and `GOOGLE_HMAC_SECRET` (never the AWS variables: an AWS key or
+/// session token must not end up in a GCS URL). HMAC keys have no session token or expiry.
+fn read_gcs_hmac(creds: &CredentialsConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Credentials, String> {
+    if creds.session_token_env.is_some() || creds.session_token_file.is_some() || creds.expiration_env.is_some() {
+        return Err(
+            "credentials.session_token_*, expiration_env: a GCS HMAC key has no session token or expiry".to_owned(),
+        );
+    }
+    let read = |setting: &str, file: &Option<PathBuf>, var: &Option<String>, default: &str| -> Result<String, String> {
+        let value = match file {
+            Some(file) => std::fs::read_to_string(file).map_err(|e| {
+                format!(
+                    "credentials.{setting}_file: cannot read the file it names: {}",
+                    e.kind()
+                )
+            })?,
+            None => env(var.as_deref().unwrap_or(default)).unwrap_or_default(),
+        };
+        let value = value.trim().to_owned();
+        match (value.is_empty(), var) {
+            (false, _) => Ok(value),
+            (true, Some(_)) => Err(format!("credentials.{setting}_env: the variable it names is not set")),
+            (true, None) => Err(format!(
+                "no credentials: set {default} (or credentials.{setting}_env or _file), or credentials.service_account_file"
+            )),
+        }
+    };
+    let access_key_id = read(
+        "access_key_id",
+        &creds.access_key_id_file,
+        &creds.access_key_id_env,
+        "GOOGLE_HMAC_ACCESS_ID",
+    )?;
+    let secret = read(
+        "secret_access_key",
+        &creds.secret_access_key_file,
+        &creds.secret_access_key_env,
+        "GOOGLE_HMAC_SECRET",
+    )?;
+    Ok(Credentials {
+        access_key_id,
+        secret_access_key: Secret::new(secret),
+        session_token: None,
+        expires_at: None,
+    })
 }
 
 /// A service account's JSON key file: its `client_email` and RSA `private_key`. The error names

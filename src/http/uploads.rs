@@ -604,6 +604,14 @@ async fn uppy_answer(
         }
         // CreateMultipartUpload: started now; Uppy's POST to the returned URL reads the upload
         // ID, which is the upload token, so every later step carries it.
+        ("POST", None, None) if profile.signing_store().kind == crate::sign::Kind::Azure => {
+            let refusal = crate::profile::Refusal {
+                kind: crate::profile::RefusalKind::MethodUnavailable,
+                field: "method".into(),
+                message: "Uppy's multipart uploads read each part's ETag, which Azure's Put Block does not answer; use the gateway's multipart API, or Uppy's single uploads".into(),
+            };
+            Err(lifecycle::Failure::refused(profile.name().as_str(), vec![refusal]).into())
+        }
         ("POST", None, None) => {
             let client = client_address(req);
             let grant = Grant::now(&caller.app, caller.sub()).from_client(client.as_deref());

@@ -307,7 +307,7 @@ async fn complete_checked(
     };
     let key = uploaded_key(claims, filename)?;
     if claims.carry == Carry::Multipart {
-        complete_multipart(&place, claims, &key).await?;
+        complete_multipart(&place, profile, claims, &key).await?;
     }
     let head = place.head_with_retry(&key).await?;
     let ours = |head: &Option<ObjectHead>| head.as_ref().is_some_and(|h| carries_marker(h, claims));
@@ -355,6 +355,10 @@ async fn verify(
     promoted_from: Option<&str>,
 ) -> Result<Completed, Failure> {
     let mut violation = check_object(&claims.bounds, &head).err();
+    if violation.is_none() && place.store.kind == crate::sign::Kind::Azure {
+        // A SAS signs no header: what the client had to send is checked here.
+        violation = crate::upload::verify::check_unsigned(&claims.bounds, &head, profile.fields()).err();
+    }
     let mut sniffed = Sniff::Off;
     if violation.is_none() && profile.verify().sniff {
         let declared = head.content_type.clone().unwrap_or_default();
@@ -478,11 +482,41 @@ async fn promote(
     if let Some(quoted) = &quoted {
         headers.push(("x-amz-copy-source-if-match", quoted));
     }
-    place
+    let azure = place.store.kind == crate::sign::Kind::Azure;
+    if azure && !profile.overwrite() {
+        headers.push(("If-None-Match", "*"));
+    }
+    // An earlier call copied it and could not delete the staged one: only the delete is left.
+    let marker = head.metadata.get(MARKER_NAME);
+    let promoted = match azure {
+        true => place
+            .head(final_key)
+            .await?
+            .is_some_and(|f| f.metadata.get(MARKER_NAME) == marker),
+        false => false,
+    };
+    if promoted {
+        return place.delete(key).await;
+    }
+    match place
         .client
         .copy(place.store, place.bucket, key, final_key, &headers)
         .await
-        .map_err(changed_or_store)?;
+    {
+        Ok(()) => {}
+        // Azure's answer to `If-None-Match: *` on the destination: the key is taken, and this
+        // staged upload can never be promoted.
+        Err(StoreError::Refused { code, .. }) if azure && code == "ConditionNotMet" => {
+            place.delete(key).await?;
+            return Err(Failure::new(
+                Code::ObjectExists,
+                format!(
+                    "an object is already stored at `{final_key}` and the profile does not overwrite; this upload was deleted"
+                ),
+            ));
+        }
+        Err(error) => return Err(changed_or_store(error)),
+    }
     // Stores that ignore the precondition: a single-part object keeps its ETag in a copy (on
     // S3 stores; Azure gives a copy its own ETag and honours `x-ms-source-if-match`).
     let copied = place.head(final_key).await?;
@@ -537,7 +571,7 @@ fn completed(
 /// Lists the parts, checks them against the plan, and completes from the store's own list. On
 /// a violation this upload (its own upload ID) is aborted. An upload the store no longer knows
 /// counts as completed only when the object at the key carries the token's marker.
-async fn complete_multipart(place: &Place<'_>, claims: &Claims, key: &str) -> Result<(), Failure> {
+async fn complete_multipart(place: &Place<'_>, profile: &Profile, claims: &Claims, key: &str) -> Result<(), Failure> {
     let (upload_id, plan) = multipart_of(claims)?;
     let client = place.client;
     let gone = || async {
@@ -575,6 +609,7 @@ async fn complete_multipart(place: &Place<'_>, claims: &Claims, key: &str) -> Re
     let completion = Completion {
         object_size: plan.total(),
         no_overwrite: claims.bounds.no_overwrite,
+        headers: object_headers(profile, claims),
     };
     match client
         .complete_multipart(place.store, place.bucket, key, upload_id, &parts, completion)
@@ -583,7 +618,8 @@ async fn complete_multipart(place: &Place<'_>, claims: &Claims, key: &str) -> Re
         Ok(_) => Ok(()),
         // Completed by a concurrent call or an earlier attempt of this one: the marker decides.
         Err(StoreError::Refused { code, .. }) if code == "NoSuchUpload" => gone().await,
-        Err(StoreError::Refused { code, .. }) if code == "PreconditionFailed" => {
+        // Azure says `ConditionNotMet`.
+        Err(StoreError::Refused { code, .. }) if code == "PreconditionFailed" || code == "ConditionNotMet" => {
             if gone().await.is_ok() {
                 return Ok(());
             }
@@ -599,7 +635,7 @@ async fn complete_multipart(place: &Place<'_>, claims: &Claims, key: &str) -> Re
         Err(error @ StoreError::Refused { .. })
             if matches!(
                 error.code(),
-                Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall")
+                Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "InvalidBlockList")
             ) =>
         {
             let _ = place.abort(key, upload_id).await;
@@ -611,6 +647,27 @@ async fn complete_multipart(place: &Place<'_>, claims: &Claims, key: &str) -> Re
         // Anything else (credentials, a store bug): the upload is kept for another attempt.
         Err(error) => Err(Failure::store(error)),
     }
+}
+
+/// The object's headers as the token and the profile fix them, in S3's names (the type, the
+/// metadata with the marker, the pinned fields): what a store that sets them only when the
+/// upload is committed (Azure) is given then.
+fn object_headers(profile: &Profile, claims: &Claims) -> Vec<(String, String)> {
+    let bounds = &claims.bounds;
+    let mut headers = Vec::new();
+    if let Some(crate::profile::TypeBound::Exact(content_type)) = &bounds.content_type {
+        headers.push(("Content-Type".to_owned(), content_type.clone()));
+    }
+    for (name, value) in &bounds.metadata {
+        headers.push((format!("x-amz-meta-{name}"), value.clone()));
+    }
+    headers.push((crate::profile::plan::MARKER_FIELD.to_owned(), bounds.marker.clone()));
+    for (field, value) in profile.fields() {
+        if let Some(header) = put_header(field) {
+            headers.push((header.to_owned(), value.clone()));
+        }
+    }
+    headers
 }
 
 /// A store refusal of a precondition (`If-Match`, `x-amz-copy-source-if-match`) means the object

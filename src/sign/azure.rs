@@ -37,60 +37,45 @@ const RENAMED: &[(&str, &str)] = &[
     ("Content-Language", "x-ms-blob-content-language"),
 ];
 
-/// The SAS permissions of a call: a single upload and the gateway's promotion copy may create a
-/// blob, never replace one (`c`); a block and the block list write (`w`, to the staged blob
-/// only); reads `r`; deletes `d`.
-pub fn permissions(method: &str, params: &[(&str, &str)]) -> &'static str {
-    let named = |name: &str| params.iter().any(|(n, _)| *n == name);
+/// The SAS permissions of a call: a single upload may create a blob, never replace one (`c`);
+/// the gateway's promotion copy creates or replaces (`cw`, as S3's CopyObject; `If-None-Match`
+/// keeps an existing one); a block and the block list write (`w`, to the upload's own staged
+/// blob); reads `r`; deletes `d`.
+pub fn permissions(method: &str, params: &[(&str, &str)], headers: &[(&str, &str)]) -> &'static str {
+    let param = |name: &str| params.iter().any(|(n, _)| *n == name);
     match method {
-        "PUT" if named("comp") || named("partNumber") => "w",
+        "PUT" if param("comp") || param("partNumber") => "w",
+        "PUT" if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("x-ms-copy-source")) => "cw",
         "PUT" => "c",
         "DELETE" => "d",
         _ => "r",
     }
 }
 
-/// A multipart upload's ID on Azure, which has none: a random part (the block IDs' prefix) and
-/// the blob's headers, set by Put Block List at `complete` (the ID is sealed in the token).
-pub fn upload_id(headers: &[(&str, &str)]) -> String {
-    let pairs: Vec<[&str; 2]> = headers.iter().map(|(n, v)| [*n, *v]).collect();
-    let json = serde_json::to_vec(&pairs).unwrap_or_default();
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        "{}.{}",
-        &random[..16],
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-    )
+/// A multipart upload's ID on Azure, which has none: 16 random hex digits, the prefix of its
+/// block IDs (sealed in the token; the blob's headers are set from the token at `complete`).
+pub fn upload_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
 }
 
-/// The headers an `upload_id` carries; none for an ID that is not one.
-pub fn upload_headers(upload_id: &str) -> Vec<(String, String)> {
-    let Some((_, encoded)) = upload_id.split_once('.') else {
-        return Vec::new();
-    };
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded)
-        .unwrap_or_default();
-    let pairs: Vec<[String; 2]> = serde_json::from_slice(&json).unwrap_or_default();
-    pairs.into_iter().map(|[n, v]| (n, v)).collect()
+/// Whether `upload_id` is one `upload_id` made.
+pub fn is_upload_id(upload_id: &str) -> bool {
+    upload_id.len() == 16 && upload_id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Part `part_number`'s block ID: base64 of `<upload's random part>-<5 digits>`, one length for
-/// every block of a blob, as Azure requires.
+/// Part `part_number`'s block ID: base64 of `<upload ID>-<5 digits>`, one length for every
+/// block of a blob, as Azure requires.
 pub fn block_id(upload_id: &str, part_number: u32) -> String {
-    let random = upload_id.split_once('.').map_or(upload_id, |(r, _)| r);
-    base64::engine::general_purpose::STANDARD.encode(format!("{random}-{part_number:05}"))
+    base64::engine::general_purpose::STANDARD.encode(format!("{upload_id}-{part_number:05}"))
 }
 
 /// The part number a block ID names for this upload; `None` for another upload's block.
 pub fn part_number(upload_id: &str, block_id: &str) -> Option<u32> {
-    let random = upload_id.split_once('.').map_or(upload_id, |(r, _)| r);
     let decoded = base64::engine::general_purpose::STANDARD.decode(block_id).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (prefix, number) = text.split_once('-')?;
-    (prefix == random && number.len() == 5)
-        .then(|| number.parse().ok())
-        .flatten()
+    let digits = number.len() == 5 && number.bytes().all(|b| b.is_ascii_digit());
+    (prefix == upload_id && digits).then(|| number.parse().ok()).flatten()
 }
 
 /// A call's query before its SAS: a part URL (`partNumber`, `uploadId`) is Put Block's

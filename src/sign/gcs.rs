@@ -49,6 +49,9 @@ const CANNED_ACLS: &[&str] = &[
     "authenticated-read",
 ];
 
+/// GCS's storage classes (`x-goog-storage-class`).
+const STORAGE_CLASSES: &[&str] = &["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"];
+
 /// `If-None-Match: *` as the XML API says it: only if no live generation exists.
 pub const NO_OVERWRITE: (&str, &str) = ("x-goog-if-generation-match", "0");
 
@@ -79,6 +82,11 @@ pub fn problems(profile: &Profile) -> Vec<String> {
             problems.push(format!(
                 "fields.{name}: a GCS store has no such field (it carries {}); GCS encrypts every object at rest, has no object tags, and sets retention per bucket",
                 CARRIED_FIELDS.join(", ")
+            ));
+        } else if name == "x-amz-storage-class" && !STORAGE_CLASSES.contains(&value.as_str()) {
+            problems.push(format!(
+                "fields.x-amz-storage-class: `{value}` is not a GCS storage class ({})",
+                STORAGE_CLASSES.join(", ")
             ));
         } else if name == "acl" && !CANNED_ACLS.contains(&value.as_str()) {
             problems.push(format!(

@@ -444,6 +444,9 @@ impl Store {
     }
 }
 
+/// Name–value pairs: a call's query parameters or headers.
+type Pairs<'a> = &'a [(&'a str, &'a str)];
+
 /// A store with the one set of credentials a signature uses from start to end.
 pub struct Signer<'a> {
     store: &'a Store,
@@ -515,7 +518,7 @@ impl Signer<'_> {
         url.push_str(&path);
         url.push('?');
         if self.store.kind == Kind::Azure {
-            self.append_sas(&mut url, method, bucket, key, params, now, expires_in);
+            self.append_sas(&mut url, method, (bucket, key), (params, headers), now, expires_in);
             return url;
         }
         let (amz_date, signing_key) = amz_date_now(self, now);
@@ -536,15 +539,13 @@ impl Signer<'_> {
 
     /// The operation's parameters, then a create-only, read or delete SAS for one blob (by
     /// `method`) expiring `expires_in` seconds after `now`. Headers are the client's to send:
-    /// a SAS signs none.
-    #[allow(clippy::too_many_arguments)]
+    /// a SAS signs none (they pick the permission of a copy).
     fn append_sas(
         &self,
         url: &mut String,
         method: &str,
-        container: &str,
-        blob: &str,
-        params: &[(&str, &str)],
+        (container, blob): (&str, &str),
+        (params, headers): (Pairs<'_>, Pairs<'_>),
         now: OffsetDateTime,
         expires_in: u64,
     ) {
@@ -563,7 +564,7 @@ impl Signer<'_> {
             key: &key,
             container,
             blob,
-            permissions: azure::permissions(method, params),
+            permissions: azure::permissions(method, params, headers),
             expiry: now + Duration::from_secs(expires_in),
             protocol: if https { "https" } else { "https,http" },
         }

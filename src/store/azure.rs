@@ -1,7 +1,7 @@
 //! Azure Blob Storage's block uploads behind the multipart calls: no upload to create (the ID is
-//! made here and carries the blob's headers), Get Block List for ListParts, Put Block List for
-//! CompleteMultipartUpload (which sets the blob's type and metadata: the client never does), and
-//! nothing to abort (Azure drops uncommitted blocks after seven days).
+//! 16 random hex digits, the prefix of its block IDs), Get Block List for ListParts, Put Block
+//! List for CompleteMultipartUpload (which sets the blob's type and metadata from the token: the
+//! client's blocks carry none), and an abort that drops the upload's own staged blob.
 //!
 //! Spec: <https://learn.microsoft.com/rest/api/storageservices/put-block-list>,
 //! <https://learn.microsoft.com/rest/api/storageservices/get-block-list>.
@@ -10,6 +10,17 @@ use reqwest::Method as HttpMethod;
 use serde::Deserialize;
 
 use super::{Call, Completion, StoreClient, StoreError, parse_xml, unquote, xml_escape};
+
+/// A token's upload ID that is not one this gateway made for Azure: the upload is unknown here.
+fn unknown_upload(store: &Store, operation: &'static str) -> StoreError {
+    StoreError::Refused {
+        store: store.name.clone(),
+        operation,
+        status: 404,
+        code: "NoSuchUpload".into(),
+        message: "not an Azure block upload of this gateway".into(),
+    }
+}
 use crate::sign::Store;
 use crate::sign::azure;
 use crate::upload::ListedPart;
@@ -43,6 +54,9 @@ impl StoreClient {
         blob: &str,
         upload_id: &str,
     ) -> Result<Vec<ListedPart>, StoreError> {
+        if !azure::is_upload_id(upload_id) {
+            return Err(unknown_upload(store, "GetBlockList"));
+        }
         let call = Call::new("GetBlockList", HttpMethod::GET, container, blob)
             .params(&[("comp", "blocklist"), ("blocklisttype", "uncommitted")]);
         let answer = match self.send(store, call, Vec::new()).await {
@@ -66,8 +80,8 @@ impl StoreClient {
             .collect())
     }
 
-    /// Commits the listed blocks in part order with the blob's headers from the upload ID
-    /// (`If-None-Match: *` for `overwrite: false`); returns the blob's ETag.
+    /// Commits the listed blocks in part order with the blob's headers (`expect.headers`, S3's
+    /// names; `If-None-Match: *` for `overwrite: false`); returns the blob's ETag.
     pub(super) async fn azure_commit(
         &self,
         store: &Store,
@@ -77,15 +91,19 @@ impl StoreClient {
         parts: &[ListedPart],
         expect: Completion,
     ) -> Result<Option<String>, StoreError> {
+        if !azure::is_upload_id(upload_id) {
+            return Err(unknown_upload(store, "PutBlockList"));
+        }
         let mut body = String::from(r#"<?xml version="1.0" encoding="utf-8"?><BlockList>"#);
         for part in parts {
             let id = azure::block_id(upload_id, part.part_number);
             body.push_str(&format!("<Uncommitted>{}</Uncommitted>", xml_escape(&id)));
         }
         body.push_str("</BlockList>");
-        let headers: Vec<(String, String)> = azure::upload_headers(upload_id)
-            .into_iter()
-            .map(|(name, value)| (azure::commit_header(&name).into_owned(), value))
+        let headers: Vec<(String, String)> = expect
+            .headers
+            .iter()
+            .map(|(name, value)| (azure::commit_header(name).into_owned(), value.clone()))
             .collect();
         let mut headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         if expect.no_overwrite {
@@ -97,5 +115,23 @@ impl StoreClient {
             .long();
         let answer = self.send(store, call, body.into_bytes()).await?;
         Ok(answer.headers.get("etag").and_then(|v| v.to_str().ok()).map(unquote))
+    }
+
+    /// Drops an upload's uncommitted blocks: an empty block list committed over its own staged
+    /// blob (unique to the upload), then the blob deleted.
+    pub(super) async fn azure_abort(
+        &self,
+        store: &Store,
+        container: &str,
+        blob: &str,
+        upload_id: &str,
+    ) -> Result<(), StoreError> {
+        if !azure::is_upload_id(upload_id) {
+            return Ok(());
+        }
+        let body = r#"<?xml version="1.0" encoding="utf-8"?><BlockList></BlockList>"#;
+        let call = Call::new("PutBlockList", HttpMethod::PUT, container, blob).params(&[("comp", "blocklist")]);
+        self.send(store, call, body.as_bytes().to_vec()).await?;
+        self.delete(store, container, blob).await
     }
 }

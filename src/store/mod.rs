@@ -103,7 +103,9 @@ impl StoreClient {
         headers: &[(&str, &str)],
     ) -> Result<String, StoreError> {
         if store.kind == crate::sign::Kind::Azure {
-            return Ok(crate::sign::azure::upload_id(headers));
+            // Azure has no upload to create; its blob's headers are set when it is committed.
+            let _ = headers;
+            return Ok(crate::sign::azure::upload_id());
         }
         let call = Call::new("CreateMultipartUpload", HttpMethod::POST, bucket, key)
             .params(&[("uploads", "")])
@@ -171,6 +173,7 @@ impl StoreClient {
         let Completion {
             object_size,
             no_overwrite,
+            ..
         } = expect;
         let mut body = String::from(r#"<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#);
         for part in parts {
@@ -204,8 +207,7 @@ impl StoreClient {
         upload_id: &str,
     ) -> Result<(), StoreError> {
         if store.kind == crate::sign::Kind::Azure {
-            // Nothing to abort: Azure drops uncommitted blocks after seven days.
-            return Ok(());
+            return self.azure_abort(store, bucket, key, upload_id).await;
         }
         let call =
             Call::new("AbortMultipartUpload", HttpMethod::DELETE, bucket, key).params(&[("uploadId", upload_id)]);
@@ -225,7 +227,8 @@ impl StoreClient {
             Ok(answer) => answer,
             // Without `s3:ListBucket`, S3 answers 403 for a missing key: also "not there" (and
             // `complete` deletes nothing on a not-found).
-            Err(StoreError::Refused { status: 404 | 403, .. }) => return Ok(None),
+            Err(StoreError::Refused { status: 404, .. }) => return Ok(None),
+            Err(StoreError::Refused { status: 403, .. }) if store.kind != crate::sign::Kind::Azure => return Ok(None),
             Err(error) => return Err(error),
         };
         let header = |name: &str| {
@@ -251,6 +254,8 @@ impl StoreClient {
             let meta = name.as_str().strip_prefix("x-amz-meta-");
             if let Some(meta) = meta.or_else(|| name.as_str().strip_prefix("x-goog-meta-")) {
                 head.metadata.insert(meta.to_owned(), decode_rfc2047(&value));
+            } else if crate::upload::verify::OBJECT_HEADERS.contains(&name.as_str()) {
+                head.headers.insert(name.as_str().to_owned(), value.into_owned());
             } else if let Some(meta) = name.as_str().strip_prefix("x-ms-meta-") {
                 head.metadata
                     .insert(crate::sign::azure::metadata_name(meta), value.into_owned());
@@ -315,9 +320,9 @@ impl StoreClient {
         check_error_body(store, "CopyObject", &answer.body)
     }
 
-    /// Azure's Copy Blob: the source named by a read SAS URL, the destination created by the
-    /// call's own create-only SAS (an existing blob is never replaced); the source precondition
-    /// is `x-ms-source-if-match`. A copy still pending is waited for.
+    /// Azure's Copy Blob: the source named by a read SAS URL, the destination written by the
+    /// call's own SAS (`If-None-Match: *` in `headers` keeps an existing blob); the source
+    /// precondition is `x-ms-source-if-match`. A copy still pending is waited for.
     async fn azure_copy(
         &self,
         store: &Store,
@@ -339,7 +344,7 @@ impl StoreClient {
             })
             .collect();
         let call = Call::new("CopyBlob", HttpMethod::PUT, container, to)
-            .unsigned_header("x-ms-copy-source", &source)
+            .headers(&[("x-ms-copy-source", &source)])
             .headers(&renamed)
             .long();
         let mut answer = self.send(store, call, Vec::new()).await?;
@@ -349,6 +354,8 @@ impl StoreClient {
                 Some("pending") => tokio::time::sleep(Duration::from_millis(500)).await,
                 Some("success") | None => return Ok(()),
                 Some(other) => {
+                    // A failed or aborted copy leaves a blob at the destination: remove it.
+                    let _ = self.delete(store, container, to).await;
                     return Err(StoreError::Refused {
                         store: store.name.clone(),
                         operation: "CopyBlob",
@@ -374,7 +381,11 @@ impl StoreClient {
 
     /// Deletes an object (a missing one is fine).
     pub async fn delete(&self, store: &Store, bucket: &str, key: &str) -> Result<(), StoreError> {
-        let call = Call::new("DeleteObject", HttpMethod::DELETE, bucket, key);
+        let mut call = Call::new("DeleteObject", HttpMethod::DELETE, bucket, key);
+        if store.kind == crate::sign::Kind::Azure {
+            // Snapshots a client took of its staged blob would make the delete fail.
+            call = call.headers(&[("x-ms-delete-snapshots", "include")]);
+        }
         match self.send(store, call, Vec::new()).await {
             Err(StoreError::Refused { status: 404, .. }) => Ok(()),
             other => other.map(|_| ()),
@@ -469,11 +480,13 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Ve
 }
 
 /// What a completed object must be: its size (`x-amz-mp-object-size`) and, for
-/// `overwrite: false`, new (`If-None-Match: *`).
-#[derive(Debug, Clone, Copy)]
+/// `overwrite: false`, new (`If-None-Match: *`); and the object's headers in S3's names, which
+/// a store that sets them only at completion (Azure's Put Block List) takes from here.
+#[derive(Debug, Clone)]
 pub struct Completion {
     pub object_size: u64,
     pub no_overwrite: bool,
+    pub headers: Vec<(String, String)>,
 }
 
 /// One S3 call before signing.

@@ -27,6 +27,46 @@ pub struct ObjectHead {
     pub last_modified: Option<i64>,
     /// `x-amz-version-id`, on a versioned bucket.
     pub version_id: Option<String>,
+    /// The object headers a profile may pin (`OBJECT_HEADERS`), by lowercase name.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The object headers a profile may pin that a store keeps with the object and answers on HEAD.
+pub const OBJECT_HEADERS: [&str; 4] = [
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+];
+
+/// What a store whose signatures bound only the key (Azure) leaves to `complete` besides
+/// `check_object`: no metadata but what was signed (the marker included), and each object
+/// header exactly as the profile pins it (`pinned`: the profile's `fields`), or absent.
+pub fn check_unsigned(bounds: &Bounds, head: &ObjectHead, pinned: &[(String, String)]) -> Result<(), Violation> {
+    let signed =
+        |name: &str| name == crate::profile::plan::MARKER_NAME || bounds.metadata.iter().any(|(n, _)| n == name);
+    if let Some((name, value)) = head.metadata.iter().find(|(name, _)| !signed(name)) {
+        return Err(Violation::Metadata {
+            name: name.clone(),
+            found: Some(value.clone()),
+            expected: "no such metadata".into(),
+        });
+    }
+    for header in OBJECT_HEADERS {
+        let expected = pinned
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(header))
+            .map(|(_, v)| v);
+        let found = head.headers.get(header);
+        if found != expected {
+            return Err(Violation::Metadata {
+                name: header.to_owned(),
+                found: found.cloned(),
+                expected: expected.cloned().unwrap_or_else(|| "none".into()),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Why an upload is not what was allowed. Each has a stable code at the HTTP edge.

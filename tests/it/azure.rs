@@ -238,6 +238,36 @@ async fn azurite_block_uploads_commit_only_the_planned_blocks() {
             .contains_key(&staged)
     );
 
+    // An aborted upload's blocks are gone: `complete` finds none of its parts, as on S3.
+    let (token, staged, urls) = start().await;
+    assert_eq!(block(&urls[0], &file[..5 * MIB]).await, 201);
+    let block_list = |blob: String| {
+        let url = format!(
+            "{endpoint}/azure-statements/{blob}?comp=blocklist&blocklisttype=uncommitted&{}",
+            account_sas()
+        );
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        block_list(staged.clone()).await,
+        200,
+        "the block is there before the abort"
+    );
+    let (status, aborted) = call(svc, "/v1/uploads/abort", json!({"upload_token": token})).await;
+    assert!(status < 300, "{aborted}");
+    assert_eq!(block_list(staged.clone()).await, 404, "the abort dropped the blocks");
+    let (status, answer) = call(svc, "/v1/uploads/complete", json!({"upload_token": token})).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (422, Some("parts-mismatch")),
+        "{answer}"
+    );
+    assert!(
+        !blobs(&endpoint, "azure-statements", &staged)
+            .await
+            .contains_key(&staged)
+    );
+
     // The planned blocks are committed with the gateway's type and metadata, then promoted.
     let (token, staged, urls) = start().await;
     assert!(
@@ -333,8 +363,10 @@ async fn azurite_uploads_are_staged_checked_and_promoted_and_the_sas_bounds_the_
     let url = signed["url"].as_str().unwrap();
     assert!(url.contains("&sp=c&"), "a create-only SAS: {url}");
     let staged = signed["key"].as_str().unwrap().to_owned();
+    // Staged under the store's prefix and the upload's own marker.
+    let marker = headers["x-ms-meta-postgate_upload"].as_str().unwrap();
     assert!(
-        staged.starts_with(&format!("postgate-staging/statements/{user}/")),
+        staged.starts_with(&format!("postgate-staging/{marker}/statements/{user}/")),
         "{staged}"
     );
     assert_eq!(put(url, headers, pdf(100)).await, 201);
@@ -356,7 +388,7 @@ async fn azurite_uploads_are_staged_checked_and_promoted_and_the_sas_bounds_the_
     let (status, completed) = call(svc, "/v1/uploads/complete", json!({"upload_token": token})).await;
     assert_eq!(status, 200, "{completed}");
     let key = completed["key"].as_str().unwrap().to_owned();
-    assert_eq!(format!("postgate-staging/{key}"), staged);
+    assert_eq!(format!("postgate-staging/{marker}/{key}"), staged);
     assert_eq!(completed["metadata"]["uploaded-by"], user.as_str());
     assert_eq!(listed().await, BTreeMap::from([(key.clone(), 100)]));
     let (status, bytes, properties) = read_blob(&endpoint, "azure-statements", &key).await;
@@ -366,7 +398,7 @@ async fn azurite_uploads_are_staged_checked_and_promoted_and_the_sas_bounds_the_
 
     // What the SAS cannot bound, `complete` refuses and removes: a larger body, another type,
     // changed metadata. Nothing is promoted.
-    let cases: [Refused; 3] = [
+    let cases: [Refused; 5] = [
         ("oversized", 300, "application/pdf", None),
         ("mistyped", 100, "text/html", None),
         (
@@ -374,6 +406,13 @@ async fn azurite_uploads_are_staged_checked_and_promoted_and_the_sas_bounds_the_
             100,
             "application/pdf",
             Some(("x-ms-meta-kind", "annual")),
+        ),
+        ("metadata added", 100, "application/pdf", Some(("x-ms-meta-extra", "1"))),
+        (
+            "pinned header changed",
+            100,
+            "application/pdf",
+            Some(("x-ms-blob-content-disposition", "inline")),
         ),
     ];
     for (case, len, content_type, changed) in cases {

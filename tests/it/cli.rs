@@ -140,3 +140,67 @@ fn variables_naming_no_setting_warn_and_typos_below_a_setting_refuse() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("regoin"), "{stderr}");
 }
+
+/// `check`, `explain` and `sign` see a store as the config shapes it: an Azure store refuses
+/// the profiles it cannot serve, stages the others (`sign` hands out a create-only SAS for a
+/// staged blob, never the final key), and `explain` says what the kind enforces.
+#[test]
+fn commands_shape_stores_by_their_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("postgate.yaml");
+    std::fs::write(
+        &config,
+        "stores:\n  default:\n    kind: azure\n    account: devstoreaccount1\n    endpoint: http://127.0.0.1:10100/devstoreaccount1\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_postgate"))
+            .args(["--config", config.to_str().unwrap()])
+            .args(args)
+            .current_dir(repo_path(""))
+            .env(
+                "AZURE_STORAGE_KEY",
+                "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+            )
+            .output()
+            .unwrap()
+    };
+    let out = run(&["check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("datasets.yaml: store: store `default` (azure) cannot serve this profile: fields.acl"),
+        "{stderr}"
+    );
+    let invoices = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo_path("policies/invoices.yaml"),
+        invoices.path().join("invoices.yaml"),
+    )
+    .unwrap();
+    let dir_arg = invoices.path().to_str().unwrap().to_owned();
+    let out = run(&["explain", "invoices", "--dir", &dir_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("store kind   an Azure store signs a SAS"),
+        "{stdout}"
+    );
+    let out = run(&[
+        "sign",
+        "invoices",
+        "--dir",
+        &dir_arg,
+        "--var",
+        "supplier=acme",
+        "--size",
+        "10",
+        "--content-type",
+        "application/pdf",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("/finance-inbox/postgate-staging/") && stdout.contains("sp=c"),
+        "{stdout}"
+    );
+}

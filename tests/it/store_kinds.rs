@@ -269,7 +269,10 @@ fn gcs_stores_are_configured_with_a_service_account_or_an_hmac_key() {
     // Settings that mean nothing for the kind are refused, naming them and no value.
     let bad = [
         ("stores:\n  gcs:\n    kind: gcs\n    region: eu\n", "takes no `region`"),
-        ("stores:\n  gcs:\n    kind: gcs\n", "no credentials"),
+        (
+            "stores:\n  gcs:\n    kind: gcs\n",
+            "no credentials: set GOOGLE_HMAC_ACCESS_ID",
+        ),
         (
             "stores:\n  s3:\n    bucket_hostnames: { b-1: https://x.example }\n",
             "only `kind: gcs`",
@@ -278,7 +281,9 @@ fn gcs_stores_are_configured_with_a_service_account_or_an_hmac_key() {
     for (yaml, says) in bad {
         let config = write(yaml);
         let name = config.store_names()[0].clone();
-        let error = config.resolve_store(&name, &no_env).unwrap_err().to_string();
+        // AWS keys in the environment are never taken for a GCS HMAC key.
+        let aws_env = |name: &str| name.starts_with("AWS_").then(|| "AKIAIOSFODNN7EXAMPLE".to_owned());
+        let error = config.resolve_store(&name, &aws_env).unwrap_err().to_string();
         assert!(error.contains(says), "{yaml}: {error}");
     }
     let not_a_key = dir.path().join("key.json");

@@ -798,9 +798,10 @@ async fn a_200_with_a_retryable_error_is_retried() {
     let expect = postgate::store::Completion {
         object_size: 5,
         no_overwrite: false,
+        headers: Vec::new(),
     };
     let etag = client
-        .complete_multipart(&store, "b", "k", "u", &parts, expect)
+        .complete_multipart(&store, "b", "k", "u", &parts, expect.clone())
         .await
         .expect("the retry completes");
     assert_eq!(etag.as_deref(), Some("abc-2"));

@@ -161,6 +161,11 @@ pub(super) fn key(profile: &Profile, values: &Values<'_>, multipart: bool, out: 
         .filter(|_| !multipart || profile.verify.stage_multipart);
     let promote_to = staging.map(|staging| {
         let final_key = key.clone();
+        // A store staging every upload (Azure) stages each under its own marker: an abandoned
+        // upload never blocks the next one to the same key, and no upload's SAS reaches another's.
+        if profile.verify.stage_multipart {
+            key.insert_str(0, &format!("{}/", values.uuid));
+        }
         key.insert_str(0, staging);
         final_key
     });
