@@ -18,13 +18,9 @@ use crate::profile::conditions::Condition;
 use crate::profile::plan::MARKER_FIELD;
 use crate::profile::{Filled, Profile};
 
-/// S3 names and the GCS names that carry the same thing (compared without case); `x-amz-meta-*`
-/// is `x-goog-meta-*`. Names not here and not metadata are GCS's too (`Content-Type`, `key`, …)
-/// or refused by `problems`.
-const RENAMED: &[(&str, &str)] = &[
-    ("x-amz-acl", "x-goog-acl"),
-    ("x-amz-storage-class", "x-goog-storage-class"),
-];
+/// S3's headers the XML API has no use for, left out of the gateway's own calls: the expected
+/// size of a completed upload (GCS checks the parts) and the checksum mode of a HEAD.
+const DROPPED: &[&str] = &["x-amz-mp-object-size", "x-amz-checksum-mode"];
 
 /// The pinned fields a GCS store carries as they are named (or renamed in `RENAMED`).
 const CARRIED_FIELDS: &[&str] = &[
@@ -55,18 +51,31 @@ const STORAGE_CLASSES: &[&str] = &["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"
 /// `If-None-Match: *` as the XML API says it: only if no live generation exists.
 pub const NO_OVERWRITE: (&str, &str) = ("x-goog-if-generation-match", "0");
 
-/// How GCS carries a plan entry named `name` with `value`: the name (and value) it sends.
+/// How GCS carries a plan entry or a store call's header named `name` with `value`: the XML
+/// API spells every `x-amz-*` header `x-goog-*` (`x-goog-meta-*`, `x-goog-acl`,
+/// `x-goog-copy-source`, …); `If-None-Match: *` is `x-goog-if-generation-match: 0`. Other names
+/// (`Content-Type`, `key`) are GCS's too; what GCS cannot carry is refused by `problems`.
 pub fn carried<'a>(name: Cow<'a, str>, value: Cow<'a, str>) -> (Cow<'a, str>, Cow<'a, str>) {
     if name.eq_ignore_ascii_case("If-None-Match") {
         return (NO_OVERWRITE.0.into(), NO_OVERWRITE.1.into());
     }
-    if name.len() > 11 && name[..11].eq_ignore_ascii_case("x-amz-meta-") {
-        return (format!("x-goog-meta-{}", &name[11..]).into(), value);
+    if name.len() > 6 && name[..6].eq_ignore_ascii_case("x-amz-") {
+        return (format!("x-goog-{}", name[6..].to_ascii_lowercase()).into(), value);
     }
-    match RENAMED.iter().find(|(s3, _)| s3.eq_ignore_ascii_case(&name)) {
-        Some((_, gcs)) => ((*gcs).into(), value),
-        None => (name, value),
-    }
+    (name, value)
+}
+
+/// The headers of one of the gateway's own calls as the XML API takes them (`carried`), S3's
+/// that GCS has no use for left out.
+pub fn store_call_headers(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !DROPPED.iter().any(|d| d.eq_ignore_ascii_case(name)))
+        .map(|(name, value)| {
+            let (name, value) = carried((*name).into(), (*value).into());
+            (name.into_owned(), value.into_owned())
+        })
+        .collect()
 }
 
 /// The marker as a GCS object's metadata carries it.
@@ -100,14 +109,6 @@ pub fn problems(profile: &Profile) -> Vec<String> {
             "checksum.required: a GCS store takes no x-amz-checksum-* (the XML API checks MD5 and CRC32C only)"
                 .to_owned(),
         );
-    }
-    if profile.verify.staging.is_some() || profile.verify.quarantine.is_some() {
-        problems.push(
-            "verify.staging, verify.quarantine: not yet available on a GCS store (`complete` there checks and deletes, it does not copy)".to_owned(),
-        );
-    }
-    if profile.multipart.is_some() {
-        problems.push("multipart: not yet available on a GCS store; serve large files from an S3 store".to_owned());
     }
     problems
 }
@@ -279,8 +280,14 @@ mod tests {
     fn names_are_carried_in_gcs_words() {
         let cases = [
             ("x-amz-meta-purpose", "a", "x-goog-meta-purpose", "a"),
-            ("X-Amz-Meta-Purpose", "a", "x-goog-meta-Purpose", "a"),
+            ("X-Amz-Meta-Purpose", "a", "x-goog-meta-purpose", "a"),
             ("x-amz-acl", "private", "x-goog-acl", "private"),
+            (
+                "x-amz-copy-source-if-match",
+                "\"e\"",
+                "x-goog-copy-source-if-match",
+                "\"e\"",
+            ),
             ("If-None-Match", "*", "x-goog-if-generation-match", "0"),
             ("Content-Type", "image/png", "Content-Type", "image/png"),
             ("key", "k", "key", "k"),
@@ -290,6 +297,19 @@ mod tests {
             assert_eq!((n.as_ref(), v.as_ref()), (gcs_name, gcs_value), "{name}");
         }
         assert_eq!(marker_field(), "x-goog-meta-postgate-upload");
+        // The gateway's own calls: S3's headers renamed, the ones GCS has no use for dropped.
+        let call = store_call_headers(&[
+            ("x-amz-copy-source", "/b/k"),
+            ("x-amz-metadata-directive", "COPY"),
+            ("x-amz-mp-object-size", "10"),
+            ("If-None-Match", "*"),
+        ]);
+        let expected = [
+            ("x-goog-copy-source", "/b/k"),
+            ("x-goog-metadata-directive", "COPY"),
+            ("x-goog-if-generation-match", "0"),
+        ];
+        assert_eq!(call, expected.map(|(n, v)| (n.to_owned(), v.to_owned())));
     }
 
     #[test]

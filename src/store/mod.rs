@@ -392,8 +392,20 @@ impl StoreClient {
         }
     }
 
-    /// Signs and sends one call, retrying what is worth retrying.
+    /// Signs and sends one call, retrying what is worth retrying. A GCS store's headers are
+    /// signed and sent in the XML API's names.
     async fn send(&self, store: &Store, call: Call<'_>, body: Vec<u8>) -> Result<Answer, StoreError> {
+        let renamed: Vec<(String, String)>;
+        let call = match store.kind {
+            crate::sign::Kind::Gcs => {
+                renamed = crate::sign::gcs::store_call_headers(&call.headers);
+                Call {
+                    headers: renamed.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect(),
+                    ..call
+                }
+            }
+            _ => call,
+        };
         let unavailable = |detail: String| StoreError::Unavailable {
             store: store.name.clone(),
             detail,
