@@ -575,6 +575,24 @@ pub struct StoreConfig {
     pub probe: Option<PathBuf>,
 }
 
+impl StoreConfig {
+    /// An S3 store's config naming settings only another kind takes: which one, and whose.
+    fn refuse_other_kinds_settings(&self) -> Result<(), String> {
+        if self.account.is_some() || self.staging.is_some() {
+            return Err("account, staging: only `kind: azure` stores take them".to_owned());
+        }
+        if !self.bucket_hostnames.is_empty() {
+            return Err("bucket_hostnames: only `kind: gcs` stores take bucket-bound hostnames".to_owned());
+        }
+        if self.credentials.service_account_file.is_some() {
+            return Err(
+                "credentials.service_account_file: only `kind: gcs` stores sign with a service account".to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Where a store's credentials come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -861,23 +879,24 @@ impl GatewayConfig {
             message,
         };
         match config.kind {
-            Kind::Gcs => return self.resolve_gcs_store(name, config, env).map_err(fail),
-            Kind::Azure => return self.resolve_azure_store(name, config, env).map_err(fail),
-            Kind::S3 => {}
+            Kind::Gcs => self.resolve_gcs_store(name, config, env).map_err(fail),
+            Kind::Azure => self.resolve_azure_store(name, config, env).map_err(fail),
+            Kind::S3 => self.resolve_s3_store(name, config, env),
         }
-        if config.account.is_some() || config.staging.is_some() {
-            return Err(fail("account, staging: only `kind: azure` stores take them".to_owned()));
-        }
-        if !config.bucket_hostnames.is_empty() {
-            return Err(fail(
-                "bucket_hostnames: only `kind: gcs` stores take bucket-bound hostnames".to_owned(),
-            ));
-        }
-        if config.credentials.service_account_file.is_some() {
-            return Err(fail(
-                "credentials.service_account_file: only `kind: gcs` stores sign with a service account".to_owned(),
-            ));
-        }
+    }
+
+    /// A `kind: s3` store: AWS or an S3-compatible endpoint, with static keys or a provider.
+    fn resolve_s3_store(
+        &self,
+        name: &str,
+        config: &StoreConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Store, Refresh), ConfigError> {
+        let fail = |message: String| ConfigError::Store {
+            store: name.to_owned(),
+            message,
+        };
+        config.refuse_other_kinds_settings().map_err(fail)?;
         let region = config
             .region
             .clone()

@@ -358,6 +358,44 @@ fn not_utf8(bytes: &[u8], valid_up_to: usize) -> Diagnostic {
     diagnostic
 }
 
+/// A compiled profile with the store that serves it, as that store serves it (staged on a store
+/// that stages every upload); or why its store cannot: none of that name, POST-only on a store
+/// without POST, or what the store's kind cannot sign.
+fn served_by_its_store(profile: &Arc<Profile>, stores: &Stores) -> Result<Served, Vec<Diagnostic>> {
+    let error = |message: String| Diagnostic::error("store", message);
+    let Some(store) = stores.get(profile.store()) else {
+        let names: Vec<&str> = stores.keys().map(String::as_str).collect();
+        return Err(vec![error(format!(
+            "no store named `{}` is configured; configured: {}",
+            profile.store(),
+            names.join(", ")
+        ))]);
+    };
+    if !store.post && profile.plan().methods() == [Method::Post] {
+        return Err(vec![error(format!(
+            "store `{}` takes no POST uploads (`post: false`) and this profile is POST-only ({})",
+            profile.store(),
+            profile.plan().unavailable(Method::Put).unwrap_or_default()
+        ))]);
+    }
+    let problems = store.problems(profile);
+    if !problems.is_empty() {
+        let kind = store.kind.name();
+        return Err(problems
+            .into_iter()
+            .map(|problem| {
+                error(format!(
+                    "store `{}` ({kind}) cannot serve this profile: {problem}",
+                    profile.store()
+                ))
+            })
+            .collect());
+    }
+    let staged = store.staging.as_deref().map(|prefix| profile.staged_under(prefix));
+    let served = staged.map_or_else(|| profile.clone(), Arc::new);
+    Ok(Served::new(served, store.clone()))
+}
+
 /// Compiles every file into one snapshot, or returns every diagnostic (errors and warnings) if
 /// any file fails. `stores` are the stores profiles may use.
 pub fn build(files: &[SourceFile], stores: &Arc<Stores>) -> Result<Snapshot, Vec<Diagnostic>> {
@@ -415,55 +453,12 @@ pub fn build_reusing(
         }
         match compiled.profile {
             Ok(profile) => {
-                match stores.get(profile.store()) {
-                    None => {
-                        let names: Vec<&str> = stores.keys().map(String::as_str).collect();
-                        diags.push(
-                            Diagnostic::error(
-                                "store",
-                                format!(
-                                    "no store named `{}` is configured; configured: {}",
-                                    profile.store(),
-                                    names.join(", ")
-                                ),
-                            )
-                            .in_file(&shown),
-                        );
-                    }
-                    Some(store) if !store.post && profile.plan().methods() == [Method::Post] => {
-                        diags.push(
-                        Diagnostic::error(
-                            "store",
-                            format!(
-                                "store `{}` takes no POST uploads (`post: false`) and this profile is POST-only ({})",
-                                profile.store(),
-                                profile.plan().unavailable(Method::Put).unwrap_or_default()
-                            ),
-                        )
-                        .in_file(&shown),
-                    );
-                    }
-                    Some(store) if !store.problems(&profile).is_empty() => {
-                        for problem in store.problems(&profile) {
-                            diags.push(
-                                Diagnostic::error(
-                                    "store",
-                                    format!(
-                                        "store `{}` ({}) cannot serve this profile: {problem}",
-                                        profile.store(),
-                                        store.kind.name()
-                                    ),
-                                )
-                                .in_file(&shown),
-                            );
-                        }
-                    }
-                    Some(store) => {
+                match served_by_its_store(&profile, stores) {
+                    Ok(served) => {
                         digests.insert(stem.clone(), compiled.digest);
-                        let staged = store.staging.as_deref().map(|prefix| profile.staged_under(prefix));
-                        let served = staged.map_or_else(|| profile.clone(), Arc::new);
-                        profiles.insert(stem, Served::new(served, store.clone()));
+                        profiles.insert(stem, served);
                     }
+                    Err(errors) => diags.extend(errors.into_iter().map(|d| d.in_file(&shown))),
                 }
                 diags.extend(profile.warnings().iter().cloned().map(|d| d.in_file(&shown)));
             }

@@ -280,19 +280,8 @@ pub fn append_traced(
     signer: &QuerySigner<'_>,
     trace: Option<&mut Trace>,
 ) {
-    let date = &signer.amz_date[..8];
     let dialect = signer.key.dialect();
-    // `<key id>/<date>/<region>/s3/aws4_request`, encoded as a query value, in one buffer.
-    let mut credential = String::with_capacity(signer.access_key_id.len() + signer.region.len() + 48);
-    uri_encode(&mut credential, signer.access_key_id, false);
-    credential.push_str("%2F");
-    credential.push_str(date);
-    credential.push_str("%2F");
-    uri_encode(&mut credential, signer.region, false);
-    credential.push_str("%2F");
-    credential.push_str(signer.service);
-    credential.push_str("%2F");
-    credential.push_str(dialect.terminator);
+    let credential = credential_param(signer);
 
     // Headers: lowercase names (all written into one buffer), sorted; values trimmed with inner
     // runs of spaces collapsed.
@@ -364,6 +353,21 @@ pub fn append_traced(
     out.push_str(dialect.param_prefix);
     out.push_str("Signature=");
     signer.key.push_signature(out, string_to_sign.as_bytes());
+}
+
+/// `<key id>/<date>/<region>/<service>/<terminator>`, encoded as a query value, in one buffer.
+fn credential_param(signer: &QuerySigner<'_>) -> String {
+    let mut credential = String::with_capacity(signer.access_key_id.len() + signer.region.len() + 48);
+    uri_encode(&mut credential, signer.access_key_id, false);
+    credential.push_str("%2F");
+    credential.push_str(&signer.amz_date[..8]);
+    credential.push_str("%2F");
+    uri_encode(&mut credential, signer.region, false);
+    credential.push_str("%2F");
+    credential.push_str(signer.service);
+    credential.push_str("%2F");
+    credential.push_str(signer.key.dialect().terminator);
+    credential
 }
 
 /// Header names lowercased, all in one buffer (in the request's order).
